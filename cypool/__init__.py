@@ -1,0 +1,29 @@
+"""cypool: CNN pooling for NumPy arrays on the CPU.
+
+Max and average pooling (and the rest of the family), forward and backward,
+in 1-D, 2-D and 3-D, exactly as ``torch.nn.functional`` defines them, as
+OpenMP-threaded Cython kernels over NumPy arrays.
+
+>>> import numpy as np, cypool
+>>> x = np.random.default_rng(0).standard_normal((8, 16, 32, 32), dtype=np.float32)
+>>> y, idx = cypool.max_pool2d(x, 3, 2, 1, return_indices=True)
+>>> y.shape
+(8, 16, 16, 16)
+"""
+
+from cypool._version import __version__
+from cypool._threads import get_num_threads, set_num_threads
+from cypool._config import show_config
+from cypool._pooling import (
+    avg_pool1d, avg_pool1d_backward, avg_pool2d, avg_pool2d_backward, avg_pool3d,
+    avg_pool3d_backward, max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward,
+    max_pool3d, max_pool3d_backward,
+)
+
+__all__ = [
+    "__version__", "get_num_threads", "set_num_threads", "show_config",
+    "max_pool1d", "max_pool2d", "max_pool3d",
+    "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
+    "avg_pool1d", "avg_pool2d", "avg_pool3d",
+    "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
+]

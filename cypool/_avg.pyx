@@ -1,0 +1,307 @@
+# cython: language_level=3
+"""Average pooling kernels, forward and backward.
+
+Layouts as in ``_max.pyx``.  The divisor of a window is ``divisor_override``
+if given (non-zero), else the product of the per-axis padded extents
+(``count_include_pad``) or of the in-bounds counts.  A window with no
+in-bounds element gives 0, as PyTorch does.
+"""
+
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.string cimport memset
+
+from cypool._dtypes cimport real_t
+from cypool._geometry cimport Axis
+from cypool._kernel_common cimport Tables, fill_axes, free_tables, make_tables
+
+cnp.import_array()
+
+cdef enum:
+    # Channels of one channels-last backward job (see _max.pyx).
+    CHANNEL_BLOCK = 64
+
+
+cdef struct Divisor:
+    bint include_pad
+    Py_ssize_t override     # 0: none
+
+
+cdef inline Py_ssize_t _divisor(const Tables* t, Py_ssize_t od, Py_ssize_t oh,
+                                Py_ssize_t ow, const Divisor* rule) noexcept nogil:
+    """Divisor of window (od, oh, ow); 0 when the window is empty."""
+    cdef Py_ssize_t inside = (t.count[t.offset[0] + od] * t.count[t.offset[1] + oh]
+                              * t.count[t.offset[2] + ow])
+    if inside == 0:
+        return 0
+    if rule.override != 0:
+        return rule.override
+    if rule.include_pad:
+        return (t.padded[t.offset[0] + od] * t.padded[t.offset[1] + oh]
+                * t.padded[t.offset[2] + ow])
+    return inside
+
+
+# ---------------------------------------------------------------- forward
+
+cdef void _forward_plane(const real_t* x, real_t* out, const Axis* ax,
+                         const Tables* t, const Divisor* rule) noexcept nogil:
+    """One channels-first plane, any window: the general loop."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t od, oh, ow, id_, ih, iw, o = 0, divisor
+    cdef Py_ssize_t sd, nd, sh, nh, sw, nw
+    cdef real_t total
+    cdef const real_t* row
+    for od in range(OD):
+        sd = t.first[t.offset[0] + od]
+        nd = t.count[t.offset[0] + od]
+        for oh in range(OH):
+            sh = t.first[t.offset[1] + oh]
+            nh = t.count[t.offset[1] + oh]
+            for ow in range(OW):
+                sw = t.first[t.offset[2] + ow]
+                nw = t.count[t.offset[2] + ow]
+                total = 0
+                for id_ in range(sd, sd + nd):
+                    for ih in range(sh, sh + nh):
+                        row = x + (id_ * H + ih) * W
+                        for iw in range(sw, sw + nw):
+                            total = total + row[iw]
+                divisor = _divisor(t, od, oh, ow, rule)
+                out[o] = total / <real_t> divisor if divisor != 0 else 0
+                o += 1
+
+
+cdef void _forward_pixel_cl(const real_t* x, real_t* out, Py_ssize_t pixel,
+                            Py_ssize_t channels, const Axis* ax, const Tables* t,
+                            const Divisor* rule) noexcept nogil:
+    """One channels-last output pixel; channel loop innermost."""
+    cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t ow = pixel % OW
+    cdef Py_ssize_t rest = pixel // OW
+    cdef Py_ssize_t oh = rest % OH
+    rest = rest // OH
+    cdef Py_ssize_t od = rest % OD
+    cdef Py_ssize_t n = rest // OD
+    cdef Py_ssize_t sd = t.first[t.offset[0] + od], nd = t.count[t.offset[0] + od]
+    cdef Py_ssize_t sh = t.first[t.offset[1] + oh], nh = t.count[t.offset[1] + oh]
+    cdef Py_ssize_t sw = t.first[t.offset[2] + ow], nw = t.count[t.offset[2] + ow]
+    cdef Py_ssize_t id_, ih, iw, c
+    cdef Py_ssize_t divisor = _divisor(t, od, oh, ow, rule)
+    cdef real_t* o = out + pixel * channels
+    cdef const real_t* row
+    cdef real_t scale
+    for c in range(channels):
+        o[c] = 0
+    for id_ in range(sd, sd + nd):
+        for ih in range(sh, sh + nh):
+            for iw in range(sw, sw + nw):
+                row = x + (((n * D + id_) * H + ih) * W + iw) * channels
+                for c in range(channels):
+                    o[c] = o[c] + row[c]
+    if divisor == 0:
+        for c in range(channels):
+            o[c] = 0
+    else:
+        scale = <real_t> divisor
+        for c in range(channels):
+            o[c] = o[c] / scale
+
+
+cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t channels,
+                  bint channels_last, const Axis* ax, const Divisor* rule,
+                  int nthreads) noexcept nogil:
+    cdef Tables t
+    cdef Py_ssize_t p, in_plane, out_plane, pixels
+    if make_tables(ax, &t, True) != 0:
+        return -1
+    in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    if not channels_last:
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                _forward_plane(x + p * in_plane, out + p * out_plane, ax, &t, rule)
+        else:
+            for p in range(lead):
+                _forward_plane(x + p * in_plane, out + p * out_plane, ax, &t, rule)
+    else:
+        pixels = lead * out_plane
+        if nthreads > 1:
+            for p in prange(pixels, schedule='static', num_threads=nthreads):
+                _forward_pixel_cl(x, out, p, channels, ax, &t, rule)
+        else:
+            for p in range(pixels):
+                _forward_pixel_cl(x, out, p, channels, ax, &t, rule)
+    free_tables(&t)
+    return 0
+
+
+def avg_pool_forward(cnp.ndarray x, cnp.ndarray out, tuple geometry,
+                     bint count_include_pad, Py_ssize_t divisor_override,
+                     bint channels_last, int nthreads):
+    """Fill ``out`` with window averages of ``x``.
+
+    x: IN, float32/float64, C-contiguous ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
+    out: OUT, same dtype and layout with the output sizes.
+    divisor_override: 0 for none.
+    """
+    cdef Axis ax[3]
+    fill_axes(ax, geometry)
+    cdef Divisor rule
+    rule.include_pad = count_include_pad
+    rule.override = divisor_override
+    cdef Py_ssize_t lead = x.shape[0]
+    cdef Py_ssize_t channels = x.shape[4] if channels_last else 1
+    cdef void* xp = cnp.PyArray_DATA(x)
+    cdef void* op = cnp.PyArray_DATA(out)
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    cdef int status = 0
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            status = _forward[float](<float*> xp, <float*> op, lead, channels, channels_last, ax, &rule, nthreads)
+        elif typenum == cnp.NPY_FLOAT64:
+            status = _forward[double](<double*> xp, <double*> op, lead, channels, channels_last, ax, &rule, nthreads)
+        else:
+            status = -2
+    if status == -1:
+        raise MemoryError("cypool: out of memory for window tables")
+    if status == -2:
+        raise TypeError(f"average pooling kernel has no loop for dtype {x.dtype}")
+
+
+# --------------------------------------------------------------- backward
+
+cdef void _backward_plane(const real_t* grad_out, real_t* grad_in, const Axis* ax,
+                          const Tables* t, const Divisor* rule) noexcept nogil:
+    """Spread each output gradient evenly over its window (accumulating)."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t od, oh, ow, id_, ih, iw, o = 0, divisor
+    cdef Py_ssize_t sd, nd, sh, nh, sw, nw
+    cdef real_t share
+    cdef real_t* row
+    memset(grad_in, 0, ax[0].in_size * H * W * sizeof(real_t))
+    for od in range(OD):
+        sd = t.first[t.offset[0] + od]
+        nd = t.count[t.offset[0] + od]
+        for oh in range(OH):
+            sh = t.first[t.offset[1] + oh]
+            nh = t.count[t.offset[1] + oh]
+            for ow in range(OW):
+                sw = t.first[t.offset[2] + ow]
+                nw = t.count[t.offset[2] + ow]
+                divisor = _divisor(t, od, oh, ow, rule)
+                if divisor != 0:
+                    share = grad_out[o] / <real_t> divisor
+                    for id_ in range(sd, sd + nd):
+                        for ih in range(sh, sh + nh):
+                            row = grad_in + (id_ * H + ih) * W
+                            for iw in range(sw, sw + nw):
+                                row[iw] += share
+                o += 1
+
+
+cdef void _backward_block_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t job,
+                             Py_ssize_t blocks, Py_ssize_t channels, const Axis* ax,
+                             const Tables* t, const Divisor* rule) noexcept nogil:
+    """Channels ``[c0, c1)`` of one batch element, channels-last."""
+    cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t n = job // blocks
+    cdef Py_ssize_t c0 = (job % blocks) * CHANNEL_BLOCK
+    cdef Py_ssize_t c1 = c0 + CHANNEL_BLOCK if c0 + CHANNEL_BLOCK < channels else channels
+    cdef Py_ssize_t od, oh, ow, id_, ih, iw, c, s, divisor
+    cdef Py_ssize_t sd, nd, sh, nh, sw, nw
+    cdef real_t scale
+    cdef real_t* gi = grad_in + n * D * H * W * channels
+    cdef const real_t* go = grad_out + n * OD * OH * OW * channels
+    cdef real_t* dst
+    cdef const real_t* src
+    for s in range(D * H * W):
+        for c in range(c0, c1):
+            gi[s * channels + c] = 0
+    s = 0
+    for od in range(OD):
+        sd = t.first[t.offset[0] + od]
+        nd = t.count[t.offset[0] + od]
+        for oh in range(OH):
+            sh = t.first[t.offset[1] + oh]
+            nh = t.count[t.offset[1] + oh]
+            for ow in range(OW):
+                sw = t.first[t.offset[2] + ow]
+                nw = t.count[t.offset[2] + ow]
+                divisor = _divisor(t, od, oh, ow, rule)
+                src = go + s * channels
+                s += 1
+                if divisor == 0:
+                    continue
+                scale = <real_t> divisor
+                for id_ in range(sd, sd + nd):
+                    for ih in range(sh, sh + nh):
+                        for iw in range(sw, sw + nw):
+                            dst = gi + ((id_ * H + ih) * W + iw) * channels
+                            for c in range(c0, c1):
+                                dst[c] += src[c] / scale
+
+
+cdef int _backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
+                   Py_ssize_t channels, bint channels_last, const Axis* ax,
+                   const Divisor* rule, int nthreads) noexcept nogil:
+    cdef Tables t
+    cdef Py_ssize_t p, in_plane, out_plane, blocks, jobs
+    if make_tables(ax, &t, True) != 0:
+        return -1
+    in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    if not channels_last:
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                _backward_plane(grad_out + p * out_plane, grad_in + p * in_plane, ax, &t, rule)
+        else:
+            for p in range(lead):
+                _backward_plane(grad_out + p * out_plane, grad_in + p * in_plane, ax, &t, rule)
+    else:
+        blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+        jobs = lead * blocks
+        if nthreads > 1:
+            for p in prange(jobs, schedule='static', num_threads=nthreads):
+                _backward_block_cl(grad_out, grad_in, p, blocks, channels, ax, &t, rule)
+        else:
+            for p in range(jobs):
+                _backward_block_cl(grad_out, grad_in, p, blocks, channels, ax, &t, rule)
+    free_tables(&t)
+    return 0
+
+
+def avg_pool_backward(cnp.ndarray grad_out, cnp.ndarray grad_in, tuple geometry,
+                      bint count_include_pad, Py_ssize_t divisor_override,
+                      bint channels_last, int nthreads):
+    """Fill ``grad_in`` with the gradient of average pooling.
+
+    grad_out: IN, float32/float64, ``(planes, OD, OH, OW)`` or ``(N, OD, OH, OW, C)``.
+    grad_in: OUT, same dtype, the input's layout and sizes.
+    """
+    cdef Axis ax[3]
+    fill_axes(ax, geometry)
+    cdef Divisor rule
+    rule.include_pad = count_include_pad
+    rule.override = divisor_override
+    cdef Py_ssize_t lead = grad_out.shape[0]
+    cdef Py_ssize_t channels = grad_out.shape[4] if channels_last else 1
+    cdef void* gop = cnp.PyArray_DATA(grad_out)
+    cdef void* gip = cnp.PyArray_DATA(grad_in)
+    cdef int typenum = cnp.PyArray_TYPE(grad_out)
+    cdef int status = 0
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            status = _backward[float](<float*> gop, <float*> gip, lead, channels, channels_last, ax, &rule, nthreads)
+        elif typenum == cnp.NPY_FLOAT64:
+            status = _backward[double](<double*> gop, <double*> gip, lead, channels, channels_last, ax, &rule, nthreads)
+        else:
+            status = -2
+    if status == -1:
+        raise MemoryError("cypool: out of memory for window tables")
+    if status == -2:
+        raise TypeError(f"average pooling backward has no loop for dtype {grad_out.dtype}")

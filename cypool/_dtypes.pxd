@@ -1,0 +1,50 @@
+# cython: language_level=3
+"""The dtype table of the kernels, as fused types.
+
+``max_t`` is every type the max family keeps (floats and all integers);
+``real_t`` is what the averaging family and every gradient compute in.
+float16 never reaches a kernel: the facade computes it in float32.
+"""
+
+from libc.math cimport INFINITY
+from libc.stdint cimport (
+    INT8_MIN, INT16_MIN, INT32_MIN, INT64_MIN,
+    int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+)
+
+ctypedef fused max_t:
+    float
+    double
+    int8_t
+    int16_t
+    int32_t
+    int64_t
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+ctypedef fused real_t:
+    float
+    double
+
+
+cdef inline max_t lowest(const max_t* type_tag) noexcept nogil:
+    """Start value of a running max: -inf for floats, the minimum for integers."""
+    if max_t is float or max_t is double:
+        return -INFINITY
+    elif max_t is int8_t:
+        return INT8_MIN
+    elif max_t is int16_t:
+        return INT16_MIN
+    elif max_t is int32_t:
+        return INT32_MIN
+    elif max_t is int64_t:
+        return INT64_MIN
+    else:
+        return 0
+
+
+cdef inline bint beats(max_t value, max_t best) noexcept nogil:
+    """PyTorch's max rule: strictly larger, or NaN (so the last NaN wins)."""
+    return value > best or value != value

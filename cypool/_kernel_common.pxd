@@ -1,0 +1,66 @@
+# cython: language_level=3
+"""Per-call window tables built from the geometry helpers.
+
+A kernel call turns its three ``Axis`` records (depth, height, width; 1-D and
+2-D calls use singleton leading axes) into tables of per-window values so the
+loops only index arrays.  The tables are one ``malloc`` block that the caller
+frees with ``free_tables``.
+"""
+
+from libc.stdlib cimport free, malloc
+
+from cypool._geometry cimport Axis, avg_bounds, max_taps
+
+
+cdef struct Tables:
+    # For axis a and window o, entry [offset[a] + o] of each array.
+    Py_ssize_t offset[3]
+    Py_ssize_t* first      # max: first in-bounds tap; avg: in-bounds start
+    Py_ssize_t* count      # number of in-bounds taps
+    Py_ssize_t* padded     # avg only: window extent inside the padding
+    Py_ssize_t* block
+
+
+cdef inline int make_tables(const Axis* axes, Tables* t, bint average) noexcept nogil:
+    """Fill ``t`` for the three axes; returns -1 when out of memory."""
+    cdef Py_ssize_t total = axes[0].out_size + axes[1].out_size + axes[2].out_size
+    cdef Py_ssize_t a, o, dummy
+    t.block = <Py_ssize_t*> malloc((3 * total + 1) * sizeof(Py_ssize_t))
+    if t.block == NULL:
+        return -1
+    t.first = t.block
+    t.count = t.block + total
+    t.padded = t.block + 2 * total
+    t.offset[0] = 0
+    t.offset[1] = axes[0].out_size
+    t.offset[2] = axes[0].out_size + axes[1].out_size
+    for a in range(3):
+        for o in range(axes[a].out_size):
+            if average:
+                avg_bounds(&axes[a], o, &t.first[t.offset[a] + o],
+                           &t.count[t.offset[a] + o], &t.padded[t.offset[a] + o])
+            else:
+                max_taps(&axes[a], o, &t.first[t.offset[a] + o],
+                         &t.count[t.offset[a] + o])
+    return 0
+
+
+cdef inline void free_tables(Tables* t) noexcept nogil:
+    free(t.block)
+    t.block = NULL
+
+
+cdef inline int fill_axes(Axis* axes, tuple geometry) except -1:
+    """Unpack the facade's ``(in, out, kernel, stride, pad_before, pad_after,
+    dilation)`` geometry, each a 3-tuple ordered depth, height, width."""
+    cdef Py_ssize_t a
+    in_size, out_size, kernel, stride, pad_before, pad_after, dilation = geometry
+    for a in range(3):
+        axes[a].in_size = in_size[a]
+        axes[a].out_size = out_size[a]
+        axes[a].kernel = kernel[a]
+        axes[a].stride = stride[a]
+        axes[a].pad_before = pad_before[a]
+        axes[a].pad_after = pad_after[a]
+        axes[a].dilation = dilation[a]
+    return 0

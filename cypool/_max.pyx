@@ -1,0 +1,283 @@
+# cython: language_level=3
+"""Max pooling kernels: forward (values and int64 indices) and backward.
+
+Arrays arrive C-contiguous from the facade, viewed as 3-D spatial:
+channels-first ``(planes, D, H, W)``, channels-last ``(N, D, H, W, C)``.
+Indices are flat offsets inside one input plane, ``(d*H + h)*W + w``, in both
+layouts.
+"""
+
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.stdint cimport (
+    int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+)
+from libc.string cimport memset
+
+from cypool._dtypes cimport beats, lowest, max_t, real_t
+from cypool._geometry cimport Axis
+from cypool._kernel_common cimport Tables, fill_axes, free_tables, make_tables
+
+cnp.import_array()
+
+# Channels of one channels-last backward job: enough to vectorise, small
+# enough to give every thread work when the batch is small.
+cdef enum:
+    CHANNEL_BLOCK = 64
+
+
+# ---------------------------------------------------------------- forward
+
+cdef void _forward_plane(const max_t* x, max_t* out, int64_t* ind,
+                         const Axis* ax, const Tables* t) noexcept nogil:
+    """One channels-first plane, any window: the general loop."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t dd = ax[0].dilation, dh = ax[1].dilation, dw = ax[2].dilation
+    cdef const Py_ssize_t* first_d = t.first + t.offset[0]
+    cdef const Py_ssize_t* first_h = t.first + t.offset[1]
+    cdef const Py_ssize_t* first_w = t.first + t.offset[2]
+    cdef const Py_ssize_t* count_d = t.count + t.offset[0]
+    cdef const Py_ssize_t* count_h = t.count + t.offset[1]
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef Py_ssize_t od, oh, ow, a, b, c, id_, ih, iw, pos, o
+    cdef max_t best, value
+    cdef const max_t* row
+    o = 0
+    for od in range(OD):
+        for oh in range(OH):
+            for ow in range(OW):
+                best = lowest(x)
+                pos = (first_d[od] * H + first_h[oh]) * W + first_w[ow]
+                for a in range(count_d[od]):
+                    id_ = first_d[od] + a * dd
+                    for b in range(count_h[oh]):
+                        ih = first_h[oh] + b * dh
+                        row = x + (id_ * H + ih) * W
+                        for c in range(count_w[ow]):
+                            iw = first_w[ow] + c * dw
+                            value = row[iw]
+                            if beats(value, best):
+                                best = value
+                                pos = (id_ * H + ih) * W + iw
+                out[o] = best
+                if ind != NULL:
+                    ind[o] = pos
+                o += 1
+
+
+cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
+                            Py_ssize_t pixel, Py_ssize_t channels,
+                            const Axis* ax, const Tables* t) noexcept nogil:
+    """One channels-last output pixel, all channels; the channel loop is
+    innermost and contiguous so it vectorises."""
+    cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t ow = pixel % OW
+    cdef Py_ssize_t rest = pixel // OW
+    cdef Py_ssize_t oh = rest % OH
+    rest = rest // OH
+    cdef Py_ssize_t od = rest % OD
+    cdef Py_ssize_t n = rest // OD
+    cdef Py_ssize_t fd = t.first[t.offset[0] + od], nd = t.count[t.offset[0] + od]
+    cdef Py_ssize_t fh = t.first[t.offset[1] + oh], nh = t.count[t.offset[1] + oh]
+    cdef Py_ssize_t fw = t.first[t.offset[2] + ow], nw = t.count[t.offset[2] + ow]
+    cdef Py_ssize_t a, b, e, c, id_, ih, iw
+    cdef int64_t pos = (fd * H + fh) * W + fw
+    cdef max_t* o = out + pixel * channels
+    cdef int64_t* oi = ind + pixel * channels if ind != NULL else NULL
+    cdef const max_t* row
+    cdef max_t start = lowest(x)
+    cdef max_t value
+    for c in range(channels):
+        o[c] = start
+    if oi != NULL:
+        for c in range(channels):
+            oi[c] = pos
+    for a in range(nd):
+        id_ = fd + a * ax[0].dilation
+        for b in range(nh):
+            ih = fh + b * ax[1].dilation
+            for e in range(nw):
+                iw = fw + e * ax[2].dilation
+                pos = (id_ * H + ih) * W + iw
+                row = x + (((n * D + id_) * H + ih) * W + iw) * channels
+                if oi == NULL:
+                    for c in range(channels):
+                        value = row[c]
+                        o[c] = value if beats(value, o[c]) else o[c]
+                else:
+                    for c in range(channels):
+                        value = row[c]
+                        if beats(value, o[c]):
+                            o[c] = value
+                            oi[c] = pos
+
+
+cdef int _forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
+                  Py_ssize_t channels, bint channels_last, const Axis* ax,
+                  int nthreads) noexcept nogil:
+    """``lead`` is planes (channels-first) or batch (channels-last)."""
+    cdef Tables t
+    cdef Py_ssize_t p, in_plane, out_plane, pixels
+    if make_tables(ax, &t, False) != 0:
+        return -1
+    in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    if not channels_last:
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                _forward_plane(x + p * in_plane, out + p * out_plane,
+                               ind + p * out_plane if ind != NULL else NULL, ax, &t)
+        else:
+            for p in range(lead):
+                _forward_plane(x + p * in_plane, out + p * out_plane,
+                               ind + p * out_plane if ind != NULL else NULL, ax, &t)
+    else:
+        pixels = lead * out_plane
+        if nthreads > 1:
+            for p in prange(pixels, schedule='static', num_threads=nthreads):
+                _forward_pixel_cl(x, out, ind, p, channels, ax, &t)
+        else:
+            for p in range(pixels):
+                _forward_pixel_cl(x, out, ind, p, channels, ax, &t)
+    free_tables(&t)
+    return 0
+
+
+def max_pool_forward(cnp.ndarray x, cnp.ndarray out, cnp.ndarray indices,
+                     tuple geometry, bint channels_last, int nthreads):
+    """Fill ``out`` (and ``indices`` unless None) from ``x``.
+
+    x: IN, C-contiguous ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
+    out: OUT, same layout with the output sizes, same dtype as ``x``.
+    indices: OUT, int64, shaped like ``out``, or None.
+    """
+    cdef Axis ax[3]
+    fill_axes(ax, geometry)
+    cdef Py_ssize_t lead = x.shape[0]
+    cdef Py_ssize_t channels = x.shape[4] if channels_last else 1
+    cdef void* xp = cnp.PyArray_DATA(x)
+    cdef void* op = cnp.PyArray_DATA(out)
+    cdef int64_t* ip = <int64_t*> cnp.PyArray_DATA(indices) if indices is not None else NULL
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    cdef int status = 0
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            status = _forward[float](<float*> xp, <float*> op, ip, lead, channels, channels_last, ax, nthreads)
+        elif typenum == cnp.NPY_FLOAT64:
+            status = _forward[double](<double*> xp, <double*> op, ip, lead, channels, channels_last, ax, nthreads)
+        elif typenum == cnp.NPY_INT8:
+            status = _forward[int8_t](<int8_t*> xp, <int8_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+        elif typenum == cnp.NPY_INT16:
+            status = _forward[int16_t](<int16_t*> xp, <int16_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+        elif typenum == cnp.NPY_INT32:
+            status = _forward[int32_t](<int32_t*> xp, <int32_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+        elif typenum == cnp.NPY_INT64:
+            status = _forward[int64_t](<int64_t*> xp, <int64_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+        elif typenum == cnp.NPY_UINT8:
+            status = _forward[uint8_t](<uint8_t*> xp, <uint8_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+        elif typenum == cnp.NPY_UINT16:
+            status = _forward[uint16_t](<uint16_t*> xp, <uint16_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+        elif typenum == cnp.NPY_UINT32:
+            status = _forward[uint32_t](<uint32_t*> xp, <uint32_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+        elif typenum == cnp.NPY_UINT64:
+            status = _forward[uint64_t](<uint64_t*> xp, <uint64_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+        else:
+            status = -2
+    if status == -1:
+        raise MemoryError("cypool: out of memory for window tables")
+    if status == -2:
+        raise TypeError(f"max pooling kernel has no loop for dtype {x.dtype}")
+
+
+# --------------------------------------------------------------- backward
+
+def count_bad_indices(cnp.ndarray indices, Py_ssize_t plane_size, int nthreads):
+    """Number of entries of the int64 array outside ``[0, plane_size)``."""
+    cdef const int64_t* ip = <const int64_t*> cnp.PyArray_DATA(indices)
+    cdef Py_ssize_t n = cnp.PyArray_SIZE(indices), i
+    cdef Py_ssize_t bad = 0
+    with nogil:
+        if nthreads > 1:
+            for i in prange(n, schedule='static', num_threads=nthreads):
+                bad += (ip[i] < 0) | (ip[i] >= plane_size)
+        else:
+            for i in range(n):
+                bad += (ip[i] < 0) | (ip[i] >= plane_size)
+    return bad
+
+
+cdef void _scatter_plane(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
+                         Py_ssize_t out_plane, Py_ssize_t in_plane) noexcept nogil:
+    cdef Py_ssize_t o
+    memset(grad_in, 0, in_plane * sizeof(real_t))
+    for o in range(out_plane):
+        grad_in[ind[o]] += grad_out[o]
+
+
+cdef void _scatter_block_cl(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
+                            Py_ssize_t job, Py_ssize_t blocks, Py_ssize_t channels,
+                            Py_ssize_t out_plane, Py_ssize_t in_plane) noexcept nogil:
+    """Channels ``[c0, c1)`` of one batch element, channels-last."""
+    cdef Py_ssize_t n = job // blocks
+    cdef Py_ssize_t c0 = (job % blocks) * CHANNEL_BLOCK
+    cdef Py_ssize_t c1 = c0 + CHANNEL_BLOCK if c0 + CHANNEL_BLOCK < channels else channels
+    cdef Py_ssize_t s, c
+    cdef real_t* gi = grad_in + n * in_plane * channels
+    cdef const real_t* go = grad_out + n * out_plane * channels
+    cdef const int64_t* ii = ind + n * out_plane * channels
+    for s in range(in_plane):
+        for c in range(c0, c1):
+            gi[s * channels + c] = 0
+    for s in range(out_plane):
+        for c in range(c0, c1):
+            gi[ii[s * channels + c] * channels + c] += go[s * channels + c]
+
+
+cdef void _backward(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
+                    Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
+                    Py_ssize_t out_plane, Py_ssize_t in_plane, int nthreads) noexcept nogil:
+    cdef Py_ssize_t p, blocks, jobs
+    if not channels_last:
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                _scatter_plane(grad_out + p * out_plane, ind + p * out_plane,
+                               grad_in + p * in_plane, out_plane, in_plane)
+        else:
+            for p in range(lead):
+                _scatter_plane(grad_out + p * out_plane, ind + p * out_plane,
+                               grad_in + p * in_plane, out_plane, in_plane)
+    else:
+        blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+        jobs = lead * blocks
+        if nthreads > 1:
+            for p in prange(jobs, schedule='static', num_threads=nthreads):
+                _scatter_block_cl(grad_out, ind, grad_in, p, blocks, channels, out_plane, in_plane)
+        else:
+            for p in range(jobs):
+                _scatter_block_cl(grad_out, ind, grad_in, p, blocks, channels, out_plane, in_plane)
+
+
+def max_pool_backward(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray grad_in,
+                      Py_ssize_t in_plane, bint channels_last, int nthreads):
+    """Scatter-add ``grad_out`` into ``grad_in`` at ``indices`` (validated).
+
+    grad_out: IN, float32/float64, ``(planes, out_plane)`` or ``(N, out_plane, C)``.
+    indices: IN, int64, shaped like ``grad_out``, every entry in ``[0, in_plane)``.
+    grad_in: OUT, same dtype, ``(planes, in_plane)`` or ``(N, in_plane, C)``.
+    """
+    cdef Py_ssize_t lead = grad_out.shape[0]
+    cdef Py_ssize_t out_plane = grad_out.shape[1]
+    cdef Py_ssize_t channels = grad_out.shape[2] if channels_last else 1
+    cdef void* gop = cnp.PyArray_DATA(grad_out)
+    cdef void* gip = cnp.PyArray_DATA(grad_in)
+    cdef const int64_t* ip = <const int64_t*> cnp.PyArray_DATA(indices)
+    cdef int typenum = cnp.PyArray_TYPE(grad_out)
+    if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
+        raise TypeError(f"max pooling backward has no loop for dtype {grad_out.dtype}")
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            _backward[float](<float*> gop, ip, <float*> gip, lead, channels, channels_last, out_plane, in_plane, nthreads)
+        else:
+            _backward[double](<double*> gop, ip, <double*> gip, lead, channels, channels_last, out_plane, in_plane, nthreads)
