@@ -11,6 +11,7 @@ from typing import NamedTuple, Tuple
 import numpy as np
 
 from cypool import _threads
+from cypool._geometry import max_window as _max_window
 from cypool._geometry import output_size as _output_size
 
 # Every kernel/stride/dilation/padding value stays below this, so the window
@@ -283,7 +284,27 @@ def pool_geometry(nd, spatial, kernel_size, stride, padding, dilation, ceil_mode
                 f"{dilation[axis] * (kernel[axis] - 1) + 1}"
             )
         out.append(size)
+        _check_no_empty_window(axis, spatial[axis], kernel[axis], stride[axis],
+                               pad_before[axis], dilation[axis], size)
     return Geometry(kernel, stride, pad_before, pad_after, dilation, tuple(spatial), tuple(out))
+
+
+def _check_no_empty_window(axis, size, kernel, stride, pad_before, dilation, out_size):
+    """Reject a window whose every tap falls in the padding.
+
+    Only a dilation larger than the input can skip over it, and only in the
+    first windows (those starting in the left padding), so few are checked.
+    PyTorch returns -inf there with an index outside the plane.
+    """
+    if dilation <= size:
+        return
+    for o in range(min(out_size, pad_before // stride + 1)):
+        if _max_window(o, size, kernel, stride, pad_before, dilation)[1] == 0:
+            raise ValueError(
+                f"window {o} along spatial dim {axis} holds no input element: with input size "
+                f"{size}, padding {pad_before} and dilation {dilation} all its taps fall in the "
+                "padding"
+            )
 
 
 def divisor(value):

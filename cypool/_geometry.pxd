@@ -20,8 +20,9 @@ avg divisor extent   the window clipped to ``[-pb, L + pa)`` (padding
 adaptive window      ``[floor(i*L/out), ceil((i+1)*L/out))``
 ==================  =====================================================
 
-Callers keep every parameter below 2**31 and sizes below 2**62 (the argument
-module checks), so no product here overflows 64 bits.
+Callers keep every parameter below 2**31, sizes below 2**62 and, for adaptive
+windows, ``in_size * out_size`` below 2**63 (the argument module checks), so no
+product here overflows 64 bits.
 """
 
 
@@ -105,12 +106,12 @@ cdef inline void avg_bounds(const Axis* axis, Py_ssize_t o, Py_ssize_t* start,
 
 cdef inline Py_ssize_t adaptive_start(Py_ssize_t i, Py_ssize_t in_size,
                                       Py_ssize_t out_size) noexcept nogil:
-    """``floor(i * in_size / out_size)`` without overflow for sizes < 2**62."""
+    """``floor(i * in_size / out_size)``, exact while ``in_size * out_size < 2**63``."""
     return (i // out_size) * in_size + ((i % out_size) * in_size) // out_size
 
 
 cdef inline Py_ssize_t adaptive_end(Py_ssize_t i, Py_ssize_t in_size,
                                     Py_ssize_t out_size) noexcept nogil:
-    """``ceil((i + 1) * in_size / out_size)`` without overflow for sizes < 2**62."""
+    """``ceil((i + 1) * in_size / out_size)``, exact while ``in_size * out_size < 2**63``."""
     cdef Py_ssize_t j = i + 1
     return (j // out_size) * in_size + ceil_div((j % out_size) * in_size, out_size)
