@@ -20,19 +20,21 @@ $(STAMP): pyproject.toml
 build: $(STAMP)
 	$(PY) setup.py --quiet build_ext --inplace --parallel 2
 
+# The test-suite plus the docstring examples of the public modules.
 test: build
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q tests cypool --doctest-modules
 
 # The PyTorch cross-checks: `make test` runs them too when torch is installed.
 test-torch: build
 	$(PIP) install --quiet torch==2.13.0
-	$(PY) -m pytest -q tests/test_torch.py
+	$(PY) -m pytest -q tests/test_torch.py tests/test_reference.py
 
 demo: build
 	$(PY) -m cypool demo
 
 bench: build
-	$(PY) benchmarks/bench.py
+	$(PIP) install --quiet torch==2.13.0 matplotlib
+	PYTHONPATH=. $(PY) benchmarks/bench.py
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache

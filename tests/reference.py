@@ -377,6 +377,7 @@ def avg_pool(x, nd, kernel_size, stride=None, padding=0, ceil_mode=False,
     array([[[1. , 2.5, 4.5]]])
     """
     x, added_batch = _batched(x, nd)
+    result_dtype = _avg_result_dtype(x.dtype)
     (spatial, kernel, stride, pad_before, pad_after, _dilation,
      out_spatial) = _geometry(x.shape, nd, kernel_size, stride, padding, 1, ceil_mode)
     values = np.zeros(x.shape[:2] + out_spatial, dtype=np.float64)
@@ -386,10 +387,11 @@ def avg_pool(x, nd, kernel_size, stride=None, padding=0, ceil_mode=False,
         if min(counts) == 0:
             continue  # nothing in bounds: the average is 0
         window = x[(Ellipsis,) + slices].astype(np.float64)
-        total = window.sum(axis=tuple(range(2, 2 + nd)))
+        with np.errstate(invalid="ignore"):  # inf - inf is NaN, as it should be
+            total = window.sum(axis=tuple(range(2, 2 + nd)))
         values[(Ellipsis,) + out_pos] = total / _avg_divisor(
             counts, padded, count_include_pad, divisor_override)
-    values = values.astype(_avg_result_dtype(x.dtype))
+    values = values.astype(result_dtype)
     return values[0] if added_batch else values
 
 
@@ -587,12 +589,13 @@ def has_out_of_plane_index(indices, input_shape, nd):
 # test_torch.py.  torch is imported inside each function so that this module
 # (and every test that uses only the NumPy reference) works without it.
 
-def _widen_to_2d(value):
-    """1-D pooling argument -> the 2-D one acting on a ``(N, C, 1, L)`` input."""
-    if value is None or isinstance(value, str):
-        return value
+def _widen_to_2d(value, fill):
+    """1-D pooling argument -> the 2-D one acting on a ``(N, C, 1, L)`` input,
+    with ``fill`` along the added axis (1 for kernel and stride, 0 for padding)."""
+    if value is None:
+        return None
     (value,) = _per_axis(value, 1, "argument")
-    return (1, value)
+    return (fill, value)
 
 
 def torch_max_pool(x, nd, grad_output=None, *, kernel_size, stride=None, padding=0,
@@ -649,7 +652,7 @@ def torch_avg_pool(x, nd, grad_output=None, *, kernel_size, stride=None, padding
     args = (kernel_size, stride, padding)
     if nd == 1:
         pooled_input = tensor.unsqueeze(-2)
-        args = tuple(_widen_to_2d(a) for a in args)
+        args = tuple(_widen_to_2d(a, fill) for a, fill in zip(args, (1, 1, 0)))
     pool = getattr(torch.nn.functional, f"avg_pool{max(nd, 2)}d")
     values = pool(pooled_input, *args, ceil_mode=ceil_mode,
                   count_include_pad=count_include_pad, divisor_override=divisor_override)

@@ -290,10 +290,11 @@ def test_avg_backward_matches_torch(case, count_include_pad, divisor_override, d
 
 
 @pytest.mark.parametrize("count_include_pad, expected", [
-    # L=6, k=3, s=2, p=1, ceil: windows [-1,2), [1,4), [3,6), [5,8); the last
-    # is clipped to [5,7) by the right padding: 2 counted with the pad, 1 without.
-    pytest.param(True, [1 / 3, 6 / 3, 12 / 3, 6 / 2], id="count-include-pad"),
-    pytest.param(False, [1 / 2, 6 / 3, 12 / 3, 6 / 1], id="in-bounds-count"),
+    # L=6, k=3, s=2, p=1, ceil: windows [-1,2), [1,4), [3,6), [5,8) with sums
+    # 3, 9, 15, 6; the last is clipped to [5,7) by the right padding, so it
+    # counts 2 with the padding and 1 without.
+    pytest.param(True, [3 / 3, 9 / 3, 15 / 3, 6 / 2], id="count-include-pad"),
+    pytest.param(False, [3 / 2, 9 / 3, 15 / 3, 6 / 1], id="in-bounds-count"),
 ])
 def test_avg_ceil_overhang_divisor_by_hand(count_include_pad, expected):
     x = np.arange(1.0, 7.0)[np.newaxis, np.newaxis]

@@ -1,0 +1,306 @@
+"""cypool against PyTorch CPU and a NumPy copy, timed side by side in one run.
+
+Every case times cypool and its peer interleaved (A, B, A, B, ...) in this one
+process and reports medians and the ratio cypool / peer (below 1 is faster).
+The peer is PyTorch CPU (same thread count, called from NumPy through
+``torch.from_numpy``) or ``np.copyto`` of the input, a floor set by the memory
+bus.  Writes ``benchmarks/RESULTS.md`` and, with matplotlib, a bar chart
+``benchmarks/ratios.png``.  Runs without PyTorch too (then only the copy
+cases).
+
+    python benchmarks/bench.py [--quick] [--threads N] [--no-write]
+"""
+
+import argparse
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+import cypool
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+try:
+    import torch
+    import torch.nn.functional as F
+except ImportError:  # the copy cases still run
+    torch = None
+
+
+def _rng():
+    return np.random.default_rng(2026)
+
+
+class Case:
+    """One row: ``run_cypool(threads)`` against ``run_peer(threads)``."""
+
+    def __init__(self, name, peer, goal, make, cypool_call, peer_call, shape, calls=1):
+        self.name, self.peer, self.goal = name, peer, goal
+        self.make, self.cypool_call, self.peer_call = make, cypool_call, peer_call
+        self.shape, self.calls = shape, calls
+
+
+def _median_pair(run_a, run_b, budget_s, calls):
+    """Interleaved medians of two callables (seconds per call)."""
+    def once(run):
+        start = time.perf_counter()
+        for _ in range(calls):
+            run()
+        return (time.perf_counter() - start) / calls
+
+    once(run_a), once(run_b)  # warm up: page faults, thread pools, caches
+    first = once(run_a) + once(run_b)
+    rounds = int(min(41, max(7, budget_s / max(first, 1e-9))))
+    a_times, b_times = [], []
+    for _ in range(rounds):
+        a_times.append(once(run_a))
+        b_times.append(once(run_b))
+    return float(np.median(a_times)), float(np.median(b_times))
+
+
+def _torch_tensor(x, channels_last=False):
+    t = torch.from_numpy(x)
+    if channels_last:  # x is (N, H, W, C): the NCHW view with channels_last strides
+        t = t.permute(0, 3, 1, 2)
+    return t
+
+
+def build_cases():
+    rng = _rng()
+    cases = []
+
+    def big2d():
+        return rng.standard_normal((32, 64, 112, 112), dtype=np.float32)
+
+    def copy_peer(x):
+        dst = np.empty_like(x)
+        return lambda threads: np.copyto(dst, x)
+
+    def add(name, peer, goal, make, cy, pe, shape, calls=1):
+        cases.append(Case(name, peer, goal, make, cy, pe, shape, calls))
+
+    # 2-D, the ImageNet-sized batch of the goals
+    add("max_pool2d k2 s2", "torch", 0.2, big2d,
+        lambda x: lambda n: cypool.max_pool2d(x, 2, 2, num_threads=n),
+        lambda x: lambda n: F.max_pool2d(torch.from_numpy(x), 2, 2), (32, 64, 112, 112))
+    add("max_pool2d k3 s2 p1", "torch", 0.25, big2d,
+        lambda x: lambda n: cypool.max_pool2d(x, 3, 2, 1, num_threads=n),
+        lambda x: lambda n: F.max_pool2d(torch.from_numpy(x), 3, 2, 1), (32, 64, 112, 112))
+    add("max_pool2d k3 s2 p1 +indices", "torch", 0.25, big2d,
+        lambda x: lambda n: cypool.max_pool2d(x, 3, 2, 1, return_indices=True, num_threads=n),
+        lambda x: lambda n: F.max_pool2d(torch.from_numpy(x), 3, 2, 1, return_indices=True),
+        (32, 64, 112, 112))
+    add("avg_pool2d k2 s2", "torch", 0.5, big2d,
+        lambda x: lambda n: cypool.avg_pool2d(x, 2, 2, num_threads=n),
+        lambda x: lambda n: F.avg_pool2d(torch.from_numpy(x), 2, 2), (32, 64, 112, 112))
+    add("max_pool2d k2 s2", "copy", 0.6, big2d,
+        lambda x: lambda n: cypool.max_pool2d(x, 2, 2, num_threads=n), copy_peer, (32, 64, 112, 112))
+    add("avg_pool2d k3 s2 p1", "copy", 1.0, big2d,
+        lambda x: lambda n: cypool.avg_pool2d(x, 3, 2, 1, num_threads=n), copy_peer, (32, 64, 112, 112))
+
+    def max_backward_inputs():
+        x = big2d()
+        y, idx = cypool.max_pool2d(x, 3, 2, 1, return_indices=True)
+        return x, rng.standard_normal(y.shape, dtype=np.float32), idx
+
+    add("max_pool2d backward k3 s2 p1", "torch", 0.5, max_backward_inputs,
+        lambda a: lambda n: cypool.max_pool2d_backward(a[1], a[2], a[0].shape, num_threads=n),
+        lambda a: lambda n: torch.ops.aten.max_pool2d_with_indices_backward(
+            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [3, 3], [2, 2], [1, 1], [1, 1], False,
+            torch.from_numpy(a[2])), (32, 64, 112, 112))
+
+    def avg_backward_inputs():
+        x = big2d()
+        return x, rng.standard_normal((32, 64, 56, 56), dtype=np.float32)
+
+    add("avg_pool2d backward k3 s2 p1", "torch", 0.5, avg_backward_inputs,
+        lambda a: lambda n: cypool.avg_pool2d_backward(a[1], a[0].shape, 3, 2, 1, num_threads=n),
+        lambda a: lambda n: torch.ops.aten.avg_pool2d_backward(
+            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [3, 3], [2, 2], [1, 1], False, True,
+            None), (32, 64, 112, 112))
+
+    add("max_pool2d k3 s2 p1 channels_last", "torch", 1.0,
+        lambda: rng.standard_normal((32, 112, 112, 64), dtype=np.float32),
+        lambda x: lambda n: cypool.max_pool2d(x, 3, 2, 1, channels_last=True, num_threads=n),
+        lambda x: lambda n: F.max_pool2d(_torch_tensor(x, True), 3, 2, 1), (32, 112, 112, 64))
+
+    def vol():
+        return rng.standard_normal((2, 16, 64, 64, 64), dtype=np.float32)
+
+    add("max_pool3d k2", "torch", 0.3, vol,
+        lambda x: lambda n: cypool.max_pool3d(x, 2, num_threads=n),
+        lambda x: lambda n: F.max_pool3d(torch.from_numpy(x), 2), (2, 16, 64, 64, 64))
+    add("avg_pool3d k3 s2 p1", "torch", 0.5, vol,
+        lambda x: lambda n: cypool.avg_pool3d(x, 3, 2, 1, num_threads=n),
+        lambda x: lambda n: F.avg_pool3d(torch.from_numpy(x), 3, 2, 1), (2, 16, 64, 64, 64))
+
+    add("max_pool1d k3 s1 p1", "torch", 0.5,
+        lambda: rng.standard_normal((32, 128, 4096), dtype=np.float32),
+        lambda x: lambda n: cypool.max_pool1d(x, 3, 1, 1, num_threads=n),
+        lambda x: lambda n: F.max_pool1d(torch.from_numpy(x), 3, 1, 1), (32, 128, 4096))
+
+    def k9():
+        return rng.standard_normal((8, 32, 128, 128), dtype=np.float32)
+
+    add("max_pool2d k9 s1 p4", "torch", 0.2, k9,
+        lambda x: lambda n: cypool.max_pool2d(x, 9, 1, 4, num_threads=n),
+        lambda x: lambda n: F.max_pool2d(torch.from_numpy(x), 9, 1, 4), (8, 32, 128, 128))
+    add("avg_pool2d k9 s1 p4", "torch", 0.5, k9,
+        lambda x: lambda n: cypool.avg_pool2d(x, 9, 1, 4, num_threads=n),
+        lambda x: lambda n: F.avg_pool2d(torch.from_numpy(x), 9, 1, 4), (8, 32, 128, 128))
+
+    if hasattr(cypool, "adaptive_avg_pool2d"):
+        add("adaptive_avg_pool2d to 1", "torch", 1.0,
+            lambda: rng.standard_normal((64, 512, 7, 7), dtype=np.float32),
+            lambda x: lambda n: cypool.adaptive_avg_pool2d(x, 1, num_threads=n),
+            lambda x: lambda n: F.adaptive_avg_pool2d(torch.from_numpy(x), 1), (64, 512, 7, 7))
+
+    add("one small call k2", "torch", 0.7,
+        lambda: rng.standard_normal((1, 3, 8, 8), dtype=np.float32),
+        lambda x: lambda n: cypool.max_pool2d(x, 2, num_threads=n),
+        lambda x: lambda n: F.max_pool2d(torch.from_numpy(x), 2).numpy(), (1, 3, 8, 8), calls=200)
+    return cases
+
+
+def run(threads, quick=False):
+    budget = 0.4 if quick else 1.5
+    rows = []
+    for case in build_cases():
+        if case.peer == "torch" and torch is None:
+            continue
+        data = case.make()
+        cy = case.cypool_call(data)
+        peer = case.peer_call(data)
+        row = dict(name=case.name, peer=case.peer, goal=case.goal, shape=case.shape)
+        for n in sorted({threads, 1}, reverse=True):
+            if torch is not None:
+                torch.set_num_threads(n)
+            cy_t, peer_t = _median_pair(lambda: cy(n), lambda: peer(n), budget, case.calls)
+            row[n] = (cy_t, peer_t)
+        rows.append(row)
+        _print_row(row, threads)
+        del data, cy, peer
+    return rows
+
+
+def _fmt_time(seconds):
+    if seconds < 1e-3:
+        return f"{seconds * 1e6:.1f} us"
+    return f"{seconds * 1e3:.2f} ms"
+
+
+HEADER = (f"{'case':<36}{'peer':<7}{'cypool':>11}{'peer':>11}{'ratio':>7}{'goal':>7}  "
+          f"{'met':<4}{'cypool 1T':>11}{'1T->2T':>8}")
+
+
+def _print_row(row, threads):
+    if row == "header":
+        print(HEADER)
+        print("-" * len(HEADER))
+        return
+    cy_t, peer_t = row[threads]
+    ratio = cy_t / peer_t
+    met = "yes" if ratio <= row["goal"] else "NO"
+    one = row.get(1, row[threads])[0]
+    print(f"{row['name']:<36}{row['peer']:<7}{_fmt_time(cy_t):>11}{_fmt_time(peer_t):>11}"
+          f"{ratio:>7.2f}{row['goal']:>7.2f}  {met:<4}{_fmt_time(one):>11}{one / cy_t:>7.2f}x",
+          flush=True)
+
+
+def _machine():
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} logical CPUs, {platform.system()} {platform.machine()}"
+
+
+def write_results(rows, threads, path):
+    lines = [
+        "# cypool benchmark results",
+        "",
+        "Written by `make bench` (`benchmarks/bench.py`): every row times cypool and its peer",
+        "interleaved in one process; times are medians, ratio = cypool / peer (below 1: cypool",
+        "is faster). `copy` is `np.copyto` of the same input, the memory-bus floor. float32.",
+        "",
+        f"- machine: {_machine()}",
+        f"- threads: {threads} (PyTorch `set_num_threads` the same); `1T` columns: one thread",
+        f"- cypool {cypool.__version__}, NumPy {np.__version__}, Python {platform.python_version()}"
+        + (f", PyTorch {torch.__version__}" if torch is not None else ", PyTorch not installed"),
+        "",
+        "| case | shape | peer | cypool | peer | ratio | goal | met | cypool 1 thread | 1→2 threads |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    met_count = 0
+    for row in rows:
+        cy_t, peer_t = row[threads]
+        ratio = cy_t / peer_t
+        met = ratio <= row["goal"]
+        met_count += met
+        one = row.get(1, row[threads])[0]
+        lines.append(
+            f"| {row['name']} | {row['shape']} | {row['peer']} | {_fmt_time(cy_t)} | "
+            f"{_fmt_time(peer_t)} | {ratio:.2f} | {row['goal']:.2f} | {'yes' if met else '**no**'} | "
+            f"{_fmt_time(one)} | {one / cy_t:.2f}x |")
+    lines += ["", f"Goals met: {met_count} of {len(rows)}.", ""]
+    with open(path, "w") as f:
+        f.write("\n".join(lines))
+    return met_count
+
+
+def write_chart(rows, threads, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    names = [f"{r['name']} vs {r['peer']}" for r in rows]
+    ratios = [r[threads][0] / r[threads][1] for r in rows]
+    goals = [r["goal"] for r in rows]
+    fig, ax = plt.subplots(figsize=(9, 0.38 * len(rows) + 1.2))
+    ypos = np.arange(len(rows))
+    colors = ["tab:green" if r <= g else "tab:red" for r, g in zip(ratios, goals)]
+    ax.barh(ypos, ratios, color=colors)
+    ax.scatter(goals, ypos, marker="|", s=200, color="black", label="goal")
+    ax.set_yticks(ypos, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(1.0, color="gray", lw=0.8, ls="--")
+    ax.set_xlabel("time ratio cypool / peer (lower is better)")
+    ax.set_title(f"cypool vs PyTorch CPU and np.copyto, {threads} threads, float32")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--quick", action="store_true", help="shorter timing budget")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args(argv)
+    cypool.set_num_threads(args.threads)
+    print(f"cypool {cypool.__version__} | {_machine()} | {args.threads} threads | "
+          f"PyTorch {torch.__version__ if torch is not None else 'not installed'}")
+    _print_row("header", args.threads)
+    rows = run(args.threads, quick=args.quick)
+    if not args.no_write:
+        met = write_results(rows, args.threads, os.path.join(HERE, "RESULTS.md"))
+        chart = write_chart(rows, args.threads, os.path.join(HERE, "ratios.png"))
+        print(f"\ngoals met: {met} of {len(rows)}; wrote benchmarks/RESULTS.md"
+              + (" and benchmarks/ratios.png" if chart else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
