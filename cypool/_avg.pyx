@@ -8,7 +8,8 @@ in-bounds element gives 0, as PyTorch does.
 """
 
 cimport numpy as cnp
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from cypool._dtypes cimport real_t
@@ -20,6 +21,8 @@ cnp.import_array()
 cdef enum:
     # Channels of one channels-last backward job (see _max.pyx).
     CHANNEL_BLOCK = 64
+    # Largest per-thread scratch (elements) of the separable paths.
+    SCRATCH_LIMIT = 1 << 22
 
 
 cdef struct Divisor:
@@ -73,6 +76,107 @@ cdef void _forward_plane(const real_t* x, real_t* out, const Axis* ax,
                 o += 1
 
 
+# ------------------------------------------ channels-first, separable path
+#
+# A window sum is the sum over the window's rows of each row's sum along W:
+# pass 1 sums along W for every input row into scratch, pass 2 adds the
+# window's rows (contiguous loops over OW) and divides.  Only the order of
+# the additions differs from the general loop.
+
+cdef inline void _row_sums_interior(const real_t* row, real_t* hs, Py_ssize_t lo,
+                                    Py_ssize_t hi, Py_ssize_t kernel,
+                                    const Py_ssize_t stride, Py_ssize_t pad) noexcept nogil:
+    """Sums of the full windows [lo, hi); ``stride`` is constant at the hot call
+    sites so gcc vectorises the strided loads."""
+    cdef Py_ssize_t ow, j
+    for ow in range(lo, hi):
+        hs[ow] = row[ow * stride - pad]
+    for j in range(1, kernel):
+        for ow in range(lo, hi):
+            hs[ow] = hs[ow] + row[ow * stride + j - pad]
+
+
+cdef inline void _row_sums(const real_t* row, real_t* hs, const Axis* axis,
+                           const Tables* t) noexcept nogil:
+    cdef const Py_ssize_t* first = t.first + t.offset[2]
+    cdef const Py_ssize_t* count = t.count + t.offset[2]
+    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
+    cdef Py_ssize_t ow, j
+    cdef real_t total
+    if axis.stride == 1:
+        _row_sums_interior(row, hs, lo, hi, axis.kernel, 1, axis.pad_before)
+    elif axis.stride == 2:
+        _row_sums_interior(row, hs, lo, hi, axis.kernel, 2, axis.pad_before)
+    else:
+        _row_sums_interior(row, hs, lo, hi, axis.kernel, axis.stride, axis.pad_before)
+    for ow in range(axis.out_size):
+        if lo <= ow < hi:
+            continue
+        total = 0
+        for j in range(count[ow]):
+            total = total + row[first[ow] + j]
+        hs[ow] = total
+
+
+cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
+                                   const Tables* t, const Divisor* rule,
+                                   real_t* hs) noexcept nogil:
+    """One channels-first plane in two passes; hs: scratch of D*H*OW sums."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t r, od, oh, ow, id_, ih, divisor, n_rows
+    cdef Py_ssize_t sd, nd, sh, nh
+    cdef const real_t* src
+    cdef real_t* orow
+    for r in range(ax[0].in_size * H):
+        _row_sums(x + r * W, hs + r * OW, &ax[2], t)
+    for od in range(OD):
+        sd = t.first[t.offset[0] + od]
+        nd = t.count[t.offset[0] + od]
+        for oh in range(OH):
+            sh = t.first[t.offset[1] + oh]
+            nh = t.count[t.offset[1] + oh]
+            orow = out + (od * OH + oh) * OW
+            n_rows = 0
+            for id_ in range(sd, sd + nd):
+                for ih in range(sh, sh + nh):
+                    src = hs + (id_ * H + ih) * OW
+                    if n_rows == 0:
+                        for ow in range(OW):
+                            orow[ow] = src[ow]
+                    else:
+                        for ow in range(OW):
+                            orow[ow] = orow[ow] + src[ow]
+                    n_rows += 1
+            for ow in range(OW):
+                divisor = _divisor(t, od, oh, ow, rule)
+                orow[ow] = orow[ow] / <real_t> divisor if divisor != 0 else 0
+
+
+cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
+                            const Axis* ax, const Tables* t, const Divisor* rule,
+                            int nthreads) noexcept nogil:
+    """All planes with the separable path and per-thread scratch; -1: no memory."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t room = ax[0].in_size * ax[1].in_size * ax[2].out_size + 16
+    cdef real_t* sums = <real_t*> malloc(nthreads * room * sizeof(real_t))
+    cdef Py_ssize_t p, tid
+    if sums == NULL:
+        return -1
+    if nthreads > 1:
+        for p in prange(planes, schedule='static', num_threads=nthreads):
+            tid = threadid()
+            _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule,
+                                     sums + tid * room)
+    else:
+        for p in range(planes):
+            _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule, sums)
+    free(sums)
+    return 0
+
+
+
 cdef void _forward_pixel_cl(const real_t* x, real_t* out, Py_ssize_t pixel,
                             Py_ssize_t channels, const Axis* ax, const Tables* t,
                             const Divisor* rule) noexcept nogil:
@@ -112,14 +216,20 @@ cdef void _forward_pixel_cl(const real_t* x, real_t* out, Py_ssize_t pixel,
 
 cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t channels,
                   bint channels_last, const Axis* ax, const Divisor* rule,
-                  int nthreads) noexcept nogil:
+                  int nthreads, bint naive) noexcept nogil:
+    """``naive`` forces the general loops (the tests compare the fast paths
+    against them)."""
     cdef Tables t
     cdef Py_ssize_t p, in_plane, out_plane, pixels
+    cdef int status = 0
     if make_tables(ax, &t, True) != 0:
         return -1
     in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    if not channels_last:
+    if (not channels_last and not naive
+            and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT):
+        status = _forward_separable(x, out, lead, ax, &t, rule, nthreads)
+    elif not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
                 _forward_plane(x + p * in_plane, out + p * out_plane, ax, &t, rule)
@@ -135,12 +245,12 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
             for p in range(pixels):
                 _forward_pixel_cl(x, out, p, channels, ax, &t, rule)
     free_tables(&t)
-    return 0
+    return status
 
 
 def avg_pool_forward(cnp.ndarray x, cnp.ndarray out, tuple geometry,
                      bint count_include_pad, Py_ssize_t divisor_override,
-                     bint channels_last, int nthreads):
+                     bint channels_last, int nthreads, bint naive=False):
     """Fill ``out`` with window averages of ``x``.
 
     x: IN, float32/float64, C-contiguous ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
@@ -160,9 +270,9 @@ def avg_pool_forward(cnp.ndarray x, cnp.ndarray out, tuple geometry,
     cdef int status = 0
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            status = _forward[float](<float*> xp, <float*> op, lead, channels, channels_last, ax, &rule, nthreads)
+            status = _forward[float](<float*> xp, <float*> op, lead, channels, channels_last, ax, &rule, nthreads, naive)
         elif typenum == cnp.NPY_FLOAT64:
-            status = _forward[double](<double*> xp, <double*> op, lead, channels, channels_last, ax, &rule, nthreads)
+            status = _forward[double](<double*> xp, <double*> op, lead, channels, channels_last, ax, &rule, nthreads, naive)
         else:
             status = -2
     if status == -1:

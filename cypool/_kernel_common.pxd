@@ -19,6 +19,10 @@ cdef struct Tables:
     Py_ssize_t* count      # number of in-bounds taps
     Py_ssize_t* padded     # avg only: window extent inside the padding
     Py_ssize_t* block
+    # Windows [full_lo[a], full_hi[a]) of axis a hold all `kernel` taps in
+    # bounds and start at o*stride - pad_before: the fast paths' interior.
+    Py_ssize_t full_lo[3]
+    Py_ssize_t full_hi[3]
 
 
 cdef inline int make_tables(const Axis* axes, Tables* t, bint average) noexcept nogil:
@@ -35,6 +39,8 @@ cdef inline int make_tables(const Axis* axes, Tables* t, bint average) noexcept 
     t.offset[1] = axes[0].out_size
     t.offset[2] = axes[0].out_size + axes[1].out_size
     for a in range(3):
+        t.full_lo[a] = 0
+        t.full_hi[a] = 0
         for o in range(axes[a].out_size):
             if average:
                 avg_bounds(&axes[a], o, &t.first[t.offset[a] + o],
@@ -42,6 +48,14 @@ cdef inline int make_tables(const Axis* axes, Tables* t, bint average) noexcept 
             else:
                 max_taps(&axes[a], o, &t.first[t.offset[a] + o],
                          &t.count[t.offset[a] + o])
+        # full windows form one run: those starting in bounds and ending in bounds
+        o = 0
+        while o < axes[a].out_size and t.count[t.offset[a] + o] < axes[a].kernel:
+            o += 1
+        t.full_lo[a] = o
+        while o < axes[a].out_size and t.count[t.offset[a] + o] == axes[a].kernel:
+            o += 1
+        t.full_hi[a] = o
     return 0
 
 

@@ -8,10 +8,11 @@ layouts.
 """
 
 cimport numpy as cnp
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.stdint cimport (
-    int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+    INT32_MAX, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
 )
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from cypool._dtypes cimport beats, lowest, max_t, real_t
@@ -24,6 +25,8 @@ cnp.import_array()
 # enough to give every thread work when the batch is small.
 cdef enum:
     CHANNEL_BLOCK = 64
+    # Largest per-thread scratch (elements) of the separable path.
+    SCRATCH_LIMIT = 1 << 22
 
 
 # ---------------------------------------------------------------- forward
@@ -64,6 +67,159 @@ cdef void _forward_plane(const max_t* x, max_t* out, int64_t* ind,
                 if ind != NULL:
                     ind[o] = pos
                 o += 1
+
+
+# ------------------------------------------ channels-first, separable path
+#
+# Max over a window in row-major scan order equals max over its rows (in
+# order) of the max over each row's taps, when both use the same "beats" rule
+# (ties keep the first, the last NaN wins).  So each plane is reduced in two
+# passes: along W for every input row into a scratch block, then across the
+# window's rows, a contiguous loop over OW.  Both inner loops are branch-free
+# selects over contiguous (or constant-stride) data that gcc vectorises, and
+# plane offsets are carried as int32 (planes below 2**31 elements only).
+
+cdef inline void _row_interior(const max_t* row, max_t* hv, int32_t* hw, int32_t row_base,
+                               Py_ssize_t lo, Py_ssize_t hi, Py_ssize_t kernel,
+                               const Py_ssize_t stride, Py_ssize_t dilation,
+                               Py_ssize_t pad, bint with_index) noexcept nogil:
+    """Row maxima of the full windows [lo, hi); ``stride`` is a constant at
+    the call sites that matter so the strided loads vectorise."""
+    cdef Py_ssize_t ow, j, offset
+    cdef max_t value
+    cdef bint take
+    for ow in range(lo, hi):
+        hv[ow] = row[ow * stride - pad]
+    if with_index:
+        for ow in range(lo, hi):
+            hw[ow] = <int32_t> (row_base + ow * stride - pad)
+    for j in range(1, kernel):
+        offset = j * dilation - pad
+        if with_index:
+            for ow in range(lo, hi):
+                value = row[ow * stride + offset]
+                take = beats(value, hv[ow])
+                hv[ow] = value if take else hv[ow]
+                hw[ow] = <int32_t> (row_base + ow * stride + offset) if take else hw[ow]
+        else:
+            for ow in range(lo, hi):
+                value = row[ow * stride + offset]
+                hv[ow] = value if beats(value, hv[ow]) else hv[ow]
+
+
+cdef inline void _row_max(const max_t* row, max_t* hv, int32_t* hw, int32_t row_base,
+                          const Axis* axis, const Tables* t, bint with_index) noexcept nogil:
+    """Maxima along W of one input row for every output column."""
+    cdef const Py_ssize_t* first = t.first + t.offset[2]
+    cdef const Py_ssize_t* count = t.count + t.offset[2]
+    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
+    cdef Py_ssize_t ow, j, pos
+    cdef max_t value
+    for ow in range(axis.out_size):
+        if ow == lo:
+            if axis.stride == 1:
+                _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, 1, axis.dilation,
+                              axis.pad_before, with_index)
+            elif axis.stride == 2:
+                _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, 2, axis.dilation,
+                              axis.pad_before, with_index)
+            else:
+                _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, axis.stride,
+                              axis.dilation, axis.pad_before, with_index)
+        if lo <= ow < hi:
+            continue
+        pos = first[ow]
+        hv[ow] = row[pos]
+        hw[ow] = <int32_t> (row_base + pos)
+        for j in range(1, count[ow]):
+            value = row[pos + j * axis.dilation]
+            if beats(value, hv[ow]):
+                hv[ow] = value
+                hw[ow] = <int32_t> (row_base + pos + j * axis.dilation)
+
+
+cdef void _forward_plane_separable(const max_t* x, max_t* out, int64_t* ind,
+                                   const Axis* ax, const Tables* t, max_t* hv,
+                                   int32_t* hw, int32_t* best_at) noexcept nogil:
+    """One channels-first plane in two passes (see above).
+
+    hv, hw: scratch of D*H*OW values and offsets; best_at: scratch of OW.
+    """
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t rows = ax[0].in_size * H
+    cdef bint with_index = ind != NULL
+    cdef Py_ssize_t r, od, oh, ow, a, b, n_taps
+    cdef const max_t* src
+    cdef const int32_t* src_at
+    cdef max_t* orow
+    cdef max_t value
+    cdef bint take
+    for r in range(rows):
+        _row_max(x + r * W, hv + r * OW, hw + r * OW, <int32_t> (r * W), &ax[2], t, with_index)
+    for od in range(OD):
+        for oh in range(OH):
+            orow = out + (od * OH + oh) * OW
+            n_taps = 0
+            for a in range(t.count[t.offset[0] + od]):
+                for b in range(t.count[t.offset[1] + oh]):
+                    r = ((t.first[t.offset[0] + od] + a * ax[0].dilation) * H
+                         + t.first[t.offset[1] + oh] + b * ax[1].dilation)
+                    src = hv + r * OW
+                    src_at = hw + r * OW
+                    if n_taps == 0:
+                        for ow in range(OW):
+                            orow[ow] = src[ow]
+                        if with_index:
+                            for ow in range(OW):
+                                best_at[ow] = src_at[ow]
+                    elif with_index:
+                        for ow in range(OW):
+                            value = src[ow]
+                            take = beats(value, orow[ow])
+                            orow[ow] = value if take else orow[ow]
+                            best_at[ow] = src_at[ow] if take else best_at[ow]
+                    else:
+                        for ow in range(OW):
+                            value = src[ow]
+                            orow[ow] = value if beats(value, orow[ow]) else orow[ow]
+                    n_taps += 1
+            if with_index:
+                for ow in range(OW):
+                    ind[(od * OH + oh) * OW + ow] = best_at[ow]
+
+
+cdef int _forward_separable(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
+                            const Axis* ax, const Tables* t, int nthreads) noexcept nogil:
+    """All planes with the separable path and per-thread scratch; -1: no memory."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t rows_out = ax[0].in_size * ax[1].in_size * ax[2].out_size
+    # per thread: row maxima (values, offsets) and the running offsets of one output row
+    cdef Py_ssize_t value_room = rows_out + 16
+    cdef Py_ssize_t offset_room = rows_out + ax[2].out_size + 16
+    cdef max_t* values = <max_t*> malloc(nthreads * value_room * sizeof(max_t))
+    cdef int32_t* offsets = <int32_t*> malloc(nthreads * offset_room * sizeof(int32_t))
+    cdef Py_ssize_t p, tid
+    if values == NULL or offsets == NULL:
+        free(values)
+        free(offsets)
+        return -1
+    if nthreads > 1:
+        for p in prange(planes, schedule='static', num_threads=nthreads):
+            tid = threadid()
+            _forward_plane_separable(x + p * in_plane, out + p * out_plane,
+                                     ind + p * out_plane if ind != NULL else NULL, ax, t,
+                                     values + tid * value_room, offsets + tid * offset_room,
+                                     offsets + tid * offset_room + rows_out)
+    else:
+        for p in range(planes):
+            _forward_plane_separable(x + p * in_plane, out + p * out_plane,
+                                     ind + p * out_plane if ind != NULL else NULL, ax, t,
+                                     values, offsets, offsets + rows_out)
+    free(values)
+    free(offsets)
+    return 0
 
 
 cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
@@ -116,15 +272,23 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
 
 cdef int _forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
                   Py_ssize_t channels, bint channels_last, const Axis* ax,
-                  int nthreads) noexcept nogil:
-    """``lead`` is planes (channels-first) or batch (channels-last)."""
+                  int nthreads, bint naive) noexcept nogil:
+    """``lead`` is planes (channels-first) or batch (channels-last).
+
+    ``naive`` forces the general loops (the tests compare every fast path
+    against them).
+    """
     cdef Tables t
     cdef Py_ssize_t p, in_plane, out_plane, pixels
+    cdef int status = 0
     if make_tables(ax, &t, False) != 0:
         return -1
     in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    if not channels_last:
+    if (not channels_last and not naive and in_plane < INT32_MAX
+            and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT):
+        status = _forward_separable(x, out, ind, lead, ax, &t, nthreads)
+    elif not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
                 _forward_plane(x + p * in_plane, out + p * out_plane,
@@ -142,11 +306,11 @@ cdef int _forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
             for p in range(pixels):
                 _forward_pixel_cl(x, out, ind, p, channels, ax, &t)
     free_tables(&t)
-    return 0
+    return status
 
 
 def max_pool_forward(cnp.ndarray x, cnp.ndarray out, cnp.ndarray indices,
-                     tuple geometry, bint channels_last, int nthreads):
+                     tuple geometry, bint channels_last, int nthreads, bint naive=False):
     """Fill ``out`` (and ``indices`` unless None) from ``x``.
 
     x: IN, C-contiguous ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
@@ -164,25 +328,25 @@ def max_pool_forward(cnp.ndarray x, cnp.ndarray out, cnp.ndarray indices,
     cdef int status = 0
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            status = _forward[float](<float*> xp, <float*> op, ip, lead, channels, channels_last, ax, nthreads)
+            status = _forward[float](<float*> xp, <float*> op, ip, lead, channels, channels_last, ax, nthreads, naive)
         elif typenum == cnp.NPY_FLOAT64:
-            status = _forward[double](<double*> xp, <double*> op, ip, lead, channels, channels_last, ax, nthreads)
+            status = _forward[double](<double*> xp, <double*> op, ip, lead, channels, channels_last, ax, nthreads, naive)
         elif typenum == cnp.NPY_INT8:
-            status = _forward[int8_t](<int8_t*> xp, <int8_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+            status = _forward[int8_t](<int8_t*> xp, <int8_t*> op, ip, lead, channels, channels_last, ax, nthreads, naive)
         elif typenum == cnp.NPY_INT16:
-            status = _forward[int16_t](<int16_t*> xp, <int16_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+            status = _forward[int16_t](<int16_t*> xp, <int16_t*> op, ip, lead, channels, channels_last, ax, nthreads, naive)
         elif typenum == cnp.NPY_INT32:
-            status = _forward[int32_t](<int32_t*> xp, <int32_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+            status = _forward[int32_t](<int32_t*> xp, <int32_t*> op, ip, lead, channels, channels_last, ax, nthreads, naive)
         elif typenum == cnp.NPY_INT64:
-            status = _forward[int64_t](<int64_t*> xp, <int64_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+            status = _forward[int64_t](<int64_t*> xp, <int64_t*> op, ip, lead, channels, channels_last, ax, nthreads, naive)
         elif typenum == cnp.NPY_UINT8:
-            status = _forward[uint8_t](<uint8_t*> xp, <uint8_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+            status = _forward[uint8_t](<uint8_t*> xp, <uint8_t*> op, ip, lead, channels, channels_last, ax, nthreads, naive)
         elif typenum == cnp.NPY_UINT16:
-            status = _forward[uint16_t](<uint16_t*> xp, <uint16_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+            status = _forward[uint16_t](<uint16_t*> xp, <uint16_t*> op, ip, lead, channels, channels_last, ax, nthreads, naive)
         elif typenum == cnp.NPY_UINT32:
-            status = _forward[uint32_t](<uint32_t*> xp, <uint32_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+            status = _forward[uint32_t](<uint32_t*> xp, <uint32_t*> op, ip, lead, channels, channels_last, ax, nthreads, naive)
         elif typenum == cnp.NPY_UINT64:
-            status = _forward[uint64_t](<uint64_t*> xp, <uint64_t*> op, ip, lead, channels, channels_last, ax, nthreads)
+            status = _forward[uint64_t](<uint64_t*> xp, <uint64_t*> op, ip, lead, channels, channels_last, ax, nthreads, naive)
         else:
             status = -2
     if status == -1:

@@ -538,6 +538,22 @@ CASES = [
 ]
 AVG_CASES = [case for case in CASES if case.avg]
 
+#: Asymmetric padding: 'same' (what the public API takes) and explicit
+#: ``(before, after)`` pairs (reference only).  PyTorch checks these through
+#: explicitly pre-padded input (see :func:`pad_spatial`).
+ASYMMETRIC_CASES = [
+    PoolCase("same-s2", (2, 3, 6), 3, 2, "same"),
+    PoolCase("same-even-k", (2, 3, 7), 4, 1, "same"),
+    PoolCase("pairs-after", (2, 3, 7), 3, 2, ((0, 1),)),
+    PoolCase("pairs-before-over-half-k", (2, 3, 7), 3, 2, ((2, 0),)),
+    PoolCase("same-dilated", (2, 3, 6), 2, 1, "same", 3),
+    PoolCase("same", (2, 2, 6, 7), (3, 2), 2, "same"),
+    PoolCase("pairs", (2, 2, 5, 6), (3, 2), 1, ((2, 0), (0, 1))),
+    PoolCase("same-dilated", (1, 2, 7, 6), 3, 1, "same", (2, 1)),
+    PoolCase("same-s2", (1, 2, 4, 5, 6), 2, 2, "same"),
+    PoolCase("same-s1", (1, 2, 4, 5, 3), 3, 1, "same"),
+]
+
 #: ``(count_include_pad, divisor_override)`` combinations for average pooling.
 AVG_DIVISORS = [(True, None), (False, None), (True, 3), (False, 7)]
 
@@ -571,6 +587,26 @@ def make_values(kind, shape, dtype, rng):
     else:
         raise ValueError(f"unknown value kind {kind!r}")
     return values.astype(dtype)
+
+
+def make_rng(*parts):
+    """A ``numpy.random.Generator`` seeded from ``parts`` (e.g. a test's parameters).
+
+    The seed is a fixed function of ``repr(parts)`` (not ``hash``, which is
+    salted per process), so every run draws the same values.
+    """
+    return np.random.default_rng(sum((i + 1) * ord(ch) for i, ch in enumerate(repr(parts))))
+
+
+def pad_spatial(x, nd, pad_before, pad_after, value):
+    """``x`` with its last ``nd`` axes padded explicitly with ``value``."""
+    return np.pad(x, [(0, 0)] * (x.ndim - nd) + list(zip(pad_before, pad_after)),
+                  constant_values=value)
+
+
+def crop_spatial(a, pad_before, spatial):
+    """Undo :func:`pad_spatial`: the ``spatial``-sized block after ``pad_before``."""
+    return a[(Ellipsis,) + tuple(slice(b, b + L) for b, L in zip(pad_before, spatial))]
 
 
 def has_out_of_plane_index(indices, input_shape, nd):

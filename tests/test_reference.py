@@ -26,15 +26,6 @@ AVG_VALUE_KINDS = ["randn", "ties", "nan", "inf-mix"]
 TOLERANCE = {np.dtype(np.float32): (1e-5, 1e-6), np.dtype(np.float64): (1e-12, 1e-13)}
 
 
-def _seed(*parts):
-    """A stable seed derived from the test's parameters (not ``hash``: salted)."""
-    return sum((i + 1) * ord(ch) for i, ch in enumerate(repr(parts)))
-
-
-def _rng(*parts):
-    return np.random.default_rng(_seed(*parts))
-
-
 def _assert_close(actual, expected, dtype):
     rtol, atol = TOLERANCE[np.dtype(dtype)]
     assert actual.dtype == np.dtype(dtype)
@@ -165,7 +156,7 @@ def test_same_padding_gives_ceil_L_over_s(L, k, s, d, ceil_mode):
 @pytest.mark.parametrize("kind", ref.VALUE_KINDS)
 @pytest.mark.parametrize("case", ref.CASES, ids=_case_ids(ref.CASES))
 def test_max_forward_matches_torch(case, kind, dtype):
-    x = ref.make_values(kind, case.shape, dtype, _rng(case.id, kind))
+    x = ref.make_values(kind, case.shape, dtype, ref.make_rng(case.id, kind))
     values, indices = ref.max_pool(x, case.nd, **case.max_kwargs())
     torch_values, torch_indices, _ = ref.torch_max_pool(x, case.nd, **case.max_kwargs())
     assert values.dtype == np.dtype(dtype)
@@ -178,7 +169,7 @@ def test_max_forward_matches_torch(case, kind, dtype):
 @pytest.mark.parametrize("kind", ["randn", "ties", "nan", "all-neginf"])
 @pytest.mark.parametrize("case", ref.CASES, ids=_case_ids(ref.CASES))
 def test_max_backward_matches_torch(case, kind, dtype):
-    rng = _rng(case.id, kind, "grad")
+    rng = ref.make_rng(case.id, kind, "grad")
     x = ref.make_values(kind, case.shape, dtype, rng)
     values, indices = ref.max_pool(x, case.nd, **case.max_kwargs())
     if ref.has_out_of_plane_index(indices, case.shape, case.nd):
@@ -239,8 +230,8 @@ def test_max_scan_rules(values, expected_value, expected_index):
 def test_max_integer_matches_torch(case, dtype):
     """Integer max pooling keeps the dtype (PyTorch's CPU kernels take it)."""
     info = np.iinfo(dtype)
-    x = _rng(case.id, "int").integers(info.min, info.max, size=case.shape,
-                                      dtype=dtype, endpoint=True)
+    x = ref.make_rng(case.id, "int").integers(info.min, info.max, size=case.shape,
+                                              dtype=dtype, endpoint=True)
     x.flat[::4] = info.max  # ties
     values, indices = ref.max_pool(x, case.nd, **case.max_kwargs())
     torch_values, torch_indices, _ = ref.torch_max_pool(x, case.nd, **case.max_kwargs())
@@ -265,7 +256,7 @@ def test_max_integer_window_without_inbounds_tap_starts_at_min():
                          ids=[f"cip{int(c)}-div{d}" for c, d in ref.AVG_DIVISORS])
 @pytest.mark.parametrize("case", ref.AVG_CASES, ids=_case_ids(ref.AVG_CASES))
 def test_avg_forward_matches_torch(case, count_include_pad, divisor_override, kind, dtype):
-    x = ref.make_values(kind, case.shape, dtype, _rng(case.id, kind))
+    x = ref.make_values(kind, case.shape, dtype, ref.make_rng(case.id, kind))
     kwargs = dict(case.avg_kwargs(), count_include_pad=count_include_pad,
                   divisor_override=divisor_override)
     values = ref.avg_pool(x, case.nd, **kwargs)
@@ -278,7 +269,7 @@ def test_avg_forward_matches_torch(case, count_include_pad, divisor_override, ki
                          ids=[f"cip{int(c)}-div{d}" for c, d in ref.AVG_DIVISORS])
 @pytest.mark.parametrize("case", ref.AVG_CASES, ids=_case_ids(ref.AVG_CASES))
 def test_avg_backward_matches_torch(case, count_include_pad, divisor_override, dtype):
-    rng = _rng(case.id, "avg-grad")
+    rng = ref.make_rng(case.id, "avg-grad")
     x = ref.make_values("randn", case.shape, dtype, rng)
     kwargs = dict(case.avg_kwargs(), count_include_pad=count_include_pad,
                   divisor_override=divisor_override)
@@ -308,7 +299,7 @@ def test_avg_ceil_overhang_divisor_by_hand(count_include_pad, expected):
 @pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32, np.int64])
 def test_avg_integer_input_gives_float64(dtype):
     case = ref.CASES[2]  # 1d ceil overhang with padding
-    x = _rng("avg-int").integers(0, 100, size=case.shape).astype(dtype)
+    x = ref.make_rng("avg-int").integers(0, 100, size=case.shape).astype(dtype)
     values = ref.avg_pool(x, case.nd, **case.avg_kwargs())
     torch_values, _ = ref.torch_avg_pool(x.astype(np.float64), case.nd, **case.avg_kwargs())
     assert values.dtype == np.float64
@@ -323,86 +314,66 @@ def test_avg_rejects_other_dtypes(dtype):
 
 # ------------------------------------------------------- asymmetric padding
 
-# (shape, kernel, stride, dilation, padding); padding is 'same' or pairs.
-ASYMMETRIC = [
-    pytest.param((2, 3, 6), 3, 2, 1, "same", id="1d-same-s2"),
-    pytest.param((2, 3, 7), 4, 1, 1, "same", id="1d-same-even-k"),
-    pytest.param((2, 3, 7), 3, 2, 1, ((0, 1),), id="1d-pairs-after"),
-    pytest.param((2, 3, 7), 3, 2, 1, ((2, 0),), id="1d-pairs-before-over-k/2"),
-    pytest.param((2, 3, 6), 2, 1, 3, "same", id="1d-same-dilated"),
-    pytest.param((2, 2, 6, 7), (3, 2), 2, 1, "same", id="2d-same"),
-    pytest.param((2, 2, 5, 6), (3, 2), 1, 1, ((2, 0), (0, 1)), id="2d-pairs"),
-    pytest.param((1, 2, 7, 6), 3, 1, (2, 1), "same", id="2d-same-dilated"),
-    pytest.param((1, 2, 4, 5, 6), 2, 2, 1, "same", id="3d-same-s2"),
-    pytest.param((1, 2, 4, 5, 3), 3, 1, 1, "same", id="3d-same-s1"),
-]
-
-
-def _pad_spatial(x, nd, pad_before, pad_after, value):
-    return np.pad(x, [(0, 0)] * (x.ndim - nd) + list(zip(pad_before, pad_after)),
-                  constant_values=value)
-
-
-def _crop_spatial(a, nd, pad_before, spatial):
-    return a[(Ellipsis,) + tuple(slice(b, b + L) for b, L in zip(pad_before, spatial))]
+def _explicit_padding(case):
+    return ref.resolve_padding(case.padding, case.nd, case.kernel_size, case.stride,
+                               case.dilation, case.shape[2:])
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["f32", "f64"])
-@pytest.mark.parametrize("shape, kernel, stride, dilation, padding", ASYMMETRIC)
-def test_max_asymmetric_padding_vs_torch_on_prepadded(shape, kernel, stride, dilation,
-                                                      padding, dtype):
+@pytest.mark.parametrize("case", ref.ASYMMETRIC_CASES, ids=_case_ids(ref.ASYMMETRIC_CASES))
+def test_max_asymmetric_padding_vs_torch_on_prepadded(case, dtype):
     """Explicit -inf padding read by PyTorch = implicit padding never read."""
-    nd = len(shape) - 2
-    rng = _rng(shape, padding, "max-asym")
-    x = ref.make_values("ties", shape, dtype, rng)
-    pad_before, pad_after = ref.resolve_padding(padding, nd, kernel, stride, dilation,
-                                                shape[2:])
-    values, indices = ref.max_pool(x, nd, kernel, stride, padding, dilation)
+    rng = ref.make_rng(case.id, "max-asym")
+    x = ref.make_values("ties", case.shape, dtype, rng)
+    spatial = case.shape[2:]
+    pad_before, pad_after = _explicit_padding(case)
+    values, indices = ref.max_pool(x, case.nd, **case.max_kwargs())
     grad_output = rng.standard_normal(values.shape).astype(dtype)
 
-    padded = _pad_spatial(x, nd, pad_before, pad_after, -np.inf)
+    padded = ref.pad_spatial(x, case.nd, pad_before, pad_after, -np.inf)
     torch_values, torch_indices, torch_grad = ref.torch_max_pool(
-        padded, nd, grad_output, kernel_size=kernel, stride=stride, dilation=dilation)
+        padded, case.nd, grad_output, **dict(case.max_kwargs(), padding=0))
     np.testing.assert_array_equal(values, torch_values)
     coords = np.unravel_index(torch_indices, padded.shape[2:])
     assert all(np.all((c >= b) & (c < b + L))  # PyTorch never picked the -inf padding
-               for c, b, L in zip(coords, pad_before, shape[2:]))
-    unpadded = np.ravel_multi_index([c - b for c, b in zip(coords, pad_before)], shape[2:])
+               for c, b, L in zip(coords, pad_before, spatial))
+    unpadded = np.ravel_multi_index([c - b for c, b in zip(coords, pad_before)], spatial)
     np.testing.assert_array_equal(indices, unpadded)
 
-    grad_input = ref.max_pool_backward(grad_output, indices, shape)
-    _assert_close(grad_input, _crop_spatial(torch_grad, nd, pad_before, shape[2:]), dtype)
+    grad_input = ref.max_pool_backward(grad_output, indices, case.shape)
+    _assert_close(grad_input, ref.crop_spatial(torch_grad, pad_before, spatial), dtype)
+
+
+ASYMMETRIC_AVG_CASES = [case for case in ref.ASYMMETRIC_CASES if case.avg]
 
 
 @pytest.mark.parametrize("count_include_pad", [True, False], ids=["cip1", "cip0"])
-@pytest.mark.parametrize("shape, kernel, stride, dilation, padding",
-                         [p for p in ASYMMETRIC if p.values[3] == 1])
-def test_avg_asymmetric_padding_vs_torch_on_prepadded(shape, kernel, stride, dilation,
-                                                      padding, count_include_pad):
+@pytest.mark.parametrize("case", ASYMMETRIC_AVG_CASES, ids=_case_ids(ASYMMETRIC_AVG_CASES))
+def test_avg_asymmetric_padding_vs_torch_on_prepadded(case, count_include_pad):
     """Window sums from zero-padded input; divisors from pooling a ones mask."""
-    nd = len(shape) - 2
-    rng = _rng(shape, padding, "avg-asym")
-    x = rng.standard_normal(shape)
-    pad_before, pad_after = ref.resolve_padding(padding, nd, kernel, stride, 1, shape[2:])
-    kwargs = dict(kernel_size=kernel, stride=stride, divisor_override=1)
-    values = ref.avg_pool(x, nd, kernel, stride, padding,
-                          count_include_pad=count_include_pad)
+    rng = ref.make_rng(case.id, "avg-asym")
+    x = rng.standard_normal(case.shape)
+    spatial = case.shape[2:]
+    pad_before, pad_after = _explicit_padding(case)
+    values = ref.avg_pool(x, case.nd, **case.avg_kwargs(), count_include_pad=count_include_pad)
     grad_output = rng.standard_normal(values.shape)
 
-    padded = _pad_spatial(x, nd, pad_before, pad_after, 0.0)
-    window_sums, _ = ref.torch_avg_pool(padded, nd, **kwargs)
+    padded = ref.pad_spatial(x, case.nd, pad_before, pad_after, 0.0)
+    sum_kwargs = dict(case.avg_kwargs(), padding=0, divisor_override=1)
+    window_sums, _ = ref.torch_avg_pool(padded, case.nd, **sum_kwargs)
     if count_include_pad:
-        counts = np.full(window_sums.shape, float(math.prod(ref._per_axis(kernel, nd, "k"))))
+        window_size = math.prod(ref._per_axis(case.kernel_size, case.nd, "kernel_size"))
+        counts = np.full(window_sums.shape, float(window_size))
     else:
-        mask = _pad_spatial(np.ones(shape), nd, pad_before, pad_after, 0.0)
-        counts, _ = ref.torch_avg_pool(mask, nd, **kwargs)
+        mask = ref.pad_spatial(np.ones(case.shape), case.nd, pad_before, pad_after, 0.0)
+        counts, _ = ref.torch_avg_pool(mask, case.nd, **sum_kwargs)
     np.testing.assert_allclose(values, window_sums / counts, rtol=1e-12)
 
-    _, grad_padded = ref.torch_avg_pool(padded, nd, grad_output / counts, **kwargs)
-    grad_input = ref.avg_pool_backward(grad_output, shape, nd, kernel, stride, padding,
+    _, grad_padded = ref.torch_avg_pool(padded, case.nd, grad_output / counts, **sum_kwargs)
+    grad_input = ref.avg_pool_backward(grad_output, case.shape, case.nd, **case.avg_kwargs(),
                                        count_include_pad=count_include_pad)
     np.testing.assert_allclose(
-        grad_input, _crop_spatial(grad_padded, nd, pad_before, shape[2:]), rtol=1e-12)
+        grad_input, ref.crop_spatial(grad_padded, pad_before, spatial), rtol=1e-12)
 
 
 def test_avg_asymmetric_by_hand():
@@ -429,7 +400,7 @@ def test_max_asymmetric_by_hand():
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_unbatched_equals_batched(nd):
     shape = (3,) + (5,) * nd
-    x = _rng("unbatched", nd).standard_normal(shape)
+    x = ref.make_rng("unbatched", nd).standard_normal(shape)
     values, indices = ref.max_pool(x, nd, 2, 1, 1)
     batched_values, batched_indices = ref.max_pool(x[np.newaxis], nd, 2, 1, 1)
     np.testing.assert_array_equal(values, batched_values[0])
@@ -451,7 +422,7 @@ def test_channels_last_round_trip():
 
 
 def test_reference_does_not_modify_input():
-    x = ref.make_values("nan", (2, 3, 6, 5), np.float64, _rng("nomod"))
+    x = ref.make_values("nan", (2, 3, 6, 5), np.float64, ref.make_rng("nomod"))
     before = x.copy()
     ref.max_pool(x, 2, 3, 2, 1, ceil_mode=True)
     ref.avg_pool(x, 2, 3, 2, 1, ceil_mode=True)

@@ -1,0 +1,94 @@
+"""Every fast path against the naive general kernel kept beside it.
+
+The kernels take ``naive=True`` to force the general loops; random geometry
+(hypothesis) and random data must give identical results (max) or results
+equal up to the order of float additions (average).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cypool import _args, _avg, _max
+
+
+@st.composite
+def geometries(draw, average=False):
+    nd = draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 5)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    dilation = (1,) * nd if average else tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    padding = draw(st.one_of(
+        st.just("same"), st.just("valid"),
+        st.tuples(*[st.integers(0, k // 2) for k in kernel])))
+    ceil_mode = draw(st.booleans())
+    spans = [d * (k - 1) + 1 for k, d in zip(kernel, dilation)]
+    spatial = tuple(draw(st.integers(max(1, s - 2), s + 12)) for s in spans)
+    batch = draw(st.integers(0, 2))
+    channels = draw(st.integers(1, 5))
+    channels_last = draw(st.booleans())
+    threads = draw(st.sampled_from([1, 2, 3]))
+    return nd, kernel, stride, padding, dilation, ceil_mode, spatial, batch, channels, channels_last, threads
+
+
+def _prepare(params, dtype, seed):
+    nd, kernel, stride, padding, dilation, ceil_mode, spatial, batch, channels, cl, threads = params
+    try:
+        geom = _args.pool_geometry(nd, spatial, kernel, stride, padding, dilation, ceil_mode)
+    except ValueError:
+        return None
+    shape = (batch,) + spatial + (channels,) if cl else (batch, channels) + spatial
+    lay = _args.layout(shape, nd, cl)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    if np.dtype(dtype).kind in "iu":
+        x = rng.integers(0, 4, size=shape)
+    else:
+        x[rng.random(shape) < 0.1] = np.nan
+    x = x.astype(dtype)
+    return geom, lay, x, cl, threads
+
+
+def _run_max(geom, lay, x, cl, threads, naive):
+    out_shape = lay.kernel_shape(geom.out_size)
+    values = np.empty(out_shape, x.dtype)
+    indices = np.empty(out_shape, np.int64)
+    _max.max_pool_forward(x.reshape(lay.kernel_shape(lay.spatial)), values, indices,
+                          geom.for_kernel(), cl, threads, naive)
+    only = np.empty(out_shape, x.dtype)
+    _max.max_pool_forward(x.reshape(lay.kernel_shape(lay.spatial)), only, None,
+                          geom.for_kernel(), cl, threads, naive)
+    return values, indices, only
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.uint8])
+@given(params=geometries(), seed=st.integers(0, 2**32 - 1))
+def test_max_fast_equals_naive(dtype, params, seed):
+    prepared = _prepare(params, dtype, seed)
+    if prepared is None:
+        return
+    fast = _run_max(*prepared, naive=False)
+    slow = _run_max(*prepared, naive=True)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(fast[0], fast[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(params=geometries(average=True), seed=st.integers(0, 2**32 - 1),
+       include_pad=st.booleans(), override=st.sampled_from([0, 0, 3, -5]))
+def test_avg_fast_equals_naive(dtype, params, seed, include_pad, override):
+    prepared = _prepare(params, dtype, seed)
+    if prepared is None:
+        return
+    geom, lay, x, cl, threads = prepared
+    x = np.nan_to_num(x)
+    results = []
+    for naive in (False, True):
+        out = np.empty(lay.kernel_shape(geom.out_size), x.dtype)
+        _avg.avg_pool_forward(x.reshape(lay.kernel_shape(lay.spatial)), out, geom.for_kernel(),
+                              include_pad, override, cl, threads, naive)
+        results.append(out)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(results[0], results[1], rtol=tol, atol=tol)
