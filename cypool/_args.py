@@ -197,8 +197,8 @@ def layout(shape, nd, channels_last, name="x"):
     return Layout(batched, batch, channels, spatial, channels_last)
 
 
-def input_shape(value, nd, channels_last):
-    """A user-given input shape (for the backward functions) as a Layout."""
+def input_shape(value):
+    """A user-given input shape (for the backward functions) as a tuple of ints."""
     if isinstance(value, np.ndarray) and value.ndim == 1 and value.dtype.kind in "iu":
         value = tuple(value.tolist())
     if not isinstance(value, (tuple, list)):
@@ -206,7 +206,7 @@ def input_shape(value, nd, channels_last):
     shape = tuple(_as_int(v, "input_shape") for v in value)
     if any(v < 0 for v in shape):
         raise ValueError(f"input_shape must hold non-negative sizes, got {shape}")
-    return layout(shape, nd, channels_last, name="input_shape")
+    return shape
 
 
 # ----------------------------------------------------------------- geometry
@@ -305,6 +305,54 @@ def _check_no_empty_window(axis, size, kernel, stride, pad_before, dilation, out
                 f"{size}, padding {pad_before} and dilation {dilation} all its taps fall in the "
                 "padding"
             )
+
+
+class Plan(NamedTuple):
+    """Everything a sliding-window call derives from its shape and window arguments."""
+    layout: Layout
+    geometry: Geometry
+    out_shape: Tuple[int, ...]          # user-facing result shape
+    in_kernel_shape: Tuple[int, ...]    # the kernels' view of the input
+    out_kernel_shape: Tuple[int, ...]   # the kernels' view of the result
+    kernel_geometry: tuple              # Geometry.for_kernel()
+
+
+_PLANS = {}
+_PLAN_CACHE_SIZE = 512
+
+
+def _plain(value):
+    """True for values whose hash cannot confuse validation (2.0 == 2, True == 1)."""
+    kind = type(value)
+    if kind is int or kind is str or value is None:
+        return True
+    return kind is tuple and all(type(v) is int for v in value)
+
+
+def pool_plan(nd, shape, kernel_size, stride, padding, dilation, ceil_mode, channels_last,
+              name="x"):
+    """Validated layout and geometry of a sliding-window call, memoised.
+
+    Training loops repeat the same call; a validated plan is looked up by its
+    exact arguments (only plain ints, tuples of ints, strings and bools are
+    cached, so a rejected value can never hit a cached valid one).
+    """
+    cacheable = (_plain(kernel_size) and _plain(stride) and _plain(padding) and _plain(dilation)
+                 and type(ceil_mode) is bool and type(channels_last) is bool)
+    if cacheable:
+        key = (nd, shape, kernel_size, stride, padding, dilation, ceil_mode, channels_last, name)
+        plan = _PLANS.get(key)
+        if plan is not None:
+            return plan
+    lay = layout(shape, nd, channels_last, name=name)
+    geom = pool_geometry(nd, lay.spatial, kernel_size, stride, padding, dilation, ceil_mode)
+    plan = Plan(lay, geom, lay.shape_with(geom.out_size), lay.kernel_shape(lay.spatial),
+                lay.kernel_shape(geom.out_size), geom.for_kernel())
+    if cacheable:
+        if len(_PLANS) >= _PLAN_CACHE_SIZE:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
 
 
 def divisor(value):

@@ -23,17 +23,17 @@ def _max_pool(nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_i
               channels_last, out, num_threads):
     x = _args.as_array(x)
     compute = _args.max_compute_dtype(x.dtype)
-    lay = _args.layout(x.shape, nd, channels_last)
-    geom = _args.pool_geometry(nd, lay.spatial, kernel_size, stride, padding, dilation, ceil_mode)
+    plan = _args.pool_plan(nd, x.shape, kernel_size, stride, padding, dilation, ceil_mode,
+                           channels_last)
     return_indices = _args.flag(return_indices, "return_indices")
     nthreads = _args.num_threads(num_threads)
-    out_shape = lay.shape_with(geom.out_size)
+    out_shape = plan.out_shape
     out_values, out_indices = _args.split_out(out, return_indices)
     values = _args.result(out_values, out_shape, x.dtype, x)
     indices = (_args.result(out_indices, out_shape, _INT64, x, name="out[1] (indices)")
                if return_indices else None)
     if x.size:
-        kernel_out = lay.kernel_shape(geom.out_size)
+        kernel_out = plan.out_kernel_shape
         if compute == x.dtype:
             target = values
         elif x.dtype == np.bool_:
@@ -41,10 +41,10 @@ def _max_pool(nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_i
         else:
             target = np.empty(out_shape, compute)
         _max.max_pool_forward(
-            _args.as_kernel_input(x, compute).reshape(lay.kernel_shape(lay.spatial)),
+            _args.as_kernel_input(x, compute).reshape(plan.in_kernel_shape),
             target.reshape(kernel_out),
             None if indices is None else indices.reshape(kernel_out),
-            geom.for_kernel(), lay.channels_last, _args.threads_for(nthreads, x.size),
+            plan.kernel_geometry, plan.layout.channels_last, _args.threads_for(nthreads, x.size),
         )
         if target is not values and target.base is not values:
             np.copyto(values, target, casting="unsafe")
@@ -54,7 +54,8 @@ def _max_pool(nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_i
 def _max_pool_backward(nd, grad_output, indices, input_shape, channels_last, out, num_threads):
     grad = _args.as_array(grad_output, "grad_output")
     compute = _args.real_compute_dtype(grad.dtype, "grad_output", "max pooling backward")
-    lay = _args.input_shape(input_shape, nd, channels_last)
+    lay = _args.layout(_args.input_shape(input_shape), nd, channels_last,
+                       name="input_shape")
     grad_lay = _args.layout(grad.shape, nd, lay.channels_last, name="grad_output")
     if (grad_lay.batched, grad_lay.batch, grad_lay.channels) != (lay.batched, lay.batch, lay.channels):
         raise ValueError(
@@ -95,19 +96,18 @@ def _avg_pool(nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
               divisor_override, channels_last, out, num_threads):
     x = _args.as_array(x)
     compute = _args.real_compute_dtype(x.dtype)
-    lay = _args.layout(x.shape, nd, channels_last)
-    geom = _args.pool_geometry(nd, lay.spatial, kernel_size, stride, padding, 1, ceil_mode)
+    plan = _args.pool_plan(nd, x.shape, kernel_size, stride, padding, 1, ceil_mode, channels_last)
     include_pad = _args.flag(count_include_pad, "count_include_pad")
     override = _args.divisor(divisor_override)
     nthreads = _args.num_threads(num_threads)
-    out_shape = lay.shape_with(geom.out_size)
+    out_shape = plan.out_shape
     values = _args.result(out, out_shape, _args.real_result_dtype(x.dtype), x)
     if x.size:
         target = values if values.dtype == compute else np.empty(out_shape, compute)
         _avg.avg_pool_forward(
-            _args.as_kernel_input(x, compute).reshape(lay.kernel_shape(lay.spatial)),
-            target.reshape(lay.kernel_shape(geom.out_size)),
-            geom.for_kernel(), include_pad, override, lay.channels_last,
+            _args.as_kernel_input(x, compute).reshape(plan.in_kernel_shape),
+            target.reshape(plan.out_kernel_shape),
+            plan.kernel_geometry, include_pad, override, plan.layout.channels_last,
             _args.threads_for(nthreads, x.size),
         )
         if target is not values:
@@ -119,24 +119,24 @@ def _avg_pool_backward(nd, grad_output, input_shape, kernel_size, stride, paddin
                        count_include_pad, divisor_override, channels_last, out, num_threads):
     grad = _args.as_array(grad_output, "grad_output")
     compute = _args.real_compute_dtype(grad.dtype, "grad_output", "average pooling backward")
-    lay = _args.input_shape(input_shape, nd, channels_last)
-    geom = _args.pool_geometry(nd, lay.spatial, kernel_size, stride, padding, 1, ceil_mode)
+    shape = _args.input_shape(input_shape)
+    plan = _args.pool_plan(nd, shape, kernel_size, stride, padding, 1, ceil_mode, channels_last,
+                           name="input_shape")
     include_pad = _args.flag(count_include_pad, "count_include_pad")
     override = _args.divisor(divisor_override)
     nthreads = _args.num_threads(num_threads)
-    expected = lay.shape_with(geom.out_size)
-    if grad.shape != expected:
+    if grad.shape != plan.out_shape:
         raise ValueError(
-            f"grad_output must have shape {expected} (the pooled shape of input_shape "
-            f"{tuple(input_shape)}), got {grad.shape}"
+            f"grad_output must have shape {plan.out_shape} (the pooled shape of input_shape "
+            f"{shape}), got {grad.shape}"
         )
-    grad_in = _args.result(out, lay.shape_with(lay.spatial), _args.real_result_dtype(grad.dtype), grad)
+    grad_in = _args.result(out, shape, _args.real_result_dtype(grad.dtype), grad)
     if grad_in.size:
-        target = grad_in if grad_in.dtype == compute else np.empty(grad_in.shape, compute)
+        target = grad_in if grad_in.dtype == compute else np.empty(shape, compute)
         _avg.avg_pool_backward(
-            np.ascontiguousarray(grad, dtype=compute).reshape(lay.kernel_shape(geom.out_size)),
-            target.reshape(lay.kernel_shape(lay.spatial)),
-            geom.for_kernel(), include_pad, override, lay.channels_last,
+            np.ascontiguousarray(grad, dtype=compute).reshape(plan.out_kernel_shape),
+            target.reshape(plan.in_kernel_shape),
+            plan.kernel_geometry, include_pad, override, plan.layout.channels_last,
             _args.threads_for(nthreads, grad_in.size),
         )
         if target is not grad_in:
