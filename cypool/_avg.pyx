@@ -109,9 +109,12 @@ cdef inline void _row_sums(const real_t* row, real_t* hs, const Axis* axis,
         _row_sums_interior(row, hs, lo, hi, axis.kernel, 2, axis.pad_before)
     else:
         _row_sums_interior(row, hs, lo, hi, axis.kernel, axis.stride, axis.pad_before)
-    for ow in range(axis.out_size):
-        if lo <= ow < hi:
-            continue
+    for ow in range(lo):
+        total = 0
+        for j in range(count[ow]):
+            total = total + row[first[ow] + j]
+        hs[ow] = total
+    for ow in range(hi, axis.out_size):
         total = 0
         for j in range(count[ow]):
             total = total + row[first[ow] + j]

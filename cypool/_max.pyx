@@ -107,35 +107,41 @@ cdef inline void _row_interior(const max_t* row, max_t* hv, int32_t* hw, int32_t
                 hv[ow] = value if beats(value, hv[ow]) else hv[ow]
 
 
+cdef inline void _row_border(const max_t* row, max_t* hv, int32_t* hw, int32_t row_base,
+                             Py_ssize_t ow, Py_ssize_t first, Py_ssize_t count,
+                             Py_ssize_t dilation) noexcept nogil:
+    """Row maximum of one clipped window (at the edges of the row)."""
+    cdef Py_ssize_t j
+    cdef max_t value
+    hv[ow] = row[first]
+    hw[ow] = <int32_t> (row_base + first)
+    for j in range(1, count):
+        value = row[first + j * dilation]
+        if beats(value, hv[ow]):
+            hv[ow] = value
+            hw[ow] = <int32_t> (row_base + first + j * dilation)
+
+
 cdef inline void _row_max(const max_t* row, max_t* hv, int32_t* hw, int32_t row_base,
                           const Axis* axis, const Tables* t, bint with_index) noexcept nogil:
     """Maxima along W of one input row for every output column."""
     cdef const Py_ssize_t* first = t.first + t.offset[2]
     cdef const Py_ssize_t* count = t.count + t.offset[2]
     cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
-    cdef Py_ssize_t ow, j, pos
-    cdef max_t value
-    for ow in range(axis.out_size):
-        if ow == lo:
-            if axis.stride == 1:
-                _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, 1, axis.dilation,
-                              axis.pad_before, with_index)
-            elif axis.stride == 2:
-                _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, 2, axis.dilation,
-                              axis.pad_before, with_index)
-            else:
-                _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, axis.stride,
-                              axis.dilation, axis.pad_before, with_index)
-        if lo <= ow < hi:
-            continue
-        pos = first[ow]
-        hv[ow] = row[pos]
-        hw[ow] = <int32_t> (row_base + pos)
-        for j in range(1, count[ow]):
-            value = row[pos + j * axis.dilation]
-            if beats(value, hv[ow]):
-                hv[ow] = value
-                hw[ow] = <int32_t> (row_base + pos + j * axis.dilation)
+    cdef Py_ssize_t ow
+    if axis.stride == 1:
+        _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, 1, axis.dilation,
+                      axis.pad_before, with_index)
+    elif axis.stride == 2:
+        _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, 2, axis.dilation,
+                      axis.pad_before, with_index)
+    else:
+        _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, axis.stride,
+                      axis.dilation, axis.pad_before, with_index)
+    for ow in range(lo):
+        _row_border(row, hv, hw, row_base, ow, first[ow], count[ow], axis.dilation)
+    for ow in range(hi, axis.out_size):
+        _row_border(row, hv, hw, row_base, ow, first[ow], count[ow], axis.dilation)
 
 
 cdef void _forward_plane_separable(const max_t* x, max_t* out, int64_t* ind,
