@@ -121,14 +121,28 @@ cdef inline void _row_sums(const real_t* row, real_t* hs, const Axis* axis,
         hs[ow] = total
 
 
+cdef inline double _axis_factor(const Tables* t, int a, Py_ssize_t o,
+                                const Divisor* rule) noexcept nogil:
+    """This axis's factor of the divisor (see _divisor)."""
+    if rule.include_pad:
+        return <double> t.padded[t.offset[a] + o]
+    return <double> t.count[t.offset[a] + o]
+
+
 cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
                                    const Tables* t, const Divisor* rule,
-                                   real_t* hs) noexcept nogil:
-    """One channels-first plane in two passes; hs: scratch of D*H*OW sums."""
+                                   real_t* hs, double* w_factor) noexcept nogil:
+    """One channels-first plane in two passes; hs: scratch of D*H*OW sums.
+
+    w_factor: the W-axis divisor factors (or 1).  Windows of a validated
+    average pool always hold an input element, so no divisor is 0 here.
+    Divisors are integer products, exact in double, rounded once to real_t.
+    """
     cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
-    cdef Py_ssize_t r, od, oh, ow, id_, ih, divisor, n_rows
+    cdef Py_ssize_t r, od, oh, ow, id_, ih, n_rows
     cdef Py_ssize_t sd, nd, sh, nh
+    cdef double row_factor
     cdef const real_t* src
     cdef real_t* orow
     for r in range(ax[0].in_size * H):
@@ -151,9 +165,12 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
                         for ow in range(OW):
                             orow[ow] = orow[ow] + src[ow]
                     n_rows += 1
+            if rule.override != 0:
+                row_factor = <double> rule.override
+            else:
+                row_factor = _axis_factor(t, 0, od, rule) * _axis_factor(t, 1, oh, rule)
             for ow in range(OW):
-                divisor = _divisor(t, od, oh, ow, rule)
-                orow[ow] = orow[ow] / <real_t> divisor if divisor != 0 else 0
+                orow[ow] = orow[ow] / <real_t> (row_factor * w_factor[ow])
 
 
 cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
@@ -164,18 +181,25 @@ cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
     cdef Py_ssize_t room = ax[0].in_size * ax[1].in_size * ax[2].out_size + 16
     cdef real_t* sums = <real_t*> malloc(nthreads * room * sizeof(real_t))
-    cdef Py_ssize_t p, tid
-    if sums == NULL:
+    cdef double* w_factor = <double*> malloc((ax[2].out_size + 1) * sizeof(double))
+    cdef Py_ssize_t p, tid, ow
+    if sums == NULL or w_factor == NULL:
+        free(sums)
+        free(w_factor)
         return -1
+    for ow in range(ax[2].out_size):
+        w_factor[ow] = 1.0 if rule.override != 0 else _axis_factor(t, 2, ow, rule)
     if nthreads > 1:
         for p in prange(planes, schedule='static', num_threads=nthreads):
             tid = threadid()
             _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule,
-                                     sums + tid * room)
+                                     sums + tid * room, w_factor)
     else:
         for p in range(planes):
-            _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule, sums)
+            _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule, sums,
+                                     w_factor)
     free(sums)
+    free(w_factor)
     return 0
 
 
