@@ -383,16 +383,113 @@ cdef void _backward_block_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t
                                 dst[c] += src[c] / scale
 
 
+# Separable backward: scale each output gradient by its divisor, add the
+# scaled rows into every input row of their windows (contiguous loops over
+# OW), then spread each of those rows along W.  Same sums as the general
+# loop, in another order.
+
+cdef inline void _row_spread(const real_t* v, real_t* girow, const Axis* axis,
+                             const Tables* t) noexcept nogil:
+    """Add v[ow] to every input column of window ow (girow starts zeroed)."""
+    cdef const Py_ssize_t* first = t.first + t.offset[2]
+    cdef const Py_ssize_t* count = t.count + t.offset[2]
+    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
+    cdef Py_ssize_t ow, j
+    cdef Py_ssize_t stride = axis.stride, pad = axis.pad_before
+    for j in range(axis.kernel):
+        for ow in range(lo, hi):
+            girow[ow * stride + j - pad] += v[ow]
+    for ow in range(lo):
+        for j in range(count[ow]):
+            girow[first[ow] + j] += v[ow]
+    for ow in range(hi, axis.out_size):
+        for j in range(count[ow]):
+            girow[first[ow] + j] += v[ow]
+
+
+cdef void _backward_plane_separable(const real_t* grad_out, real_t* grad_in, const Axis* ax,
+                                    const Tables* t, const Divisor* rule, real_t* rows_acc,
+                                    real_t* scaled, const double* w_factor) noexcept nogil:
+    """rows_acc: scratch of D*H*OW; scaled: scratch of OW."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t rows = ax[0].in_size * H
+    cdef Py_ssize_t od, oh, ow, id_, ih, r
+    cdef Py_ssize_t sd, nd, sh, nh
+    cdef double row_factor
+    cdef const real_t* go
+    cdef real_t* acc
+    memset(rows_acc, 0, rows * OW * sizeof(real_t))
+    for od in range(OD):
+        sd = t.first[t.offset[0] + od]
+        nd = t.count[t.offset[0] + od]
+        for oh in range(OH):
+            sh = t.first[t.offset[1] + oh]
+            nh = t.count[t.offset[1] + oh]
+            if rule.override != 0:
+                row_factor = <double> rule.override
+            else:
+                row_factor = _axis_factor(t, 0, od, rule) * _axis_factor(t, 1, oh, rule)
+            go = grad_out + (od * OH + oh) * OW
+            for ow in range(OW):
+                scaled[ow] = go[ow] / <real_t> (row_factor * w_factor[ow])
+            for id_ in range(sd, sd + nd):
+                for ih in range(sh, sh + nh):
+                    acc = rows_acc + (id_ * H + ih) * OW
+                    for ow in range(OW):
+                        acc[ow] = acc[ow] + scaled[ow]
+    memset(grad_in, 0, rows * W * sizeof(real_t))
+    for r in range(rows):
+        _row_spread(rows_acc + r * OW, grad_in + r * W, &ax[2], t)
+
+
+cdef int _backward_separable(const real_t* grad_out, real_t* grad_in, Py_ssize_t planes,
+                             const Axis* ax, const Tables* t, const Divisor* rule,
+                             int nthreads) noexcept nogil:
+    """All planes, per-thread scratch; -1: no memory."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t room = ax[0].in_size * ax[1].in_size * ax[2].out_size + ax[2].out_size + 16
+    cdef Py_ssize_t rows_out = ax[0].in_size * ax[1].in_size * ax[2].out_size
+    cdef real_t* scratch = <real_t*> malloc(nthreads * room * sizeof(real_t))
+    cdef double* w_factor = <double*> malloc((ax[2].out_size + 1) * sizeof(double))
+    cdef Py_ssize_t p, tid, ow
+    if scratch == NULL or w_factor == NULL:
+        free(scratch)
+        free(w_factor)
+        return -1
+    for ow in range(ax[2].out_size):
+        w_factor[ow] = 1.0 if rule.override != 0 else _axis_factor(t, 2, ow, rule)
+    if nthreads > 1:
+        for p in prange(planes, schedule='static', num_threads=nthreads):
+            tid = threadid()
+            _backward_plane_separable(grad_out + p * out_plane, grad_in + p * in_plane, ax, t,
+                                      rule, scratch + tid * room,
+                                      scratch + tid * room + rows_out, w_factor)
+    else:
+        for p in range(planes):
+            _backward_plane_separable(grad_out + p * out_plane, grad_in + p * in_plane, ax, t,
+                                      rule, scratch, scratch + rows_out, w_factor)
+    free(scratch)
+    free(w_factor)
+    return 0
+
+
+
 cdef int _backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
                    Py_ssize_t channels, bint channels_last, const Axis* ax,
-                   const Divisor* rule, int nthreads) noexcept nogil:
+                   const Divisor* rule, int nthreads, bint naive) noexcept nogil:
     cdef Tables t
     cdef Py_ssize_t p, in_plane, out_plane, blocks, jobs
+    cdef int status = 0
     if make_tables(ax, &t, True) != 0:
         return -1
     in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    if not channels_last:
+    if (not channels_last and not naive
+            and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT):
+        status = _backward_separable(grad_out, grad_in, lead, ax, &t, rule, nthreads)
+    elif not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
                 _backward_plane(grad_out + p * out_plane, grad_in + p * in_plane, ax, &t, rule)
@@ -409,12 +506,12 @@ cdef int _backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
             for p in range(jobs):
                 _backward_block_cl(grad_out, grad_in, p, blocks, channels, ax, &t, rule)
     free_tables(&t)
-    return 0
+    return status
 
 
 def avg_pool_backward(cnp.ndarray grad_out, cnp.ndarray grad_in, tuple geometry,
                       bint count_include_pad, Py_ssize_t divisor_override,
-                      bint channels_last, int nthreads):
+                      bint channels_last, int nthreads, bint naive=False):
     """Fill ``grad_in`` with the gradient of average pooling.
 
     grad_out: IN, float32/float64, ``(planes, OD, OH, OW)`` or ``(N, OD, OH, OW, C)``.
@@ -433,9 +530,9 @@ def avg_pool_backward(cnp.ndarray grad_out, cnp.ndarray grad_in, tuple geometry,
     cdef int status = 0
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            status = _backward[float](<float*> gop, <float*> gip, lead, channels, channels_last, ax, &rule, nthreads)
+            status = _backward[float](<float*> gop, <float*> gip, lead, channels, channels_last, ax, &rule, nthreads, naive)
         elif typenum == cnp.NPY_FLOAT64:
-            status = _backward[double](<double*> gop, <double*> gip, lead, channels, channels_last, ax, &rule, nthreads)
+            status = _backward[double](<double*> gop, <double*> gip, lead, channels, channels_last, ax, &rule, nthreads, naive)
         else:
             status = -2
     if status == -1:

@@ -92,3 +92,22 @@ def test_avg_fast_equals_naive(dtype, params, seed, include_pad, override):
         results.append(out)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(results[0], results[1], rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(params=geometries(average=True), seed=st.integers(0, 2**32 - 1),
+       include_pad=st.booleans(), override=st.sampled_from([0, 0, 2, -3]))
+def test_avg_backward_fast_equals_naive(dtype, params, seed, include_pad, override):
+    prepared = _prepare(params, dtype, seed)
+    if prepared is None:
+        return
+    geom, lay, x, cl, threads = prepared
+    grad = np.random.default_rng(seed).standard_normal(lay.kernel_shape(geom.out_size)).astype(dtype)
+    results = []
+    for naive in (False, True):
+        grad_in = np.full(lay.kernel_shape(lay.spatial), np.nan, dtype)
+        _avg.avg_pool_backward(grad, grad_in, geom.for_kernel(), include_pad, override, cl,
+                               threads, naive)
+        results.append(grad_in)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(results[0], results[1], rtol=tol, atol=tol)
