@@ -93,19 +93,25 @@ cdef inline void _row_interior(const max_t* row, max_t* hv, int32_t* hw, int32_t
     cdef Py_ssize_t ow, j, offset
     cdef max_t value
     cdef bint take
+    cdef int32_t at, step = <int32_t> stride
     for ow in range(lo, hi):
         hv[ow] = row[ow * stride - pad]
     if with_index:
+        # offsets as an int32 induction variable: 64-bit products would not vectorise
+        at = <int32_t> (row_base + lo * stride - pad)
         for ow in range(lo, hi):
-            hw[ow] = <int32_t> (row_base + ow * stride - pad)
+            hw[ow] = at
+            at = at + step
     for j in range(1, kernel):
         offset = j * dilation - pad
         if with_index:
+            at = <int32_t> (row_base + lo * stride + offset)
             for ow in range(lo, hi):
                 value = row[ow * stride + offset]
                 take = beats(value, hv[ow])
                 hv[ow] = value if take else hv[ow]
-                hw[ow] = <int32_t> (row_base + ow * stride + offset) if take else hw[ow]
+                hw[ow] = at if take else hw[ow]
+                at = at + step
         else:
             for ow in range(lo, hi):
                 value = row[ow * stride + offset]
@@ -161,6 +167,7 @@ cdef void _forward_plane_separable(const max_t* x, max_t* out, int64_t* ind,
     cdef Py_ssize_t rows = ax[0].in_size * H
     cdef bint with_index = ind != NULL
     cdef Py_ssize_t r, od, oh, ow, a, b, n_taps
+    cdef int32_t at
     cdef const max_t* src
     cdef const int32_t* src_at
     cdef max_t* orow
@@ -186,10 +193,12 @@ cdef void _forward_plane_separable(const max_t* x, max_t* out, int64_t* ind,
                                 best_at[ow] = src_at[ow]
                     elif with_index:
                         for ow in range(OW):
+                            # both loads unconditional, or gcc will not if-convert
                             value = src[ow]
+                            at = src_at[ow]
                             take = beats(value, orow[ow])
                             orow[ow] = value if take else orow[ow]
-                            best_at[ow] = src_at[ow] if take else best_at[ow]
+                            best_at[ow] = at if take else best_at[ow]
                     else:
                         for ow in range(OW):
                             value = src[ow]
@@ -215,7 +224,7 @@ cdef inline void _direct_interior(const max_t** rows, const int32_t* bases, Py_s
                                   bint with_index) noexcept nogil:
     cdef Py_ssize_t r, j, ow, offset
     cdef const max_t* row
-    cdef int32_t base
+    cdef int32_t base, at, step = <int32_t> stride
     cdef max_t value
     cdef bint take
     for r in range(n_rows):
@@ -223,18 +232,22 @@ cdef inline void _direct_interior(const max_t** rows, const int32_t* bases, Py_s
         base = bases[r]
         for j in range(kernel):
             offset = j * dilation - pad
+            # offsets as an int32 induction variable: 64-bit products would not vectorise
+            at = <int32_t> (base + lo * stride + offset)
             if r == 0 and j == 0:
                 for ow in range(lo, hi):
                     orow[ow] = row[ow * stride + offset]
                 if with_index:
                     for ow in range(lo, hi):
-                        best_at[ow] = <int32_t> (base + ow * stride + offset)
+                        best_at[ow] = at
+                        at = at + step
             elif with_index:
                 for ow in range(lo, hi):
                     value = row[ow * stride + offset]
                     take = beats(value, orow[ow])
                     orow[ow] = value if take else orow[ow]
-                    best_at[ow] = <int32_t> (base + ow * stride + offset) if take else best_at[ow]
+                    best_at[ow] = at if take else best_at[ow]
+                    at = at + step
             else:
                 for ow in range(lo, hi):
                     value = row[ow * stride + offset]
