@@ -387,6 +387,7 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
     cdef const max_t* row
     cdef max_t start = lowest(x)
     cdef max_t value
+    cdef bint take
     for c in range(channels):
         o[c] = start
     if oi != NULL:
@@ -405,11 +406,12 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
                         value = row[c]
                         o[c] = value if beats(value, o[c]) else o[c]
                 else:
+                    # branch-free selects so gcc vectorises along C
                     for c in range(channels):
                         value = row[c]
-                        if beats(value, o[c]):
-                            o[c] = value
-                            oi[c] = pos
+                        take = beats(value, o[c])
+                        o[c] = value if take else o[c]
+                        oi[c] = pos if take else oi[c]
 
 
 cdef int _forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,

@@ -5,6 +5,9 @@ shared grid (padding, dilation, ceil mode and its overhang/drop rules), NaN,
 ties and -inf, unbatched input, empty batches, views and the thread count.
 """
 
+import os
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -377,3 +380,16 @@ def test_indices_exact_past_2_31():
         assert y[0, 0, window] == 200 and idx[0, 0, window] == position
     assert idx.dtype == np.int64 and idx.max() < length
     del x
+
+
+def test_omp_num_threads_sets_the_default():
+    """OMP_NUM_THREADS, read by OpenMP at start-up, is cypool's default."""
+    if not cypool._threads.HAVE_OPENMP:
+        pytest.skip("serial build")
+    code = "import cypool; print(cypool.get_num_threads())"
+    for value in ("1", "3"):
+        env = dict(os.environ, OMP_NUM_THREADS=value)
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == value
