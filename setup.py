@@ -15,7 +15,8 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL_MODULES = ["_geometry", "_threads", "_max", "_avg"]
+KERNEL_MODULES = ["_geometry", "_threads", "_max", "_avg", "_adaptive", "_lp",
+                  "_unpool", "_fractional", "_stochastic"]
 
 CYTHON_DIRECTIVES = {
     "language_level": 3,
@@ -24,6 +25,8 @@ CYTHON_DIRECTIVES = {
     "cdivision": True,
     "initializedcheck": False,
     "embedsignature": True,
+    # No module state needs the GIL, so free-threaded CPython (3.14t) keeps it off (Cython >= 3.1).
+    "freethreading_compatible": True,
 }
 
 _PROBE = r"""
@@ -47,10 +50,25 @@ def _openmp_flags(compiler):
         candidates = [(["-Xpreprocessor", "-fopenmp"], ["-lomp"]), (["-fopenmp"], ["-fopenmp"])]
     else:
         candidates = [(["-fopenmp"], ["-fopenmp"])]
+    include_args, lib_args = _openmp_prefix_args()
+    candidates = [(include_args + compile_args, lib_args + link_args)
+                  for compile_args, link_args in candidates]
     for compile_args, link_args in candidates:
         if _probe_compiles(compiler, compile_args, link_args):
             return compile_args, link_args
     return None
+
+
+def _openmp_prefix_args():
+    """-I/-L flags for an OpenMP runtime outside the compiler's search path.
+
+    ``CYPOOL_OPENMP_PREFIX`` names its install prefix, e.g. Homebrew's keg-only
+    libomp on macOS (``$(brew --prefix libomp)``), which clang does not search.
+    """
+    prefix = os.environ.get("CYPOOL_OPENMP_PREFIX")
+    if not prefix or sys.platform == "win32":
+        return [], []
+    return [f"-I{os.path.join(prefix, 'include')}"], [f"-L{os.path.join(prefix, 'lib')}"]
 
 
 def _probe_compiles(compiler, compile_args, link_args):
@@ -75,8 +93,17 @@ def _probe_compiles(compiler, compile_args, link_args):
 class BuildExt(build_ext):
     """build_ext that adds OpenMP flags when the compiler supports them."""
 
+    def finalize_options(self):
+        super().finalize_options()
+        # The modules are independent: compile them side by side (pip and build pass no --parallel).
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
     def build_extensions(self):
         flags = _openmp_flags(self.compiler)
+        if flags is None and os.environ.get("CYPOOL_REQUIRE_OPENMP"):
+            # Wheel builds set this: a serial wheel would be a silent regression.
+            raise RuntimeError("cypool: CYPOOL_REQUIRE_OPENMP is set but the C compiler has no OpenMP")
         if flags is None:
             sys.stderr.write(
                 "\n*** cypool: WARNING: no OpenMP support found in the C compiler; "
@@ -111,7 +138,10 @@ def _extensions():
                 f"cypool.{name}",
                 [os.path.join("cypool", f"{name}.pyx")],
                 include_dirs=[np.get_include(), "cypool"],
-                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                # Built against NumPy 2, loadable by NumPy 1.23+ (the runtime floor), whatever
+                # default a newer NumPy's headers pick.
+                define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),
+                               ("NPY_TARGET_VERSION", "NPY_1_23_API_VERSION")],
                 extra_compile_args=_base_compile_args(),
             )
         )

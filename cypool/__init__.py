@@ -19,6 +19,21 @@ from cypool._pooling import (
     avg_pool3d_backward, max_pool1d, max_pool1d_backward, max_pool2d, max_pool2d_backward,
     max_pool3d, max_pool3d_backward,
 )
+from cypool._family_reduce import (
+    adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward, adaptive_avg_pool3d, adaptive_avg_pool3d_backward,
+    adaptive_max_pool1d, adaptive_max_pool1d_backward, adaptive_max_pool2d,
+    adaptive_max_pool2d_backward, adaptive_max_pool3d, adaptive_max_pool3d_backward,
+    global_avg_pool, global_avg_pool_backward, global_max_pool, global_max_pool_backward,
+    lp_pool1d, lp_pool1d_backward, lp_pool2d, lp_pool2d_backward, lp_pool3d, lp_pool3d_backward,
+)
+from cypool._family_sample import (
+    fractional_max_pool2d, fractional_max_pool2d_backward, fractional_max_pool3d,
+    fractional_max_pool3d_backward, max_unpool1d, max_unpool1d_backward, max_unpool2d,
+    max_unpool2d_backward, max_unpool3d, max_unpool3d_backward, stochastic_pool1d,
+    stochastic_pool1d_backward, stochastic_pool2d, stochastic_pool2d_backward, stochastic_pool3d,
+    stochastic_pool3d_backward,
+)
 
 __all__ = [
     "__version__", "get_num_threads", "set_num_threads", "show_config",
@@ -26,4 +41,20 @@ __all__ = [
     "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
     "avg_pool1d", "avg_pool2d", "avg_pool3d",
     "avg_pool1d_backward", "avg_pool2d_backward", "avg_pool3d_backward",
+    "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d",
+    "adaptive_avg_pool1d_backward", "adaptive_avg_pool2d_backward", "adaptive_avg_pool3d_backward",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d",
+    "adaptive_max_pool1d_backward", "adaptive_max_pool2d_backward", "adaptive_max_pool3d_backward",
+    "global_avg_pool", "global_max_pool", "global_avg_pool_backward", "global_max_pool_backward",
+    "lp_pool1d", "lp_pool2d", "lp_pool3d",
+    "lp_pool1d_backward", "lp_pool2d_backward", "lp_pool3d_backward",
+    "max_unpool1d", "max_unpool2d", "max_unpool3d",
+    "max_unpool1d_backward", "max_unpool2d_backward", "max_unpool3d_backward",
+    "fractional_max_pool2d", "fractional_max_pool3d",
+    "fractional_max_pool2d_backward", "fractional_max_pool3d_backward",
+    "stochastic_pool1d", "stochastic_pool2d", "stochastic_pool3d",
+    "stochastic_pool1d_backward", "stochastic_pool2d_backward", "stochastic_pool3d_backward",
 ]
+
+# Stateful layers for hand-written NumPy networks; built on the functions above.
+from cypool import layers  # noqa: E402

@@ -5,6 +5,8 @@ Every public function hands its raw arguments here first.  Each check raises
 argument, the value and the rule, before any work starts.
 """
 
+import math
+import numbers
 import operator
 from typing import NamedTuple, Tuple
 
@@ -17,9 +19,12 @@ from cypool._geometry import output_size as _output_size
 # Every kernel/stride/dilation/padding value stays below this, so the window
 # geometry's 64-bit products cannot overflow (see _geometry.pxd).
 MAX_PARAM = 2**31 - 1
+# Every shape holds fewer elements than this (zero sizes counted as one), so
+# sizes, plane sizes and offsets fit 64 bits (see _geometry.pxd).
+MAX_ELEMENTS = 2**62
 # Inputs smaller than this (elements) run on one thread: starting a team costs
 # more than the work.
-SERIAL_BELOW = 1 << 15
+SERIAL_BELOW = 1 << 17
 
 _NAMES = {1: "1-D", 2: "2-D", 3: "3-D"}
 
@@ -30,10 +35,16 @@ def _dtype_name(dtype):
     return np.dtype(dtype).name
 
 
+def _native(dtype):
+    """``dtype`` in the machine's byte order: the kernels read native values."""
+    dtype = np.dtype(dtype)
+    return dtype if dtype.isnative else dtype.newbyteorder("=")
+
+
 def max_compute_dtype(dtype, name="x"):
     """Dtype the max family computes in: ints and floats kept, float16 and bool
     computed as float32 and uint8 (and converted back)."""
-    dtype = np.dtype(dtype)
+    dtype = _native(dtype)
     if dtype.kind in "iu" and dtype.itemsize <= 8:
         return dtype
     if dtype == np.float32 or dtype == np.float64:
@@ -51,7 +62,7 @@ def max_compute_dtype(dtype, name="x"):
 def real_compute_dtype(dtype, name="x", op="average pooling"):
     """Dtype the averaging family (and every gradient) computes in: float32 and
     float64 kept, float16 as float32, integers as float64 (like numpy.mean)."""
-    dtype = np.dtype(dtype)
+    dtype = _native(dtype)
     if dtype == np.float32 or dtype == np.float64:
         return dtype
     if dtype == np.float16:
@@ -84,10 +95,19 @@ def as_array(x, name="x"):
 
 
 def as_kernel_input(x, compute_dtype):
-    """C-contiguous copy or view of ``x`` in the kernel's dtype."""
+    """C-contiguous, aligned copy or view of ``x`` in the kernel's dtype
+    (a misaligned view, e.g. from ``np.frombuffer``, is copied: the kernels'
+    typed loads assume alignment).
+
+    The kernels dispatch on NumPy's type number, and equal types can have two
+    (``longlong`` vs ``int64`` on Linux): the result is viewed as the canonical
+    sized type.
+    """
     if compute_dtype == np.uint8 and x.dtype == np.bool_:
         return np.ascontiguousarray(x).view(np.uint8)
-    return np.ascontiguousarray(x, dtype=compute_dtype)
+    array = np.require(x, compute_dtype, ["C_CONTIGUOUS", "ALIGNED"])
+    canonical = np.dtype(f"{array.dtype.kind}{array.dtype.itemsize}")
+    return array if array.dtype.num == canonical.num else array.view(canonical)
 
 
 # ------------------------------------------------------------------ scalars
@@ -194,7 +214,21 @@ def layout(shape, nd, channels_last, name="x"):
             f"{name} must have non-zero channels and spatial sizes (only the batch may be 0), "
             f"got shape {tuple(shape)}"
         )
+    check_element_count(shape, name)
     return Layout(batched, batch, channels, spatial, channels_last)
+
+
+def check_element_count(shape, name):
+    """Reject a shape of ``MAX_ELEMENTS`` or more elements (zero sizes count as
+    one), before any size product reaches 64-bit arithmetic."""
+    total = 1
+    for size in shape:
+        total *= max(size, 1)
+    if total >= MAX_ELEMENTS:
+        raise ValueError(
+            f"{name} {tuple(shape)} describes {total} elements (ignoring zero sizes); "
+            "cypool takes fewer than 2**62"
+        )
 
 
 def input_shape(value):
@@ -370,7 +404,12 @@ def divisor(value):
 # ---------------------------------------------------------------- results
 
 def result(out, shape, dtype, x=None, name="out"):
-    """A fresh result array, or the caller's ``out`` after checking it."""
+    """A fresh result array, or the caller's ``out`` after checking it.
+
+    ``x`` is the array, or tuple of arrays, that ``out`` must not overlap: the
+    inputs, and any result already written (a kernel that reads what it
+    writes, e.g. indices, could otherwise be sent out of bounds).
+    """
     if out is None:
         return np.empty(shape, dtype=dtype)
     if not isinstance(out, np.ndarray):
@@ -381,10 +420,13 @@ def result(out, shape, dtype, x=None, name="out"):
         raise ValueError(f"{name} must have dtype {np.dtype(dtype).name}, got {out.dtype.name}")
     if not out.flags.c_contiguous:
         raise ValueError(f"{name} must be C-contiguous")
+    if not out.flags.aligned:
+        raise ValueError(f"{name} must be aligned to its dtype's size")
     if not out.flags.writeable:
         raise ValueError(f"{name} must be writeable")
-    if x is not None and np.may_share_memory(out, x):
-        raise ValueError(f"{name} must not overlap the input")
+    others = () if x is None else x if isinstance(x, tuple) else (x,)
+    if any(np.may_share_memory(out, other) for other in others):
+        raise ValueError(f"{name} must not overlap the input or another result")
     return out
 
 
@@ -400,7 +442,7 @@ def split_out(out, return_indices):
 
 
 def index_array(indices, shape, name="indices"):
-    """Indices as C-contiguous int64 of ``shape``."""
+    """Indices as C-contiguous, aligned int64 of ``shape``."""
     indices = as_array(indices, name)
     if indices.dtype.kind not in "iu":
         raise TypeError(f"{name} must have an integer dtype, got {indices.dtype.name}")
@@ -408,7 +450,207 @@ def index_array(indices, shape, name="indices"):
         raise ValueError(f"{name} must have the shape of grad_output {tuple(shape)}, got {indices.shape}")
     if indices.dtype == np.uint64 and indices.size and indices.max() > np.iinfo(np.int64).max:
         raise ValueError(f"{name} holds values past the int64 range")
-    return np.ascontiguousarray(indices, dtype=np.int64)
+    return np.require(indices, np.int64, ["C_CONTIGUOUS", "ALIGNED"])
+
+
+# ------------------------------------ unpooling, fractional and stochastic
+
+def same_shape_indices(indices, shape, of="x"):
+    """Indices as C-contiguous int64 that must have the shape of ``of``."""
+    found = as_array(indices, "indices").shape
+    if found != tuple(shape):
+        raise ValueError(f"indices must have the shape of {of} {tuple(shape)}, got {found}")
+    return index_array(indices, shape)
+
+
+def check_indices_in_plane(bad, index, plane, what):
+    """Raise when ``bad`` (a count from the kernels) of ``index`` fall outside ``[0, plane)``."""
+    if bad:
+        example = int(index[(index < 0) | (index >= plane)].flat[0])
+        raise ValueError(
+            f"indices must be offsets inside one {what} plane, in [0, {plane}); {bad} of them "
+            f"are not (e.g. {example})"
+        )
+
+
+def unpool_output_size(nd, lay, kernel_size, stride, padding, output_size):
+    """Spatial output sizes of max unpooling, PyTorch's rule.
+
+    The default per dim is ``(in - 1) * stride + kernel - 2 * padding``; a given
+    ``output_size`` (spatial sizes, or a full shape in the call's layout) must lie
+    strictly within ``stride`` of it.
+    """
+    kernel = int_tuple(kernel_size, nd, "kernel_size", 1)
+    stride = kernel if stride is None else int_tuple(stride, nd, "stride", 1)
+    pads = int_tuple(padding, nd, "padding", 0)
+    default = tuple((size - 1) * s + k - 2 * p
+                    for size, k, s, p in zip(lay.spatial, kernel, stride, pads))
+    if output_size is None:
+        sizes = default
+    else:
+        sizes = _unpool_spatial(nd, lay, output_size)
+        for axis, (size, base, s) in enumerate(zip(sizes, default, stride)):
+            if not base - s < size < base + s:
+                raise ValueError(
+                    f"output_size {tuple(output_size)!r} is invalid: spatial dim {axis} must be "
+                    f"strictly between {base - s} and {base + s} (the default size {base} "
+                    f"+- stride {s})"
+                )
+    for axis, size in enumerate(sizes):
+        if size < 1:
+            raise ValueError(
+                f"max unpooling output size would be {size} (< 1) along spatial dim {axis}: "
+                f"(in - 1) * stride + kernel_size - 2 * padding with in={lay.spatial[axis]}, "
+                f"stride={stride[axis]}, kernel_size={kernel[axis]}, padding={pads[axis]}"
+            )
+    check_element_count(lay.shape_with(sizes), "the unpooled shape")
+    return sizes
+
+
+def _unpool_spatial(nd, lay, output_size):
+    """The spatial part of an unpooling ``output_size``."""
+    if isinstance(output_size, np.ndarray):
+        output_size = output_size.tolist()
+    if not isinstance(output_size, (tuple, list)):
+        raise TypeError(
+            f"output_size must be a tuple of {nd} spatial sizes or a full shape, "
+            f"got {type(output_size).__name__} {output_size!r}"
+        )
+    sizes = tuple(_as_int(v, "output_size") for v in output_size)
+    lead = (lay.batch, lay.channels) if lay.batched else (lay.channels,)
+    if len(sizes) == nd:
+        return sizes
+    if len(sizes) == nd + len(lead):
+        if lay.channels_last:
+            spatial, found = sizes[len(lead) - 1:-1], sizes[:len(lead) - 1] + sizes[-1:]
+        else:
+            spatial, found = sizes[len(lead):], sizes[:len(lead)]
+        if found != lead:
+            raise ValueError(
+                f"output_size {sizes} as a full shape must keep the batch and channel sizes "
+                f"{lead} of x"
+            )
+        return spatial
+    raise ValueError(
+        f"output_size must hold {nd} spatial sizes or the {nd + len(lead)} sizes of a full "
+        f"shape, got {sizes} ({len(sizes)} values)"
+    )
+
+
+def _positive_ratio(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer,
+                                                                      np.floating)):
+        raise TypeError(f"{name} must be a float or a tuple of floats, got "
+                        f"{type(value).__name__} {value!r}")
+    if not 0 < value < 1:
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+    return float(value)
+
+
+def fractional_output_size(nd, spatial, kernel_size, output_size, output_ratio):
+    """Kernel and output sizes of fractional max pooling.
+
+    Exactly one of ``output_size`` and ``output_ratio`` (``0 < r < 1``, output
+    ``int(in * r)`` as PyTorch); every window must fit: ``out + kernel - 1 <= in``.
+    """
+    kernel = int_tuple(kernel_size, nd, "kernel_size", 1)
+    if (output_size is None) == (output_ratio is None):
+        raise ValueError("fractional max pooling takes exactly one of output_size and "
+                         f"output_ratio, got output_size={output_size!r}, "
+                         f"output_ratio={output_ratio!r}")
+    if output_size is not None:
+        out = int_tuple(output_size, nd, "output_size", 1)
+    else:
+        if isinstance(output_ratio, (tuple, list)):
+            if len(output_ratio) != nd:
+                raise ValueError(f"output_ratio must be a float or a tuple of {nd} floats, "
+                                 f"got {tuple(output_ratio)!r}")
+            ratios = tuple(_positive_ratio(r, "output_ratio") for r in output_ratio)
+        else:
+            ratios = (_positive_ratio(output_ratio, "output_ratio"),) * nd
+        out = tuple(int(size * r) for size, r in zip(spatial, ratios))
+        for axis, size in enumerate(out):
+            if size < 1:
+                raise ValueError(
+                    f"output_ratio {output_ratio!r} gives output size 0 along spatial dim {axis} "
+                    f"(int({spatial[axis]} * {ratios[axis]})); it must be at least 1"
+                )
+    for axis, (size, k, o) in enumerate(zip(spatial, kernel, out)):
+        if o + k - 1 > size:
+            raise ValueError(
+                f"fractional max pooling needs output_size + kernel_size - 1 <= input size; "
+                f"along spatial dim {axis} it is {o} + {k} - 1 > {size}"
+            )
+    return kernel, out
+
+
+def sample_dtype(dtype):
+    """Dtype of fractional pooling's samples: the input's float dtype, else float64."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
+        return dtype.newbyteorder("=")
+    return np.dtype(np.float64)
+
+
+def generator(rng):
+    """``rng`` as a ``numpy.random.Generator``: a Generator, an int seed, or None (fresh)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
+        if rng < 0:
+            raise ValueError(f"rng as a seed must be a non-negative int, got {rng!r}")
+        return np.random.default_rng(int(rng))
+    raise TypeError("rng must be a numpy.random.Generator, an int seed or None, "
+                    f"got {type(rng).__name__} {rng!r}")
+
+
+def fractional_samples(samples, rng, lay, nd, dtype):
+    """Per-plane samples of fractional pooling as a C-contiguous ``(N*C, nd)`` array.
+
+    ``samples`` is PyTorch's ``_random_samples``: shape ``(N', C, nd)`` with
+    ``N' >= N`` (the first ``N`` rows are used), values in ``[0, 1)``, cast to
+    ``dtype``.  Without it ``rng`` draws them.
+    """
+    need = (lay.batch, lay.channels, nd)
+    if samples is None:
+        gen = generator(rng)
+        if dtype == np.float16:
+            # every k/2048 is exact in float16, so a draw never rounds up to 1
+            drawn = np.floor(gen.random(need) * 2048) / 2048
+        else:
+            drawn = gen.random(need, dtype=dtype)
+        return np.ascontiguousarray(drawn, dtype=dtype).reshape(-1, nd)
+    if rng is not None:
+        raise ValueError("pass either _random_samples or rng, not both")
+    samples = as_array(samples, "_random_samples")
+    if samples.dtype.kind not in "fiu":
+        raise TypeError(f"_random_samples must hold real numbers, got dtype {samples.dtype.name}")
+    if (samples.ndim != 3 or samples.shape[0] < lay.batch or samples.shape[1:] != need[1:]):
+        raise ValueError(
+            f"_random_samples must have shape (N', {lay.channels}, {nd}) with N' >= the batch "
+            f"size {lay.batch}, got {samples.shape}"
+        )
+    samples = np.ascontiguousarray(samples[:lay.batch], dtype=dtype)
+    if samples.size and not np.all((samples >= 0) & (samples < 1)):
+        raise ValueError("_random_samples must lie in [0, 1) (as torch.rand draws them), got "
+                         f"values from {samples.min()} to {samples.max()}")
+    return samples.reshape(-1, nd)
+
+
+def stochastic_uniforms(rng, lay, out_spatial):
+    """One float64 uniform per output element, in the kernels' layout.
+
+    Drawn in channels-first order ``(N, C, *out)`` whatever the layout, so a seed
+    gives the same samples in both layouts.
+    """
+    gen = generator(rng)
+    plane = int(np.prod(out_spatial))
+    draws = gen.random((lay.batch, lay.channels, plane))
+    if lay.channels_last:
+        draws = np.ascontiguousarray(draws.transpose(0, 2, 1))
+    return draws
 
 
 __all__ = [
@@ -417,3 +659,124 @@ __all__ = [
     "num_threads", "pool_geometry", "real_compute_dtype", "result", "split_out",
     "threads_for",
 ]
+
+
+# --------------------------------------------- adaptive, global and LP pooling
+
+#: Adaptive window bounds multiply a window index by the input size
+#: (_geometry.pxd): exact while ``in_size * out_size`` stays below this.
+ADAPTIVE_PRODUCT_LIMIT = 2**63
+
+
+def adaptive_output_size(output_size, nd, spatial):
+    """``output_size`` of an adaptive pool as ``nd`` ints.
+
+    An int, or a tuple/list of ``nd`` entries that are ints or None (None keeps
+    that input size); each size in ``[1, 2**31 - 1]`` with
+    ``in_size * out_size < 2**63`` so the window bounds are exact.
+    """
+    if output_size is None:
+        raise TypeError(f"output_size must be an int or a tuple of {nd} ints or None entries, "
+                        "got None")
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != nd:
+            raise ValueError(
+                f"output_size must be an int or a tuple of {nd} ints (or None entries) for "
+                f"{_NAMES[nd]} pooling, got {tuple(output_size)!r} ({len(output_size)} values)"
+            )
+        entries = tuple(output_size)
+    else:
+        entries = (output_size,) * nd
+    sizes = []
+    for axis, (entry, size) in enumerate(zip(entries, spatial)):
+        value = size if entry is None else _as_int(entry, "output_size")
+        if value < 1:
+            raise ValueError(f"output_size must be >= 1, got {output_size!r}")
+        if value > MAX_PARAM:
+            raise ValueError(f"output_size must be <= {MAX_PARAM} along spatial dim {axis} "
+                             f"(None keeps the input size {size}), got {output_size!r}")
+        if size * value >= ADAPTIVE_PRODUCT_LIMIT:
+            raise ValueError(
+                f"output_size {value} times the input size {size} along spatial dim {axis} "
+                "must be below 2**63 (adaptive windows are computed exactly in 64 bits)"
+            )
+        sizes.append(value)
+    return tuple(sizes)
+
+
+class ReducePlan(NamedTuple):
+    """Layout and kernel shapes of an adaptive or global pooling call."""
+    layout: Layout
+    out_shape: Tuple[int, ...]          # user-facing result shape
+    in_kernel_shape: Tuple[int, ...]    # the kernels' view of the input
+    out_kernel_shape: Tuple[int, ...]   # the kernels' view of the result
+    in_size: Tuple[int, int, int]       # the kernels' spatial (D, H, W) of the input
+    out_size: Tuple[int, int, int]      # ... and of the result
+
+
+def _spatial3(spatial):
+    return (1,) * (3 - len(spatial)) + tuple(spatial)
+
+
+def adaptive_plan(nd, shape, output_size, channels_last, name="x"):
+    """Validated layout and output size of an adaptive call, memoised like
+    :func:`pool_plan` (an ``output_size`` with None entries is not cached)."""
+    cacheable = _plain(output_size) and type(channels_last) is bool
+    if cacheable:
+        key = ("adaptive", nd, shape, output_size, channels_last, name)
+        plan = _PLANS.get(key)
+        if plan is not None:
+            return plan
+    lay = layout(shape, nd, channels_last, name=name)
+    out_size = adaptive_output_size(output_size, nd, lay.spatial)
+    plan = ReducePlan(lay, lay.shape_with(out_size), lay.kernel_shape(lay.spatial),
+                      lay.kernel_shape(out_size), _spatial3(lay.spatial), _spatial3(out_size))
+    if cacheable:
+        if len(_PLANS) >= _PLAN_CACHE_SIZE:
+            _PLANS.clear()
+        _PLANS[key] = plan
+    return plan
+
+
+def global_plan(shape, channels_last, keepdims, name="x"):
+    """Layout of a global pool over every spatial dim of a batched input.
+
+    Global pooling takes any number of spatial dims, so it cannot tell an
+    unbatched input from a batched one: axis 0 is always the batch.  Each
+    plane is flattened to the kernels' ``(1, 1, P)``.
+    """
+    channels_last = flag(channels_last, "channels_last")
+    keepdims = flag(keepdims, "keepdims")
+    if len(shape) < 3:
+        order = "(N, *spatial, C)" if channels_last else "(N, C, *spatial)"
+        raise ValueError(
+            f"{name} must be batched {order} with at least one spatial dim for global pooling, "
+            f"got shape {tuple(shape)} (for one sample add a batch axis: x[None])"
+        )
+    nd = len(shape) - 2
+    lay = layout(shape, nd, channels_last, name=name)
+    plane = 1
+    for size in lay.spatial:
+        plane *= size
+    out_shape = lay.shape_with((1,) * nd) if keepdims else (lay.batch, lay.channels)
+    return ReducePlan(lay, out_shape, lay.kernel_shape((plane,)), lay.kernel_shape((1,)),
+                      (1, 1, plane), (1, 1, 1))
+
+
+def norm_type(value):
+    """LP pooling's ``norm_type``: a positive real number, or inf (max of ``|x|``)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"norm_type must be a positive float or inf, "
+                        f"got {type(value).__name__} {value!r}")
+    try:
+        p = float(value)
+    except OverflowError:
+        raise ValueError(f"norm_type {value!r} is too large for a float; "
+                         "pass float('inf') for the max norm") from None
+    if math.isnan(p) or p <= 0:
+        raise ValueError(f"norm_type must be a positive number or inf (norm_type > 0), "
+                         f"got {value!r}")
+    return p
+
+
+__all__ += ["adaptive_output_size", "adaptive_plan", "global_plan", "norm_type", "ReducePlan"]

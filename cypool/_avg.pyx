@@ -89,6 +89,8 @@ cdef inline void _row_sums_interior(const real_t* row, real_t* hs, Py_ssize_t lo
     """Sums of the full windows [lo, hi); ``stride`` is constant at the hot call
     sites so gcc vectorises the strided loads."""
     cdef Py_ssize_t ow, j
+    if hi <= lo:
+        return  # no full window: the tap loop below must not run
     for ow in range(lo, hi):
         hs[ow] = row[ow * stride - pad]
     for j in range(1, kernel):
@@ -396,9 +398,10 @@ cdef inline void _row_spread(const real_t* v, real_t* girow, const Axis* axis,
     cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
     cdef Py_ssize_t ow, j
     cdef Py_ssize_t stride = axis.stride, pad = axis.pad_before
-    for j in range(axis.kernel):
-        for ow in range(lo, hi):
-            girow[ow * stride + j - pad] += v[ow]
+    if hi > lo:  # else the tap loop would run kernel_size times for nothing
+        for j in range(axis.kernel):
+            for ow in range(lo, hi):
+                girow[ow * stride + j - pad] += v[ow]
     for ow in range(lo):
         for j in range(count[ow]):
             girow[first[ow] + j] += v[ow]

@@ -94,6 +94,8 @@ cdef inline void _row_interior(const max_t* row, max_t* hv, int32_t* hw, int32_t
     cdef max_t value
     cdef bint take
     cdef int32_t at, step = <int32_t> stride
+    if hi <= lo:
+        return  # no full window: the tap loop below must not run
     for ow in range(lo, hi):
         hv[ow] = row[ow * stride - pad]
     if with_index:
@@ -227,6 +229,8 @@ cdef inline void _direct_interior(const max_t** rows, const int32_t* bases, Py_s
     cdef int32_t base, at, step = <int32_t> stride
     cdef max_t value
     cdef bint take
+    if hi <= lo:
+        return  # no full window: the tap loop below must not run
     for r in range(n_rows):
         row = rows[r]
         base = bases[r]

@@ -30,7 +30,7 @@ def _max_pool(nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_i
     out_shape = plan.out_shape
     out_values, out_indices = _args.split_out(out, return_indices)
     values = _args.result(out_values, out_shape, x.dtype, x)
-    indices = (_args.result(out_indices, out_shape, _INT64, x, name="out[1] (indices)")
+    indices = (_args.result(out_indices, out_shape, _INT64, (x, values), name="out[1] (indices)")
                if return_indices else None)
     if x.size:
         kernel_out = plan.out_kernel_shape
@@ -71,7 +71,8 @@ def _max_pool_backward(nd, grad_output, indices, input_shape, channels_last, out
             f"indices must be offsets inside one input plane, in [0, {plane}) for spatial size "
             f"{lay.spatial}; {bad} of them are not"
         )
-    grad_in = _args.result(out, lay.shape_with(lay.spatial), _args.real_result_dtype(grad.dtype), grad)
+    grad_in = _args.result(out, lay.shape_with(lay.spatial), _args.real_result_dtype(grad.dtype),
+                           (grad, index))
     if grad_in.size == 0:
         return grad_in
     out_plane = int(np.prod(grad_lay.spatial))
@@ -81,7 +82,7 @@ def _max_pool_backward(nd, grad_output, indices, input_shape, channels_last, out
         grad_shape, in_shape = (lay.batch * lay.channels, out_plane), (lay.batch * lay.channels, plane)
     target = grad_in if grad_in.dtype == compute else np.empty(grad_in.shape, compute)
     _max.max_pool_backward(
-        np.ascontiguousarray(grad, dtype=compute).reshape(grad_shape), index.reshape(grad_shape),
+        _args.as_kernel_input(grad, compute).reshape(grad_shape), index.reshape(grad_shape),
         target.reshape(in_shape), plane, lay.channels_last,
         _args.threads_for(nthreads, grad_in.size),
     )
@@ -134,7 +135,7 @@ def _avg_pool_backward(nd, grad_output, input_shape, kernel_size, stride, paddin
     if grad_in.size:
         target = grad_in if grad_in.dtype == compute else np.empty(shape, compute)
         _avg.avg_pool_backward(
-            np.ascontiguousarray(grad, dtype=compute).reshape(plan.out_kernel_shape),
+            _args.as_kernel_input(grad, compute).reshape(plan.out_kernel_shape),
             target.reshape(plan.in_kernel_shape),
             plan.kernel_geometry, include_pad, override, plan.layout.channels_last,
             _args.threads_for(nthreads, grad_in.size),

@@ -304,7 +304,7 @@ def test_out_arrays_are_filled_and_returned(rng):
 
 @pytest.mark.parametrize("channels_last", LAYOUTS, ids=["cf", "cl"])
 def test_thread_counts_agree(channels_last, rng):
-    x = rng.standard_normal((4, 16, 40, 40)).astype(np.float32)  # past the serial cut-off
+    x = rng.standard_normal((4, 16, 64, 64)).astype(np.float32)  # past the serial cut-off
     xl = _in_layout(x, channels_last)
     kw = dict(channels_last=channels_last)
     one = cypool.max_pool2d(xl, 3, 2, 1, return_indices=True, num_threads=1, **kw)
@@ -323,7 +323,7 @@ def test_thread_counts_agree(channels_last, rng):
 
 
 def test_many_python_threads_give_the_serial_result(rng):
-    inputs = [rng.standard_normal((2, 8, 33, 31)).astype(np.float32) for _ in range(8)]
+    inputs = [rng.standard_normal((2, 8, 96, 90)).astype(np.float32) for _ in range(8)]
     expected = [(cypool.max_pool2d(x, 3, 2, 1, return_indices=True, num_threads=1),
                  cypool.avg_pool2d(x, 3, 2, 1, num_threads=1)) for x in inputs]
     failures = []
@@ -393,3 +393,16 @@ def test_omp_num_threads_sets_the_default():
                               text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == value
+
+
+@pytest.mark.parametrize("dtype", [np.longlong, np.ulonglong, np.intc, np.uintc])
+def test_platform_integer_aliases(dtype, rng):
+    """longlong/intc share a size with int64/int32 but not NumPy's type number."""
+    x = rng.integers(0, 50, size=(2, 3, 6, 6)).astype(dtype)
+    got, idx = cypool.max_pool2d(x, 3, 2, 1, return_indices=True)
+    want, want_idx = ref.max_pool(x, 2, 3, 2, 1)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(idx, want_idx)
+    grad = cypool.max_pool2d_backward(np.ones(got.shape), idx.astype(np.longlong), x.shape)
+    assert grad.sum() == got.size
+    np.testing.assert_allclose(cypool.avg_pool2d(x, 2), ref.avg_pool(x.astype(np.float64), 2, 2))

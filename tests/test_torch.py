@@ -399,11 +399,12 @@ def test_strided_views_match_torch(nd, make_view, channels_last):
 
 # ----------------------------------------------------------------- threads
 
-# Over 2**15 elements each, so cypool does share the work between threads.
+# Over cypool's serial cut-off (2**17 elements) each, so the work is shared
+# between threads.
 THREAD_CASES = [
-    ref.PoolCase("threads", (4, 16, 601), 3, 2, 1, 2, ceil_mode=True),
-    ref.PoolCase("threads", (2, 8, 49, 51), 3, 2, 1, ceil_mode=True),
-    ref.PoolCase("threads", (2, 4, 17, 20, 15), (3, 2, 3), 2, 1, ceil_mode=True),
+    ref.PoolCase("threads", (4, 16, 2401), 3, 2, 1, 2, ceil_mode=True),
+    ref.PoolCase("threads", (2, 8, 97, 101), 3, 2, 1, ceil_mode=True),
+    ref.PoolCase("threads", (2, 4, 33, 40, 29), (3, 2, 3), 2, 1, ceil_mode=True),
 ]
 
 

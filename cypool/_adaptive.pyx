@@ -1,0 +1,632 @@
+# cython: language_level=3
+"""Adaptive pooling kernels (average and max) and their global fast paths.
+
+Layouts as in ``_max.pyx``: channels-first ``(planes, D, H, W)``,
+channels-last ``(N, D, H, W, C)``, C-contiguous.  Window ``i`` along an axis
+covers ``[adaptive_start(i), adaptive_end(i))`` (``_geometry.pxd``).
+
+Global pooling is adaptive pooling to size 1 of each plane viewed as
+``(1, 1, D*H*W)``; an output of size 1 everywhere takes the global loops,
+which read each plane (or each channel block) once, contiguously.
+``naive=True`` forces the general loops so the tests can compare the two.
+Max backward is max pooling's scatter (``_max.max_pool_backward``).
+"""
+
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.stdint cimport (
+    int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+)
+from libc.stdlib cimport malloc
+from libc.string cimport memset
+
+from cypool._dtypes cimport beats, lowest, max_t, real_t
+from cypool._geometry cimport adaptive_end, adaptive_start, ceil_div
+from cypool._kernel_common cimport Tables, free_tables
+
+cnp.import_array()
+
+cdef enum:
+    # Channels of one channels-last job (see _max.pyx).
+    # Channels of one channels-last job: long contiguous runs, narrowed down
+    # (to the minimum) while the threads would have too few jobs.
+    MAX_CHANNEL_BLOCK = 512
+    MIN_CHANNEL_BLOCK = 64
+    # Values a global sum adds in the input type before its double total
+    # (per partial sum: eight run side by side channels-first, one per
+    # channel channels-last).
+    SUM_BLOCK = 128
+    PIXEL_BLOCK = 8
+
+
+cdef struct Shape:
+    Py_ssize_t in_size[3]     # D, H, W of the input
+    Py_ssize_t out_size[3]    # OD, OH, OW of the output
+
+
+cdef int _make_windows(const Shape* s, Tables* t) noexcept nogil:
+    """``t.first`` / ``t.count``: start and length of every adaptive window
+    (``padded`` unused); -1 when out of memory."""
+    cdef Py_ssize_t total = s.out_size[0] + s.out_size[1] + s.out_size[2]
+    cdef Py_ssize_t a, o, start
+    t.block = <Py_ssize_t*> malloc((2 * total + 1) * sizeof(Py_ssize_t))
+    if t.block == NULL:
+        return -1
+    t.first = t.block
+    t.count = t.block + total
+    t.padded = NULL
+    t.offset[0] = 0
+    t.offset[1] = s.out_size[0]
+    t.offset[2] = s.out_size[0] + s.out_size[1]
+    for a in range(3):
+        t.full_lo[a] = 0
+        t.full_hi[a] = 0
+        for o in range(s.out_size[a]):
+            start = adaptive_start(o, s.in_size[a], s.out_size[a])
+            t.first[t.offset[a] + o] = start
+            t.count[t.offset[a] + o] = adaptive_end(o, s.in_size[a], s.out_size[a]) - start
+    return 0
+
+
+cdef struct Window:
+    Py_ssize_t at[3]        # output position along D, H, W
+    Py_ssize_t start[3]     # first input position along D, H, W
+    Py_ssize_t count[3]     # elements along D, H, W
+    Py_ssize_t batch        # the batch element of a channels-last pixel
+
+
+cdef inline void _set_axis(const Tables* t, Window* w, Py_ssize_t a, Py_ssize_t o) noexcept nogil:
+    w.at[a] = o
+    w.start[a] = t.first[t.offset[a] + o]
+    w.count[a] = t.count[t.offset[a] + o]
+
+
+cdef inline void _window(const Tables* t, const Py_ssize_t* out_size, Py_ssize_t pixel,
+                         Window* w) noexcept nogil:
+    """Window of output ``pixel``, a row-major offset over ``(N, OD, OH, OW)``."""
+    cdef Py_ssize_t a
+    for a in range(2, -1, -1):
+        _set_axis(t, w, a, pixel % out_size[a])
+        pixel = pixel // out_size[a]
+    w.batch = pixel
+
+
+cdef inline void _step(const Tables* t, const Py_ssize_t* out_size, Py_ssize_t o, Window* w) noexcept nogil:
+    """Window of output ``o`` of a plane when ``w`` holds ``o - 1``: an odometer
+    step, since a division per output costs more than a small window's work."""
+    cdef Py_ssize_t a = 2
+    if o == 0:
+        _window(t, out_size, 0, w)
+        return
+    while a > 0 and w.at[a] + 1 == out_size[a]:
+        _set_axis(t, w, a, 0)
+        a -= 1
+    _set_axis(t, w, a, w.at[a] + 1)
+
+
+cdef inline Py_ssize_t _size(const Window* w) noexcept nogil:
+    return w.count[0] * w.count[1] * w.count[2]
+
+
+cdef struct Jobs:
+    Py_ssize_t block        # channels per job
+    Py_ssize_t per_batch    # jobs per batch element
+    Py_ssize_t count        # jobs in all
+
+
+cdef inline Jobs _channel_jobs(Py_ssize_t lead, Py_ssize_t channels, int nthreads) noexcept nogil:
+    """Channels-last work as (batch element, channel block) jobs, at least
+    four per thread where the channels allow."""
+    cdef Jobs jobs
+    jobs.block = MAX_CHANNEL_BLOCK
+    while jobs.block > MIN_CHANNEL_BLOCK and lead * ceil_div(channels, jobs.block) < 4 * nthreads:
+        jobs.block = jobs.block // 2
+    jobs.per_batch = ceil_div(channels, jobs.block)
+    jobs.count = lead * jobs.per_batch
+    return jobs
+
+
+cdef inline Py_ssize_t _job_channels(const Jobs* jobs, Py_ssize_t job, Py_ssize_t channels,
+                                     Py_ssize_t* c0, Py_ssize_t* width) noexcept nogil:
+    """First channel and width of ``job``; returns its batch element."""
+    c0[0] = (job % jobs.per_batch) * jobs.block
+    width[0] = jobs.block if c0[0] + jobs.block < channels else channels - c0[0]
+    return job // jobs.per_batch
+
+
+cdef inline bint _is_global(const Shape* s) noexcept nogil:
+    return s.out_size[0] == 1 and s.out_size[1] == 1 and s.out_size[2] == 1
+
+
+cdef inline Py_ssize_t _plane(const Py_ssize_t* sizes) noexcept nogil:
+    return sizes[0] * sizes[1] * sizes[2]
+
+
+cdef int _fill_shape(Shape* s, tuple in_size, tuple out_size) except -1:
+    cdef Py_ssize_t a
+    for a in range(3):
+        s.in_size[a] = in_size[a]
+        s.out_size[a] = out_size[a]
+    return 0
+
+
+# ------------------------------------------------------------ average forward
+
+cdef void _avg_plane(const real_t* x, real_t* out, const Shape* s,
+                     const Tables* t) noexcept nogil:
+    """One channels-first plane, any windows: the general loop."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t o, id_, ih, iw
+    cdef Window w
+    cdef real_t total
+    cdef const real_t* row
+    for o in range(_plane(s.out_size)):
+        _step(t, s.out_size, o, &w)
+        total = 0
+        for id_ in range(w.start[0], w.start[0] + w.count[0]):
+            for ih in range(w.start[1], w.start[1] + w.count[1]):
+                row = x + (id_ * H + ih) * W
+                for iw in range(w.start[2], w.start[2] + w.count[2]):
+                    total = total + row[iw]
+        out[o] = total / <real_t> _size(&w)
+
+
+cdef inline double _plane_sum(const real_t* v, Py_ssize_t n) noexcept nogil:
+    """Sum of a whole plane: blocks of SUM_BLOCK values summed in eight
+    independent partial sums of the input type (the adds pipeline and
+    vectorise instead of waiting on one another), the block sums added in
+    double so long float32 planes keep their precision."""
+    cdef real_t acc[8]
+    cdef Py_ssize_t i, j, block, body
+    cdef double total = 0
+    cdef Py_ssize_t done = 0
+    while done < n:
+        block = n - done if n - done < SUM_BLOCK else SUM_BLOCK
+        body = block - block % 8
+        for j in range(8):
+            acc[j] = 0
+        i = 0
+        while i < body:
+            for j in range(8):
+                acc[j] = acc[j] + v[done + i + j]
+            i += 8
+        for i in range(body, block):
+            acc[0] = acc[0] + v[done + i]
+        total += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+        done += block
+    return total
+
+
+cdef void _global_avg_block_cl(const real_t* x, real_t* out, Py_ssize_t job, const Jobs* jobs,
+                               Py_ssize_t channels, Py_ssize_t plane) noexcept nogil:
+    """Channels ``[c0, c0 + width)`` of one batch element, channels-last, the
+    channel loop innermost; PIXEL_BLOCK pixels summed in the input type, then
+    added into double totals (see :func:`_plane_sum`)."""
+    cdef Py_ssize_t c0, width
+    cdef Py_ssize_t n = _job_channels(jobs, job, channels, &c0, &width)
+    cdef real_t partial[MAX_CHANNEL_BLOCK]
+    cdef double total[MAX_CHANNEL_BLOCK]
+    cdef const real_t* row
+    cdef Py_ssize_t p, c
+    for c in range(width):
+        total[c] = 0
+        partial[c] = 0
+    for p in range(plane):
+        row = x + (n * plane + p) * channels + c0
+        for c in range(width):
+            partial[c] = partial[c] + row[c]
+        if (p + 1) % PIXEL_BLOCK == 0 or p + 1 == plane:
+            for c in range(width):
+                total[c] += partial[c]
+                partial[c] = 0
+    for c in range(width):
+        out[n * channels + c0 + c] = <real_t> (total[c] / plane)
+
+
+cdef void _avg_pixel_cl(const real_t* x, real_t* out, Py_ssize_t pixel, Py_ssize_t channels,
+                        const Shape* s, const Tables* t) noexcept nogil:
+    """One channels-last output pixel, all channels; channel loop innermost."""
+    cdef Py_ssize_t D = s.in_size[0], H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t id_, ih, iw, c
+    cdef Window w
+    cdef real_t* o = out + pixel * channels
+    cdef const real_t* row
+    _window(t, s.out_size, pixel, &w)
+    cdef real_t scale = <real_t> _size(&w)
+    for c in range(channels):
+        o[c] = 0
+    for id_ in range(w.start[0], w.start[0] + w.count[0]):
+        for ih in range(w.start[1], w.start[1] + w.count[1]):
+            for iw in range(w.start[2], w.start[2] + w.count[2]):
+                row = x + (((w.batch * D + id_) * H + ih) * W + iw) * channels
+                for c in range(channels):
+                    o[c] = o[c] + row[c]
+    for c in range(channels):
+        o[c] = o[c] / scale
+
+
+cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t channels,
+                      bint channels_last, const Shape* s, int nthreads,
+                      bint naive) noexcept nogil:
+    """``lead`` is planes (channels-first) or batch (channels-last)."""
+    cdef Tables t
+    cdef Py_ssize_t p, pixels
+    cdef Jobs jobs
+    cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
+    if _is_global(s) and not naive:
+        if not channels_last:
+            if nthreads > 1:
+                for p in prange(lead, schedule='static', num_threads=nthreads):
+                    out[p] = <real_t> (_plane_sum(x + p * in_plane, in_plane) / in_plane)
+            else:
+                for p in range(lead):
+                    out[p] = <real_t> (_plane_sum(x + p * in_plane, in_plane) / in_plane)
+        else:
+            jobs = _channel_jobs(lead, channels, nthreads)
+            if nthreads > 1:
+                for p in prange(jobs.count, schedule='static', num_threads=nthreads):
+                    _global_avg_block_cl(x, out, p, &jobs, channels, in_plane)
+            else:
+                for p in range(jobs.count):
+                    _global_avg_block_cl(x, out, p, &jobs, channels, in_plane)
+        return 0
+    if _make_windows(s, &t) != 0:
+        return -1
+    if not channels_last:
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                _avg_plane(x + p * in_plane, out + p * out_plane, s, &t)
+        else:
+            for p in range(lead):
+                _avg_plane(x + p * in_plane, out + p * out_plane, s, &t)
+    else:
+        pixels = lead * out_plane
+        if nthreads > 1:
+            for p in prange(pixels, schedule='static', num_threads=nthreads):
+                _avg_pixel_cl(x, out, p, channels, s, &t)
+        else:
+            for p in range(pixels):
+                _avg_pixel_cl(x, out, p, channels, s, &t)
+    free_tables(&t)
+    return 0
+
+
+def adaptive_avg_forward(cnp.ndarray x, cnp.ndarray out, tuple in_size, tuple out_size,
+                         bint channels_last, int nthreads, bint naive=False):
+    """Fill ``out`` with the adaptive window means of ``x``.
+
+    x: IN, float32/float64, ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
+    out: OUT, same dtype and layout with the output sizes.
+    in_size, out_size: the three spatial sizes (D, H, W) of ``x`` and ``out``.
+    """
+    cdef Shape s
+    _fill_shape(&s, in_size, out_size)
+    cdef Py_ssize_t lead = x.shape[0]
+    cdef Py_ssize_t channels = x.shape[4] if channels_last else 1
+    cdef void* xp = cnp.PyArray_DATA(x)
+    cdef void* op = cnp.PyArray_DATA(out)
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    cdef int status = 0
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            status = _avg_forward[float](<float*> xp, <float*> op, lead, channels, channels_last, &s, nthreads, naive)
+        elif typenum == cnp.NPY_FLOAT64:
+            status = _avg_forward[double](<double*> xp, <double*> op, lead, channels, channels_last, &s, nthreads, naive)
+        else:
+            status = -2
+    if status == -1:
+        raise MemoryError("cypool: out of memory for window tables")
+    if status == -2:
+        raise TypeError(f"adaptive average pooling kernel has no loop for dtype {x.dtype}")
+
+
+# ---------------------------------------------------------------- max forward
+
+cdef void _max_plane(const max_t* x, max_t* out, int64_t* ind, const Shape* s,
+                     const Tables* t) noexcept nogil:
+    """One channels-first plane, any windows: the general loop (ties keep the
+    first maximum, the last NaN wins)."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t o, id_, ih, iw, pos
+    cdef Window w
+    cdef max_t best, value
+    cdef const max_t* row
+    for o in range(_plane(s.out_size)):
+        _step(t, s.out_size, o, &w)
+        best = lowest(x)
+        pos = (w.start[0] * H + w.start[1]) * W + w.start[2]
+        for id_ in range(w.start[0], w.start[0] + w.count[0]):
+            for ih in range(w.start[1], w.start[1] + w.count[1]):
+                row = x + (id_ * H + ih) * W
+                for iw in range(w.start[2], w.start[2] + w.count[2]):
+                    value = row[iw]
+                    if beats(value, best):
+                        best = value
+                        pos = (id_ * H + ih) * W + iw
+        out[o] = best
+        if ind != NULL:
+            ind[o] = pos
+
+
+cdef void _global_max_plane(const max_t* x, max_t* out, int64_t* ind,
+                            Py_ssize_t plane) noexcept nogil:
+    """Maximum of one contiguous plane and its offset."""
+    cdef Py_ssize_t i, pos = 0
+    cdef max_t best = lowest(x)
+    cdef max_t value
+    if ind == NULL:
+        for i in range(plane):
+            value = x[i]
+            best = value if beats(value, best) else best
+    else:
+        for i in range(plane):
+            value = x[i]
+            if beats(value, best):
+                best = value
+                pos = i
+        ind[0] = pos
+    out[0] = best
+
+
+cdef inline void _max_into(const max_t* row, max_t* best, int64_t* at, int64_t pos,
+                           Py_ssize_t width) noexcept nogil:
+    """Fold one channels-last pixel (``width`` channels at ``row``, plane offset
+    ``pos``) into running maxima and, unless ``at`` is NULL, their offsets;
+    branch-free selects over the contiguous run so they vectorise."""
+    cdef Py_ssize_t c
+    cdef max_t value
+    cdef bint take
+    if at == NULL:
+        for c in range(width):
+            value = row[c]
+            best[c] = value if beats(value, best[c]) else best[c]
+    else:
+        for c in range(width):
+            value = row[c]
+            take = beats(value, best[c])
+            best[c] = value if take else best[c]
+            at[c] = pos if take else at[c]
+
+
+cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
+                               const Jobs* jobs, Py_ssize_t channels,
+                               Py_ssize_t plane) noexcept nogil:
+    """Channels ``[c0, c0 + width)`` of one batch element, channels-last."""
+    cdef Py_ssize_t c0, width
+    cdef Py_ssize_t n = _job_channels(jobs, job, channels, &c0, &width)
+    cdef max_t* best = out + n * channels + c0
+    cdef int64_t* at = ind + n * channels + c0 if ind != NULL else NULL
+    cdef Py_ssize_t p, c
+    for c in range(width):
+        best[c] = lowest(x)
+    if at != NULL:
+        for c in range(width):
+            at[c] = 0
+    for p in range(plane):
+        _max_into(x + (n * plane + p) * channels + c0, best, at, p, width)
+
+
+cdef void _max_pixel_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t pixel,
+                        Py_ssize_t channels, const Shape* s, const Tables* t) noexcept nogil:
+    """One channels-last output pixel, all channels; channel loop innermost."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2], in_plane = _plane(s.in_size)
+    cdef Py_ssize_t id_, ih, iw, c
+    cdef int64_t pos
+    cdef Window w
+    cdef max_t* o = out + pixel * channels
+    cdef int64_t* oi = ind + pixel * channels if ind != NULL else NULL
+    _window(t, s.out_size, pixel, &w)
+    for c in range(channels):
+        o[c] = lowest(x)
+    if oi != NULL:
+        for c in range(channels):
+            oi[c] = (w.start[0] * H + w.start[1]) * W + w.start[2]
+    for id_ in range(w.start[0], w.start[0] + w.count[0]):
+        for ih in range(w.start[1], w.start[1] + w.count[1]):
+            for iw in range(w.start[2], w.start[2] + w.count[2]):
+                pos = (id_ * H + ih) * W + iw
+                _max_into(x + (w.batch * in_plane + pos) * channels, o, oi, pos, channels)
+
+
+cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
+                      Py_ssize_t channels, bint channels_last, const Shape* s,
+                      int nthreads, bint naive) noexcept nogil:
+    """``lead`` is planes (channels-first) or batch (channels-last)."""
+    cdef Tables t
+    cdef Py_ssize_t p, pixels
+    cdef Jobs jobs
+    cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
+    if _is_global(s) and not naive:
+        if not channels_last:
+            if nthreads > 1:
+                for p in prange(lead, schedule='static', num_threads=nthreads):
+                    _global_max_plane(x + p * in_plane, out + p,
+                                      ind + p if ind != NULL else NULL, in_plane)
+            else:
+                for p in range(lead):
+                    _global_max_plane(x + p * in_plane, out + p,
+                                      ind + p if ind != NULL else NULL, in_plane)
+        else:
+            jobs = _channel_jobs(lead, channels, nthreads)
+            if nthreads > 1:
+                for p in prange(jobs.count, schedule='static', num_threads=nthreads):
+                    _global_max_block_cl(x, out, ind, p, &jobs, channels, in_plane)
+            else:
+                for p in range(jobs.count):
+                    _global_max_block_cl(x, out, ind, p, &jobs, channels, in_plane)
+        return 0
+    if _make_windows(s, &t) != 0:
+        return -1
+    if not channels_last:
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                _max_plane(x + p * in_plane, out + p * out_plane,
+                           ind + p * out_plane if ind != NULL else NULL, s, &t)
+        else:
+            for p in range(lead):
+                _max_plane(x + p * in_plane, out + p * out_plane,
+                           ind + p * out_plane if ind != NULL else NULL, s, &t)
+    else:
+        pixels = lead * out_plane
+        if nthreads > 1:
+            for p in prange(pixels, schedule='static', num_threads=nthreads):
+                _max_pixel_cl(x, out, ind, p, channels, s, &t)
+        else:
+            for p in range(pixels):
+                _max_pixel_cl(x, out, ind, p, channels, s, &t)
+    free_tables(&t)
+    return 0
+
+
+def adaptive_max_forward(cnp.ndarray x, cnp.ndarray out, cnp.ndarray indices, tuple in_size,
+                         tuple out_size, bint channels_last, int nthreads, bint naive=False):
+    """Fill ``out`` (and ``indices`` unless None) with adaptive window maxima.
+
+    x: IN, C-contiguous ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
+    out: OUT, same layout with the output sizes, same dtype as ``x``.
+    indices: OUT, int64 flat offsets inside the input plane, shaped like ``out``, or None.
+    """
+    cdef Shape s
+    _fill_shape(&s, in_size, out_size)
+    cdef Py_ssize_t lead = x.shape[0]
+    cdef Py_ssize_t channels = x.shape[4] if channels_last else 1
+    cdef void* xp = cnp.PyArray_DATA(x)
+    cdef void* op = cnp.PyArray_DATA(out)
+    cdef int64_t* ip = <int64_t*> cnp.PyArray_DATA(indices) if indices is not None else NULL
+    cdef int typenum = cnp.PyArray_TYPE(x)
+    cdef int status = 0
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            status = _max_forward[float](<float*> xp, <float*> op, ip, lead, channels, channels_last, &s, nthreads, naive)
+        elif typenum == cnp.NPY_FLOAT64:
+            status = _max_forward[double](<double*> xp, <double*> op, ip, lead, channels, channels_last, &s, nthreads, naive)
+        elif typenum == cnp.NPY_INT8:
+            status = _max_forward[int8_t](<int8_t*> xp, <int8_t*> op, ip, lead, channels, channels_last, &s, nthreads, naive)
+        elif typenum == cnp.NPY_INT16:
+            status = _max_forward[int16_t](<int16_t*> xp, <int16_t*> op, ip, lead, channels, channels_last, &s, nthreads, naive)
+        elif typenum == cnp.NPY_INT32:
+            status = _max_forward[int32_t](<int32_t*> xp, <int32_t*> op, ip, lead, channels, channels_last, &s, nthreads, naive)
+        elif typenum == cnp.NPY_INT64:
+            status = _max_forward[int64_t](<int64_t*> xp, <int64_t*> op, ip, lead, channels, channels_last, &s, nthreads, naive)
+        elif typenum == cnp.NPY_UINT8:
+            status = _max_forward[uint8_t](<uint8_t*> xp, <uint8_t*> op, ip, lead, channels, channels_last, &s, nthreads, naive)
+        elif typenum == cnp.NPY_UINT16:
+            status = _max_forward[uint16_t](<uint16_t*> xp, <uint16_t*> op, ip, lead, channels, channels_last, &s, nthreads, naive)
+        elif typenum == cnp.NPY_UINT32:
+            status = _max_forward[uint32_t](<uint32_t*> xp, <uint32_t*> op, ip, lead, channels, channels_last, &s, nthreads, naive)
+        elif typenum == cnp.NPY_UINT64:
+            status = _max_forward[uint64_t](<uint64_t*> xp, <uint64_t*> op, ip, lead, channels, channels_last, &s, nthreads, naive)
+        else:
+            status = -2
+    if status == -1:
+        raise MemoryError("cypool: out of memory for window tables")
+    if status == -2:
+        raise TypeError(f"adaptive max pooling kernel has no loop for dtype {x.dtype}")
+
+
+# ----------------------------------------------------------- average backward
+
+cdef void _avg_backward_plane(const real_t* grad_out, real_t* grad_in, const Shape* s,
+                              const Tables* t) noexcept nogil:
+    """Spread each output gradient evenly over its window (accumulating)."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t o, id_, ih, iw
+    cdef Window w
+    cdef real_t share
+    cdef real_t* row
+    memset(grad_in, 0, _plane(s.in_size) * sizeof(real_t))
+    for o in range(_plane(s.out_size)):
+        _step(t, s.out_size, o, &w)
+        share = grad_out[o] / <real_t> _size(&w)
+        for id_ in range(w.start[0], w.start[0] + w.count[0]):
+            for ih in range(w.start[1], w.start[1] + w.count[1]):
+                row = grad_in + (id_ * H + ih) * W
+                for iw in range(w.start[2], w.start[2] + w.count[2]):
+                    row[iw] += share
+
+
+cdef void _avg_backward_block_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t job,
+                                 const Jobs* jobs, Py_ssize_t channels, const Shape* s,
+                                 const Tables* t) noexcept nogil:
+    """Channels ``[c0, c1)`` of one batch element, channels-last."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
+    cdef Py_ssize_t c0, width
+    cdef Py_ssize_t n = _job_channels(jobs, job, channels, &c0, &width)
+    cdef Py_ssize_t c1 = c0 + width
+    cdef Py_ssize_t o, id_, ih, iw, c, p
+    cdef Window w
+    cdef real_t scale
+    cdef real_t* gi = grad_in + n * in_plane * channels
+    cdef const real_t* go = grad_out + n * out_plane * channels
+    cdef real_t* dst
+    cdef const real_t* src
+    for p in range(in_plane):
+        for c in range(c0, c1):
+            gi[p * channels + c] = 0
+    for o in range(out_plane):
+        _step(t, s.out_size, o, &w)
+        scale = <real_t> _size(&w)
+        src = go + o * channels
+        for id_ in range(w.start[0], w.start[0] + w.count[0]):
+            for ih in range(w.start[1], w.start[1] + w.count[1]):
+                for iw in range(w.start[2], w.start[2] + w.count[2]):
+                    dst = gi + ((id_ * H + ih) * W + iw) * channels
+                    for c in range(c0, c1):
+                        dst[c] += src[c] / scale
+
+
+cdef int _avg_backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
+                       Py_ssize_t channels, bint channels_last, const Shape* s,
+                       int nthreads) noexcept nogil:
+    cdef Tables t
+    cdef Py_ssize_t p
+    cdef Jobs jobs
+    cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
+    if _make_windows(s, &t) != 0:
+        return -1
+    if not channels_last:
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                _avg_backward_plane(grad_out + p * out_plane, grad_in + p * in_plane, s, &t)
+        else:
+            for p in range(lead):
+                _avg_backward_plane(grad_out + p * out_plane, grad_in + p * in_plane, s, &t)
+    else:
+        jobs = _channel_jobs(lead, channels, nthreads)
+        if nthreads > 1:
+            for p in prange(jobs.count, schedule='static', num_threads=nthreads):
+                _avg_backward_block_cl(grad_out, grad_in, p, &jobs, channels, s, &t)
+        else:
+            for p in range(jobs.count):
+                _avg_backward_block_cl(grad_out, grad_in, p, &jobs, channels, s, &t)
+    free_tables(&t)
+    return 0
+
+
+def adaptive_avg_backward(cnp.ndarray grad_out, cnp.ndarray grad_in, tuple in_size,
+                          tuple out_size, bint channels_last, int nthreads):
+    """Fill ``grad_in`` with the gradient of adaptive average pooling.
+
+    grad_out: IN, float32/float64, ``(planes, OD, OH, OW)`` or ``(N, OD, OH, OW, C)``.
+    grad_in: OUT, same dtype, the input's layout and sizes.
+    """
+    cdef Shape s
+    _fill_shape(&s, in_size, out_size)
+    cdef Py_ssize_t lead = grad_out.shape[0]
+    cdef Py_ssize_t channels = grad_out.shape[4] if channels_last else 1
+    cdef void* gop = cnp.PyArray_DATA(grad_out)
+    cdef void* gip = cnp.PyArray_DATA(grad_in)
+    cdef int typenum = cnp.PyArray_TYPE(grad_out)
+    cdef int status = 0
+    with nogil:
+        if typenum == cnp.NPY_FLOAT32:
+            status = _avg_backward[float](<float*> gop, <float*> gip, lead, channels, channels_last, &s, nthreads)
+        elif typenum == cnp.NPY_FLOAT64:
+            status = _avg_backward[double](<double*> gop, <double*> gip, lead, channels, channels_last, &s, nthreads)
+        else:
+            status = -2
+    if status == -1:
+        raise MemoryError("cypool: out of memory for window tables")
+    if status == -2:
+        raise TypeError(f"adaptive average pooling backward has no loop for dtype {grad_out.dtype}")

@@ -1,0 +1,231 @@
+# cython: language_level=3
+"""Fractional max pooling (Graham 2014): PyTorch's windows, max kernels.
+
+Every plane has its own window starts per axis, from one sample ``u`` in
+``[0, 1)`` (PyTorch's ``generate_intervals``)::
+
+    alpha    = (in - kernel) / (out - 1)            (in the samples' dtype)
+    start[i] = int((i + u) * alpha) - int(u * alpha)    for i < out - 1
+    start[out - 1] = in - kernel
+
+Window ``i`` covers ``[start[i], start[i] + kernel)``, always inside the
+input.  The max inside a window follows ``_dtypes.beats``: ties keep the
+first element in scan order, the last NaN wins, and the start value is -inf
+(the integer minimum) with the window's first element as its index, as in
+PyTorch.
+
+Arrays arrive C-contiguous: channels-first ``(planes, D, H, W)``,
+channels-last ``(N, D, H, W, C)``; 2-D calls use ``D = 1``.  The window starts
+arrive as one int64 table ``(planes, OD + OH + OW)``, plane ``n*C + c``.
+"""
+
+import numpy as np
+
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.stdint cimport (
+    int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+)
+
+from cypool._dtypes cimport beats, lowest, max_t
+
+cnp.import_array()
+
+
+def interval_starts(samples, Py_ssize_t in_size, Py_ssize_t out_size, Py_ssize_t kernel):
+    """Window starts along one axis for each plane: int64 ``(len(samples), out_size)``.
+
+    ``samples`` is 1-D in the dtype PyTorch computes in (the input's float
+    dtype).  NumPy's float16/32/64 arithmetic rounds each operation as C++
+    ``float``/``double``/``c10::Half`` do, so the starts equal PyTorch's bit
+    for bit.  Raises ValueError when a start leaves ``[0, in - kernel]``
+    (possible only through rounding at float16 sizes).
+    """
+    samples = np.asarray(samples)
+    kind = samples.dtype.type
+    starts = np.empty((samples.shape[0], out_size), dtype=np.int64)
+    if out_size > 1:
+        alpha = kind(in_size - kernel) / kind(out_size - 1)
+        steps = np.arange(out_size - 1).astype(kind)
+        starts[:, :-1] = (((steps[np.newaxis, :] + samples[:, np.newaxis]) * alpha).astype(np.int64)
+                          - (samples * alpha).astype(np.int64)[:, np.newaxis])
+    starts[:, out_size - 1] = in_size - kernel
+    if starts.size and (starts.min() < 0 or starts.max() > in_size - kernel):
+        raise ValueError(
+            f"fractional max pooling: the samples give a window start outside [0, "
+            f"{in_size - kernel}] for input size {in_size}, kernel_size {kernel}, output size "
+            f"{out_size} in {samples.dtype.name}; use a wider float dtype"
+        )
+    return starts
+
+
+# PyTorch's sample columns per spatial axis: 2-D samples are [W, H], 3-D [D, H, W].
+_SAMPLE_COLUMN = {2: (1, 0), 3: (0, 1, 2)}
+
+
+def window_starts(samples, tuple in_sizes, tuple out_sizes, tuple kernel):
+    """The kernel's start table, int64 ``(planes, OD + OH + OW)``.
+
+    ``samples`` is ``(planes, nd)`` in PyTorch's column order; a 2-D call gets
+    a depth axis of one window starting at 0.
+    """
+    nd = len(in_sizes)
+    tables = [] if nd == 3 else [np.zeros((samples.shape[0], 1), dtype=np.int64)]
+    for axis in range(nd):
+        tables.append(interval_starts(samples[:, _SAMPLE_COLUMN[nd][axis]], in_sizes[axis],
+                                      out_sizes[axis], kernel[axis]))
+    return np.ascontiguousarray(np.concatenate(tables, axis=1))
+
+
+# Loops by (kind, item size): every native int64 type (long, long long) shares one.
+_TYPE_CODES = {("f", 4): 0, ("f", 8): 1, ("i", 1): 2, ("i", 2): 3, ("i", 4): 4, ("i", 8): 5,
+               ("u", 1): 6, ("u", 2): 7, ("u", 4): 8, ("u", 8): 9}
+
+
+def _type_code(dtype):
+    """The loop for ``dtype`` (native byte order), or -1."""
+    return _TYPE_CODES.get((dtype.kind, dtype.itemsize), -1) if dtype.isnative else -1
+
+
+cdef struct Shape:
+    Py_ssize_t in_size[3]
+    Py_ssize_t out_size[3]
+    Py_ssize_t kernel[3]
+
+
+cdef inline void _window_max(const max_t* x, Py_ssize_t stride_c, const Shape* s,
+                             const int64_t* starts, Py_ssize_t od, Py_ssize_t oh,
+                             Py_ssize_t ow, max_t* value, int64_t* index) noexcept nogil:
+    """Max of one window; ``x`` is the plane's first element, ``stride_c`` the
+    distance between spatial neighbours (1, or C when channels-last)."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t sd = starts[od]
+    cdef Py_ssize_t sh = starts[s.out_size[0] + oh]
+    cdef Py_ssize_t sw = starts[s.out_size[0] + s.out_size[1] + ow]
+    cdef Py_ssize_t a, b, e, pos
+    cdef int64_t best_at = (sd * H + sh) * W + sw
+    cdef max_t best = lowest(x)
+    cdef max_t v
+    for a in range(sd, sd + s.kernel[0]):
+        for b in range(sh, sh + s.kernel[1]):
+            for e in range(sw, sw + s.kernel[2]):
+                pos = (a * H + b) * W + e
+                v = x[pos * stride_c]
+                if beats(v, best):
+                    best = v
+                    best_at = pos
+    value[0] = best
+    index[0] = best_at
+
+
+cdef void _forward_plane(const max_t* x, max_t* out, int64_t* ind, const int64_t* starts,
+                         const Shape* s) noexcept nogil:
+    cdef Py_ssize_t od, oh, ow, o = 0
+    cdef int64_t at
+    for od in range(s.out_size[0]):
+        for oh in range(s.out_size[1]):
+            for ow in range(s.out_size[2]):
+                _window_max(x, 1, s, starts, od, oh, ow, &out[o], &at)
+                if ind != NULL:
+                    ind[o] = at
+                o += 1
+
+
+cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind, const int64_t* starts,
+                            Py_ssize_t pixel, Py_ssize_t channels, const Shape* s) noexcept nogil:
+    """One channels-last output pixel, all channels (each channel has its own
+    windows, so the channel loop is outermost)."""
+    cdef Py_ssize_t OD = s.out_size[0], OH = s.out_size[1], OW = s.out_size[2]
+    cdef Py_ssize_t in_plane = s.in_size[0] * s.in_size[1] * s.in_size[2]
+    cdef Py_ssize_t table = OD + OH + OW
+    cdef Py_ssize_t ow = pixel % OW
+    cdef Py_ssize_t rest = pixel // OW
+    cdef Py_ssize_t oh = rest % OH
+    rest = rest // OH
+    cdef Py_ssize_t od = rest % OD
+    cdef Py_ssize_t n = rest // OD
+    cdef Py_ssize_t c
+    cdef int64_t at
+    for c in range(channels):
+        _window_max(x + n * in_plane * channels + c, channels, s,
+                    starts + (n * channels + c) * table, od, oh, ow,
+                    &out[pixel * channels + c], &at)
+        if ind != NULL:
+            ind[pixel * channels + c] = at
+
+
+cdef void _forward(const max_t* x, max_t* out, int64_t* ind, const int64_t* starts,
+                   Py_ssize_t lead, Py_ssize_t channels, bint channels_last, const Shape* s,
+                   int nthreads) noexcept nogil:
+    """``lead`` is planes (channels-first) or batch (channels-last)."""
+    cdef Py_ssize_t in_plane = s.in_size[0] * s.in_size[1] * s.in_size[2]
+    cdef Py_ssize_t out_plane = s.out_size[0] * s.out_size[1] * s.out_size[2]
+    cdef Py_ssize_t table = s.out_size[0] + s.out_size[1] + s.out_size[2]
+    cdef Py_ssize_t p
+    if not channels_last:
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                _forward_plane(x + p * in_plane, out + p * out_plane,
+                               ind + p * out_plane if ind != NULL else NULL,
+                               starts + p * table, s)
+        else:
+            for p in range(lead):
+                _forward_plane(x + p * in_plane, out + p * out_plane,
+                               ind + p * out_plane if ind != NULL else NULL,
+                               starts + p * table, s)
+    else:
+        if nthreads > 1:
+            for p in prange(lead * out_plane, schedule='static', num_threads=nthreads):
+                _forward_pixel_cl(x, out, ind, starts, p, channels, s)
+        else:
+            for p in range(lead * out_plane):
+                _forward_pixel_cl(x, out, ind, starts, p, channels, s)
+
+
+def fractional_max_pool_forward(cnp.ndarray x, cnp.ndarray out, cnp.ndarray indices,
+                                cnp.ndarray starts, tuple kernel, bint channels_last,
+                                int nthreads):
+    """Fill ``out`` (and ``indices`` unless None) from ``x``.
+
+    x: IN, C-contiguous ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
+    out: OUT, same layout with the output sizes, same dtype as ``x``.
+    indices: OUT, int64, shaped like ``out``, or None.
+    starts: IN, int64 ``(planes, OD + OH + OW)``, every window inside the input.
+    kernel: the window size ``(kd, kh, kw)``.
+    """
+    cdef Shape s
+    cdef Py_ssize_t a
+    for a in range(3):
+        s.in_size[a] = x.shape[1 + a]
+        s.out_size[a] = out.shape[1 + a]
+        s.kernel[a] = kernel[a]
+    cdef Py_ssize_t lead = x.shape[0]
+    cdef Py_ssize_t channels = x.shape[4] if channels_last else 1
+    cdef void* xp = cnp.PyArray_DATA(x)
+    cdef void* op = cnp.PyArray_DATA(out)
+    cdef int64_t* ip = <int64_t*> cnp.PyArray_DATA(indices) if indices is not None else NULL
+    cdef const int64_t* sp = <const int64_t*> cnp.PyArray_DATA(starts)
+    cdef int code = _type_code(x.dtype)
+    with nogil:
+        if code == 0:
+            _forward[float](<float*> xp, <float*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+        elif code == 1:
+            _forward[double](<double*> xp, <double*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+        elif code == 2:
+            _forward[int8_t](<int8_t*> xp, <int8_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+        elif code == 3:
+            _forward[int16_t](<int16_t*> xp, <int16_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+        elif code == 4:
+            _forward[int32_t](<int32_t*> xp, <int32_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+        elif code == 5:
+            _forward[int64_t](<int64_t*> xp, <int64_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+        elif code == 6:
+            _forward[uint8_t](<uint8_t*> xp, <uint8_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+        elif code == 7:
+            _forward[uint16_t](<uint16_t*> xp, <uint16_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+        elif code == 8:
+            _forward[uint32_t](<uint32_t*> xp, <uint32_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+        elif code == 9:
+            _forward[uint64_t](<uint64_t*> xp, <uint64_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+    if code < 0:
+        raise TypeError(f"fractional max pooling kernel has no loop for dtype {x.dtype}")

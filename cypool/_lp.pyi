@@ -1,0 +1,11 @@
+"""Type stub for the compiled ``cypool._lp`` (power-average pooling kernels)."""
+
+import numpy as np
+
+from cypool._geometry import _Geometry
+
+def lp_pool_forward(x: np.ndarray, out: np.ndarray, geometry: _Geometry, norm_type: float,
+                    channels_last: bool, nthreads: int) -> None: ...
+def lp_pool_backward(grad_out: np.ndarray, x: np.ndarray, grad_in: np.ndarray,
+                     geometry: _Geometry, norm_type: float, channels_last: bool,
+                     nthreads: int) -> None: ...

@@ -1,0 +1,176 @@
+# cython: language_level=3
+"""Max unpooling kernels: scatter to indices (forward), gather (backward).
+
+Both only move items, so they move raw bits: every dtype of one item size
+shares one loop (bool and int8 as uint8, float16 as uint16, float32 as
+uint32, ...), exact for every value including NaN payloads and -0.0.
+
+Arrays arrive C-contiguous from the facade, spatial dims flattened:
+channels-first ``(planes, plane)``, channels-last ``(N, plane, C)``.  Indices
+are flat offsets inside one output plane, already checked to lie in it.
+
+Duplicate indices: the last input element in scan order wins.  A
+channels-first job is one plane; a channels-last job is a block of channels
+of one batch element, scanned over every input position in order; so the
+rule holds for any thread count.
+"""
+
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.stdint cimport int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.string cimport memset
+
+cnp.import_array()
+
+ctypedef fused item_t:
+    uint8_t
+    uint16_t
+    uint32_t
+    uint64_t
+
+cdef enum:
+    # Channels of one channels-last scatter job, halved (down to MIN) until
+    # every thread has a job.
+    CHANNEL_BLOCK = 64
+    MIN_CHANNEL_BLOCK = 8
+
+
+cdef void _scatter_plane(const item_t* x, const int64_t* ind, item_t* out,
+                         Py_ssize_t in_plane, Py_ssize_t out_plane) noexcept nogil:
+    cdef Py_ssize_t i
+    memset(out, 0, out_plane * sizeof(item_t))
+    for i in range(in_plane):
+        out[ind[i]] = x[i]
+
+
+cdef void _scatter_block_cl(const item_t* x, const int64_t* ind, item_t* out,
+                            Py_ssize_t job, Py_ssize_t blocks, Py_ssize_t block,
+                            Py_ssize_t channels, Py_ssize_t in_plane,
+                            Py_ssize_t out_plane) noexcept nogil:
+    """Channels ``[c0, c1)`` of one batch element, channels-last."""
+    cdef Py_ssize_t n = job // blocks
+    cdef Py_ssize_t c0 = (job % blocks) * block
+    cdef Py_ssize_t c1 = c0 + block if c0 + block < channels else channels
+    cdef Py_ssize_t s, c
+    cdef item_t* o = out + n * out_plane * channels
+    cdef const item_t* xi = x + n * in_plane * channels
+    cdef const int64_t* ii = ind + n * in_plane * channels
+    for s in range(out_plane):
+        for c in range(c0, c1):
+            o[s * channels + c] = 0
+    for s in range(in_plane):
+        for c in range(c0, c1):
+            o[ii[s * channels + c] * channels + c] = xi[s * channels + c]
+
+
+cdef void _scatter(const item_t* x, const int64_t* ind, item_t* out, Py_ssize_t lead,
+                   Py_ssize_t channels, bint channels_last, Py_ssize_t in_plane,
+                   Py_ssize_t out_plane, int nthreads) noexcept nogil:
+    cdef Py_ssize_t p, blocks, jobs, block = CHANNEL_BLOCK
+    if not channels_last:
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                _scatter_plane(x + p * in_plane, ind + p * in_plane, out + p * out_plane,
+                               in_plane, out_plane)
+        else:
+            for p in range(lead):
+                _scatter_plane(x + p * in_plane, ind + p * in_plane, out + p * out_plane,
+                               in_plane, out_plane)
+        return
+    while block > MIN_CHANNEL_BLOCK and lead * ((channels + block - 1) // block) < nthreads:
+        block = block // 2
+    blocks = (channels + block - 1) // block
+    jobs = lead * blocks
+    if nthreads > 1:
+        for p in prange(jobs, schedule='static', num_threads=nthreads):
+            _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane)
+    else:
+        for p in range(jobs):
+            _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane)
+
+
+cdef void _gather(const item_t* grad_out, const int64_t* ind, item_t* grad_in,
+                  Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
+                  Py_ssize_t in_plane, Py_ssize_t out_plane, int nthreads) noexcept nogil:
+    """``grad_in[i] = grad_out[ind[i]]`` in the plane of ``i``; every entry is
+    independent, so jobs are planes (channels-first) or pixels (channels-last)."""
+    cdef Py_ssize_t p, i, c, n
+    cdef const item_t* src
+    if not channels_last:
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                src = grad_out + p * out_plane
+                for i in range(p * in_plane, (p + 1) * in_plane):
+                    grad_in[i] = src[ind[i]]
+        else:
+            for p in range(lead):
+                src = grad_out + p * out_plane
+                for i in range(p * in_plane, (p + 1) * in_plane):
+                    grad_in[i] = src[ind[i]]
+    else:
+        if nthreads > 1:
+            for p in prange(lead * in_plane, schedule='static', num_threads=nthreads):
+                n = p // in_plane
+                src = grad_out + n * out_plane * channels
+                for c in range(channels):
+                    grad_in[p * channels + c] = src[ind[p * channels + c] * channels + c]
+        else:
+            for p in range(lead * in_plane):
+                n = p // in_plane
+                src = grad_out + n * out_plane * channels
+                for c in range(channels):
+                    grad_in[p * channels + c] = src[ind[p * channels + c] * channels + c]
+
+
+cdef void _move(const item_t* src, const int64_t* ind, item_t* dst, bint scatter,
+                Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
+                Py_ssize_t in_plane, Py_ssize_t out_plane, int nthreads) noexcept nogil:
+    if scatter:
+        _scatter(src, ind, dst, lead, channels, channels_last, in_plane, out_plane, nthreads)
+    else:
+        _gather(src, ind, dst, lead, channels, channels_last, in_plane, out_plane, nthreads)
+
+
+cdef _run(cnp.ndarray src, cnp.ndarray indices, cnp.ndarray dst, bint scatter,
+          Py_ssize_t lead, Py_ssize_t in_plane, Py_ssize_t out_plane, bint channels_last,
+          int nthreads):
+    """Dispatch on the item size (the loops move bits)."""
+    cdef Py_ssize_t channels = src.shape[2] if channels_last else 1
+    cdef void* sp = cnp.PyArray_DATA(src)
+    cdef void* dp = cnp.PyArray_DATA(dst)
+    cdef const int64_t* ip = <const int64_t*> cnp.PyArray_DATA(indices)
+    cdef int size = cnp.PyArray_ITEMSIZE(src)
+    if size not in (1, 2, 4, 8) or cnp.PyArray_ITEMSIZE(dst) != size:
+        raise TypeError(f"max unpooling has no loop for {src.dtype} into {dst.dtype}")
+    with nogil:
+        if size == 1:
+            _move[uint8_t](<uint8_t*> sp, ip, <uint8_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, nthreads)
+        elif size == 2:
+            _move[uint16_t](<uint16_t*> sp, ip, <uint16_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, nthreads)
+        elif size == 4:
+            _move[uint32_t](<uint32_t*> sp, ip, <uint32_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, nthreads)
+        else:
+            _move[uint64_t](<uint64_t*> sp, ip, <uint64_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, nthreads)
+
+
+def max_unpool_forward(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out,
+                       bint channels_last, int nthreads):
+    """Zero ``out`` and write each element of ``x`` at its index.
+
+    x: IN, C-contiguous ``(planes, in_plane)`` or ``(N, in_plane, C)``.
+    indices: IN, int64, shaped like ``x``, every entry in ``[0, out_plane)``.
+    out: OUT, same item size as ``x``, ``(planes, out_plane)`` or ``(N, out_plane, C)``.
+    """
+    _run(x, indices, out, True, x.shape[0], x.shape[1], out.shape[1], channels_last, nthreads)
+
+
+def max_unpool_backward(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray grad_in,
+                        bint channels_last, int nthreads):
+    """Gather ``grad_in`` from ``grad_out`` at ``indices``.
+
+    grad_out: IN, C-contiguous ``(planes, out_plane)`` or ``(N, out_plane, C)``.
+    indices: IN, int64, shaped like ``grad_in``, every entry in ``[0, out_plane)``.
+    grad_in: OUT, same item size, ``(planes, in_plane)`` or ``(N, in_plane, C)``.
+    """
+    _run(grad_out, indices, grad_in, False, grad_in.shape[0], grad_in.shape[1],
+         grad_out.shape[1], channels_last, nthreads)

@@ -1,0 +1,781 @@
+"""The op table: every public pooling op, how to draw valid arguments for it,
+how to call cypool and what the reference says the result is.
+
+``OPS`` maps a public function name to an :class:`Op`.  ``Op.build(choose)``
+returns a :class:`Case`: the call's keyword arguments, the reference's answer
+(``Case.expect()``, in cypool's layout and dtype), how to compare, and, when
+the arguments are valid but cypool must refuse them (a max window made only of
+padding), the error it must raise.  ``Op.bad`` lists invalid replacements for
+single arguments, each of which must raise ``ValueError``/``TypeError`` naming
+the argument.
+
+Builders take every decision from a :class:`Choices`, so one builder serves
+hypothesis (:class:`DrawChoices`), seeded loops (:class:`RandomChoices`) and
+atheris (:class:`FuzzChoices`).  Ops whose public function does not exist yet
+are left out of ``OPS``, so the table grows with the family.
+
+>>> import numpy as np
+>>> case = OPS["max_pool2d"].build(RandomChoices(np.random.default_rng(0)))
+>>> check(case)  # cypool agrees with the reference (or refuses as it must)
+"""
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Tuple
+
+import numpy as np
+from hypothesis import strategies as st
+
+import cypool
+import reference as ref
+
+# ------------------------------------------------------------------ choices
+
+
+class Choices:
+    """Where a case builder's decisions come from (``kinds``: the float value
+    kinds inputs are drawn from, see :func:`values`)."""
+
+    kinds = None
+
+    def integer(self, lo, hi):
+        """An int in ``[lo, hi]``."""
+        raise NotImplementedError
+
+    def pick(self, options):
+        return options[self.integer(0, len(options) - 1)]
+
+    def flag(self):
+        return bool(self.integer(0, 1))
+
+
+class DrawChoices(Choices):
+    """Decisions drawn by hypothesis (so failures shrink)."""
+
+    def __init__(self, draw):
+        self._draw = draw
+
+    def integer(self, lo, hi):
+        return self._draw(st.integers(lo, hi))
+
+
+class RandomChoices(Choices):
+    """Decisions from a seeded ``numpy.random.Generator``."""
+
+    def __init__(self, rng, kinds=None):
+        self._rng = rng
+        self.kinds = kinds
+
+    def integer(self, lo, hi):
+        return int(self._rng.integers(lo, hi, endpoint=True))
+
+
+class Recorder(Choices):
+    """Passes another source's decisions through and keeps them for a replay."""
+
+    def __init__(self, source):
+        self._source = source
+        self.decisions = []
+
+    def integer(self, lo, hi):
+        value = self._source.integer(lo, hi)
+        self.decisions.append(value)
+        return value
+
+
+class Replay(Choices):
+    """Decisions replayed from a :class:`Recorder`'s list (a regression case)."""
+
+    def __init__(self, decisions):
+        self._decisions = list(decisions)
+
+    def integer(self, lo, hi):
+        value = self._decisions.pop(0) if self._decisions else lo
+        return min(max(value, lo), hi)
+
+
+class FuzzChoices(Choices):
+    """Decisions from an ``atheris.FuzzedDataProvider``."""
+
+    def __init__(self, fdp):
+        self._fdp = fdp
+
+    def integer(self, lo, hi):
+        return self._fdp.ConsumeIntInRange(lo, hi)
+
+
+# ------------------------------------------------------------------- cases
+
+@dataclass
+class Case:
+    """One call of a cypool function and what it must give."""
+    op: str                                  # public cypool name
+    kwargs: dict                             # every argument, by keyword
+    expect: Callable[[], Any]                # the reference's result in cypool's layout
+    compare: Callable[[Any, Any], None]      # asserts got == want (within tolerance)
+    nd: int
+    kernel: Tuple[int, ...] = ()             # per-axis kernel (for bad-argument makers)
+    rejected: Optional[str] = None           # cypool must raise ValueError matching this
+    inputs: tuple = ()                       # arrays the call must leave unchanged
+    extra: dict = field(default_factory=dict)
+
+    def call(self, **override):
+        return getattr(cypool, self.op)(**dict(self.kwargs, **override))
+
+
+class Skip(Exception):
+    """A bad-argument maker that does not apply to this case."""
+
+
+@dataclass(frozen=True)
+class Bad:
+    """Replace ``argument`` by ``make(case)`` (or the value itself); the error
+    message must name one of ``names`` (default: the argument)."""
+    argument: str
+    make: Any
+    names: Tuple[str, ...] = ()
+
+    def value(self, case):
+        return self.make(case) if callable(self.make) else self.make
+
+    def words(self):
+        return self.names or (self.argument,)
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    build: Callable[[Choices], Case]
+    bad: Tuple[Bad, ...]
+
+
+def check(case):
+    """Call cypool and compare with the reference (or check the refusal)."""
+    import pytest
+
+    if case.rejected:
+        with pytest.raises(ValueError, match=case.rejected):
+            case.call()
+        return
+    keep = [np.array(a, copy=True) for a in case.inputs]
+    got = case.call()
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf in the reference
+        want = case.expect()
+    case.compare(got, want)
+    for before, after in zip(keep, case.inputs):
+        np.testing.assert_array_equal(np.asarray(after), before, err_msg="input modified")
+
+
+def fixed_case(name, seed=0, kinds=None):
+    """A seeded case of ``name`` that cypool accepts, with a non-empty batch;
+    with ``kinds``, a float input of those value kinds (see :func:`values`)."""
+    rng = np.random.default_rng(seed)
+    while True:
+        case = OPS[name].build(RandomChoices(rng, kinds))
+        first = np.asarray(case.inputs[0])
+        if (case.rejected is None and min(first.shape, default=1) > 0
+                and (kinds is None or first.dtype.kind == "f")):
+            return case
+
+
+def refusal(case, bad):
+    """The error message of the call with ``bad`` in place; AssertionError unless
+    it is a ValueError/TypeError naming the argument (raises Skip when ``bad``
+    does not apply to ``case``)."""
+    value = bad.value(case)
+    try:
+        case.call(**{bad.argument: value})
+    except (ValueError, TypeError) as exc:
+        message = str(exc)
+    else:
+        raise AssertionError(f"{case.op}: {bad.argument}={value!r} was accepted")
+    missing = [word for word in bad.words() if word not in message]
+    assert message and not missing, (
+        f"{case.op}: {bad.argument}={value!r}: message {message!r} does not name {missing}")
+    return message
+
+
+# ----------------------------------------------------------- array helpers
+
+FLOAT_KINDS = ("randn", "ties", "nan", "inf-mix", "all-neginf", "const", "all-nan", "all-inf")
+VIEWS = ("contiguous", "strided", "reversed", "read-only", "fortran", "list")
+
+
+def values(choose, shape, dtype):
+    """Seeded input of ``shape``: the reference's value kinds for floats, full-range
+    or tied integers, sparse bools."""
+    rng = np.random.default_rng(choose.integer(0, 2**32 - 1))
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        kind = choose.pick(choose.kinds or FLOAT_KINDS)
+        if kind.startswith("all-") and kind != "all-neginf":
+            return np.full(shape, np.nan if kind == "all-nan" else np.inf, dtype)
+        return ref.make_values(kind, shape, dtype, rng)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.3
+    if choose.flag():
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    return rng.integers(0, 3, size=shape).astype(dtype)
+
+
+def present(choose, a):
+    """``a`` as the caller might pass it: contiguous, strided, negative-stride,
+    read-only or Fortran-ordered views, or (float64/int64 only) a nested list."""
+    view = choose.pick(VIEWS)
+    if view == "strided" and a.ndim:
+        wide = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        wide[..., ::2] = a
+        return wide[..., ::2]
+    if view == "reversed" and a.ndim:
+        return np.ascontiguousarray(a[..., ::-1])[..., ::-1]
+    if view == "read-only":
+        a = a.copy()
+        a.flags.writeable = False
+        return a
+    if view == "fortran":
+        return np.asfortranarray(a)
+    if view == "list" and a.size and a.dtype in (np.float64, np.int64):
+        return a.tolist()
+    return np.ascontiguousarray(a)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Batch and channel placement of a case; the reference works channels-first
+    and batched, ``user`` turns its arrays into the caller's layout."""
+    batch: int
+    batched: bool
+    channels: int
+    channels_last: bool
+
+    def shape(self, spatial):
+        return (self.batch, self.channels) + tuple(spatial)
+
+    def user(self, a):
+        if self.channels_last:
+            a = np.moveaxis(a, 1, -1)
+        return a if self.batched else a[0]
+
+    def user_shape(self, spatial):
+        return self.user(np.empty(self.shape(spatial), np.bool_)).shape
+
+
+def draw_layout(choose):
+    batch = choose.pick((None, 0, 1, 2))   # None: unbatched
+    # Now and then enough channels (and so elements) for the threaded paths.
+    channels = 700 if choose.integer(0, 15) == 0 else choose.integer(1, 3)
+    return Layout(1 if batch is None else batch, batch is not None, channels, choose.flag())
+
+
+def num_threads(choose):
+    return choose.pick((None, 1, 2))
+
+
+# --------------------------------------------------------------- windows
+
+SIDES = (1, 2, 3, 4, 5, 7, 11, 13, 17, 19, 23, 29)   # size 1 and primes
+LIMITS = {1: (29, 5, 4), 2: (13, 4, 3), 3: (7, 3, 2)}  # side, kernel, dilation per nd
+
+
+@dataclass(frozen=True)
+class Window:
+    """A drawn sliding-window geometry and the spatial size it fits."""
+    nd: int
+    kernel: Tuple[int, ...]
+    args: dict          # kernel_size, stride, padding, (dilation,) ceil_mode as passed
+    spatial: Tuple[int, ...]
+
+    def ref_args(self):
+        return dict(self.args)
+
+    def out_spatial(self):
+        a = self.args
+        kernel = self.kernel
+        stride = kernel if a["stride"] is None else ref._per_axis(a["stride"], self.nd, "stride")
+        dilation = ref._per_axis(a.get("dilation", 1), self.nd, "dilation")
+        before, after = ref.resolve_padding(a["padding"], self.nd, kernel, stride, dilation,
+                                            self.spatial)
+        return tuple(ref.output_size(L, k, s, pb, pa, d, a["ceil_mode"])
+                     for L, k, s, pb, pa, d in zip(self.spatial, kernel, stride, before, after,
+                                                   dilation))
+
+    def has_empty_window(self):
+        """True when some max window holds only padding (cypool refuses it)."""
+        a = self.args
+        stride = self.kernel if a["stride"] is None else ref._per_axis(a["stride"], self.nd, "s")
+        dilation = ref._per_axis(a.get("dilation", 1), self.nd, "dilation")
+        before, _ = ref.resolve_padding(a["padding"], self.nd, self.kernel, stride, dilation,
+                                        self.spatial)
+        for L, k, s, pb, d, out in zip(self.spatial, self.kernel, stride, before, dilation,
+                                       self.out_spatial()):
+            for o in range(out):
+                if not any(0 <= o * s - pb + j * d < L for j in range(k)):
+                    return True
+        return False
+
+
+def _per_axis_arg(choose, values_):
+    """An int when all axes agree and the coin says so, else a tuple or a list."""
+    if len(set(values_)) == 1 and choose.flag():
+        return values_[0]
+    return list(values_) if choose.integer(0, 3) == 0 else tuple(values_)
+
+
+def draw_window(choose, nd, dilated=True):
+    side, max_kernel, max_dilation = LIMITS[nd]
+    kernel = tuple(choose.integer(1, max_kernel) for _ in range(nd))
+    dilation = tuple(choose.integer(1, max_dilation) if dilated else 1 for _ in range(nd))
+    mode = choose.pick(("int", "tuple", "same", "valid"))
+    if mode == "int":
+        pads = (choose.integer(0, min(kernel) // 2),) * nd
+        padding = pads[0]
+    elif mode == "tuple":
+        pads = tuple(choose.integer(0, k // 2) for k in kernel)
+        padding = tuple(pads)
+    else:
+        pads, padding = (0,) * nd, mode
+    spatial = []
+    for k, d, p in zip(kernel, dilation, pads):
+        need = 1 if mode == "same" else max(1, d * (k - 1) + 1 - 2 * p)
+        spatial.append(choose.pick(tuple(s for s in SIDES if need <= s <= side)))
+    stride_mode = choose.pick(("none", "int", "tuple"))
+    if stride_mode == "none":
+        stride = None
+    elif stride_mode == "int":
+        stride = choose.integer(1, 4)
+    else:
+        stride = tuple(choose.integer(1, 4) for _ in range(nd))
+    args = dict(kernel_size=_per_axis_arg(choose, kernel), stride=stride, padding=padding,
+                ceil_mode=choose.flag())
+    if dilated:
+        args["dilation"] = _per_axis_arg(choose, dilation)
+    return Window(nd, kernel, args, tuple(spatial))
+
+
+# ------------------------------------------------------------- comparing
+
+def _scale(*arrays):
+    """Largest finite magnitude in ``arrays`` (at least 1): the absolute
+    tolerance of sums whose order differs."""
+    top = 1.0
+    for a in arrays:
+        a = np.asarray(a, dtype=np.float64)
+        finite = a[np.isfinite(a)]
+        if finite.size:
+            top = max(top, float(np.abs(finite).max()))
+    return top
+
+
+def _tolerance(dtype, scale):
+    dtype = np.dtype(dtype)
+    if dtype == np.float16:
+        return dict(rtol=4e-3, atol=4e-3 * scale)
+    if dtype == np.float32:
+        return dict(rtol=2e-5, atol=2e-5 * scale)
+    return dict(rtol=1e-10, atol=1e-10 * scale)
+
+
+def _as_list(result):
+    return list(result) if isinstance(result, tuple) else [result]
+
+
+def exact(got, want):
+    """Same arrays (shape, dtype and every value; NaN equals NaN)."""
+    got, want = _as_list(got), _as_list(want)
+    assert len(got) == len(want)
+    for g, w in zip(got, want):
+        assert isinstance(g, np.ndarray) and g.shape == w.shape and g.dtype == w.dtype, \
+            (g.shape, g.dtype, w.shape, w.dtype)
+        np.testing.assert_array_equal(g, w)
+
+
+def close(scale):
+    """Same shape and dtype; values within the dtype's tolerance of sums."""
+    def compare(got, want):
+        assert isinstance(got, np.ndarray) and got.shape == want.shape and got.dtype == want.dtype, \
+            (got.shape, got.dtype, want.shape, want.dtype)
+        np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
+                                   equal_nan=True, **_tolerance(want.dtype, scale))
+    return compare
+
+
+# ----------------------------------------------------------- max and avg
+
+MAX_DTYPES = tuple(np.dtype(d) for d in (
+    np.float32, np.float64, np.float16, np.int8, np.uint8, np.int16, np.uint16, np.int32,
+    np.uint32, np.int64, np.uint64, np.bool_))
+AVG_DTYPES = tuple(np.dtype(d) for d in (
+    np.float32, np.float64, np.float16, np.int8, np.uint16, np.int32, np.int64))
+GRAD_DTYPES = tuple(np.dtype(d) for d in (np.float32, np.float64, np.float16, np.int32))
+EMPTY_WINDOW = "holds no input element"
+INDEX_RANGE = "indices must be offsets inside one input plane"
+
+
+def _max_compute(dtype):
+    """The dtype the reference runs max pooling in for ``dtype`` (as cypool does)."""
+    return {np.dtype(np.bool_): np.uint8, np.dtype(np.float16): np.float32}.get(dtype, dtype)
+
+
+def _grad_result(dtype):
+    return np.dtype(np.float64) if dtype.kind in "iu" else dtype
+
+
+def _avg_args(choose):
+    return dict(count_include_pad=choose.flag(),
+                divisor_override=choose.pick((None, None, 1, 3, -2, 7)))
+
+
+def build_max(nd):
+    def build(choose):
+        win = draw_window(choose, nd)
+        lay = draw_layout(choose)
+        dtype = choose.pick(MAX_DTYPES)
+        cf = values(choose, lay.shape(win.spatial), dtype)
+        x = present(choose, lay.user(cf))
+        return_indices = choose.flag()
+
+        def expect():
+            got, idx = ref.max_pool(cf.astype(_max_compute(dtype)), nd, **win.ref_args())
+            got = lay.user(got.astype(dtype))
+            return (got, lay.user(idx)) if return_indices else got
+
+        kwargs = dict(x=x, **win.args, return_indices=return_indices,
+                      channels_last=lay.channels_last, num_threads=num_threads(choose))
+        return Case(f"max_pool{nd}d", kwargs, expect, exact, nd, win.kernel,
+                    EMPTY_WINDOW if win.has_empty_window() else None, (x,))
+    return build
+
+
+def build_max_backward(nd):
+    def build(choose):
+        win = draw_window(choose, nd)
+        lay = draw_layout(choose)
+        x_cf = values(choose, lay.shape(win.spatial), np.float64)
+        _, idx_cf = ref.max_pool(x_cf, nd, **win.ref_args())
+        grad_dtype = choose.pick(GRAD_DTYPES)
+        grad_cf = values(choose, idx_cf.shape, grad_dtype)
+        index_dtype = choose.pick((np.int64, np.int32))
+        grad = present(choose, lay.user(grad_cf))
+        indices = present(choose, lay.user(idx_cf).astype(index_dtype))
+        shape = lay.user_shape(win.spatial)
+        input_shape = choose.pick((shape, list(shape), np.array(shape, np.int64)))
+
+        def expect():
+            work = grad_cf.astype(np.float64 if grad_dtype.kind in "iu" else grad_dtype)
+            got = ref.max_pool_backward(work, idx_cf, x_cf.shape)
+            return lay.user(got.astype(_grad_result(grad_dtype)))
+
+        kwargs = dict(grad_output=grad, indices=indices, input_shape=input_shape,
+                      channels_last=lay.channels_last, num_threads=num_threads(choose))
+        bad_index = ref.has_out_of_plane_index(idx_cf, x_cf.shape, nd)
+        return Case(f"max_pool{nd}d_backward", kwargs, expect, close(_scale(grad_cf)), nd,
+                    win.kernel, INDEX_RANGE if bad_index else None, (grad, indices),
+                    dict(plane=math.prod(win.spatial)))
+    return build
+
+
+def build_avg(nd):
+    def build(choose):
+        win = draw_window(choose, nd, dilated=False)
+        lay = draw_layout(choose)
+        dtype = choose.pick(AVG_DTYPES)
+        cf = values(choose, lay.shape(win.spatial), dtype)
+        x = present(choose, lay.user(cf))
+        divisor = _avg_args(choose)
+
+        def expect():
+            work = cf.astype(np.float64) if dtype == np.float16 else cf
+            got = ref.avg_pool(work, nd, **win.ref_args(), **divisor)
+            return lay.user(got.astype(_grad_result(dtype)))
+
+        kwargs = dict(x=x, **win.args, **divisor, channels_last=lay.channels_last,
+                      num_threads=num_threads(choose))
+        return Case(f"avg_pool{nd}d", kwargs, expect, close(_scale(cf)), nd, win.kernel,
+                    None, (x,))
+    return build
+
+
+def build_avg_backward(nd):
+    def build(choose):
+        win = draw_window(choose, nd, dilated=False)
+        lay = draw_layout(choose)
+        grad_dtype = choose.pick(GRAD_DTYPES)
+        grad_cf = values(choose, lay.shape(win.out_spatial()), grad_dtype)
+        grad = present(choose, lay.user(grad_cf))
+        divisor = _avg_args(choose)
+        shape = lay.user_shape(win.spatial)
+
+        def expect():
+            work = grad_cf.astype(np.float64) if grad_dtype != np.float32 else grad_cf
+            got = ref.avg_pool_backward(work, lay.shape(win.spatial), nd, **win.ref_args(),
+                                        **divisor)
+            return lay.user(got.astype(_grad_result(grad_dtype)))
+
+        kwargs = dict(grad_output=grad, input_shape=shape, **win.args, **divisor,
+                      channels_last=lay.channels_last, num_threads=num_threads(choose))
+        return Case(f"avg_pool{nd}d_backward", kwargs, expect, close(_scale(grad_cf)), nd,
+                    win.kernel, None, (grad,))
+    return build
+
+
+# -------------------------------------------------------------- adaptive
+
+ADAPTIVE_MAX_DTYPES = tuple(d for d in MAX_DTYPES if d != np.bool_)
+
+
+def draw_adaptive(choose, nd):
+    """Spatial sizes and an ``output_size`` (int, tuple, or tuple with None:
+    keep that size), larger than the input now and then."""
+    side = LIMITS[nd][0]
+    spatial = tuple(choose.pick(tuple(s for s in SIDES if s <= side)) for _ in range(nd))
+    sizes = tuple(choose.integer(1, 8) for _ in range(nd))
+    mode = choose.pick(("int", "tuple", "none"))
+    if mode == "int":
+        return spatial, sizes[0], (sizes[0],) * nd
+    if mode == "none":
+        keep = tuple(None if choose.flag() else o for o in sizes)
+        return spatial, keep, tuple(L if o is None else o for L, o in zip(spatial, keep))
+    return spatial, sizes, sizes
+
+
+def _adaptive(nd, average):
+    import reference_reduce as rr
+
+    def build(choose):
+        spatial, output_size, out_spatial = draw_adaptive(choose, nd)
+        lay = draw_layout(choose)
+        dtype = choose.pick(AVG_DTYPES if average else ADAPTIVE_MAX_DTYPES)
+        cf = values(choose, lay.shape(spatial), dtype)
+        x = present(choose, lay.user(cf))
+        kwargs = dict(x=x, output_size=output_size)
+        if average:
+            def expect():
+                work = cf.astype(np.float64) if dtype == np.float16 else cf
+                return lay.user(rr.adaptive_avg_pool(work, nd, out_spatial).astype(_grad_result(dtype)))
+            compare = close(_scale(cf))
+        else:
+            kwargs["return_indices"] = choose.flag()
+
+            def expect():
+                got, idx = rr.adaptive_max_pool(cf.astype(_max_compute(dtype)), nd, out_spatial)
+                got = lay.user(got.astype(dtype))
+                return (got, lay.user(idx)) if kwargs["return_indices"] else got
+            compare = exact
+        kwargs.update(channels_last=lay.channels_last, num_threads=num_threads(choose))
+        kind = "avg" if average else "max"
+        return Case(f"adaptive_{kind}_pool{nd}d", kwargs, expect, compare, nd, inputs=(x,))
+    return build
+
+
+def _adaptive_backward(nd, average):
+    import reference_reduce as rr
+
+    def build(choose):
+        spatial, _, out_spatial = draw_adaptive(choose, nd)
+        lay = draw_layout(choose)
+        grad_dtype = choose.pick(GRAD_DTYPES)
+        grad_cf = values(choose, lay.shape(out_spatial), grad_dtype)
+        shape = lay.user_shape(spatial)
+        kwargs = dict(grad_output=present(choose, lay.user(grad_cf)))
+        work = grad_cf.astype(np.float64 if grad_dtype != np.float32 else grad_dtype)
+        if average:
+            def expect():
+                got = rr.adaptive_avg_pool_backward(work, lay.shape(spatial), nd)
+                return lay.user(got.astype(_grad_result(grad_dtype)))
+        else:
+            x_cf = values(choose, lay.shape(spatial), np.float64)
+            _, idx_cf = rr.adaptive_max_pool(x_cf, nd, out_spatial)
+            kwargs["indices"] = present(choose, lay.user(idx_cf))
+
+            def expect():
+                got = rr.adaptive_max_pool_backward(work, idx_cf, x_cf.shape)
+                return lay.user(got.astype(_grad_result(grad_dtype)))
+        kwargs.update(input_shape=shape, channels_last=lay.channels_last,
+                      num_threads=num_threads(choose))
+        kind = "avg" if average else "max"
+        return Case(f"adaptive_{kind}_pool{nd}d_backward", kwargs, expect,
+                    close(_scale(grad_cf)), nd, inputs=tuple(
+                        kwargs[k] for k in ("grad_output", "indices") if k in kwargs),
+                    extra=dict(plane=math.prod(spatial)))
+    return build
+
+
+# ---------------------------------------------------------- bad arguments
+
+def _wrong_length(case):
+    return (1,) * (case.nd + 1)
+
+
+def _padding_over_limit(case):
+    return max(case.kernel) // 2 + 1
+
+
+WINDOW_BADS = (
+    Bad("kernel_size", 0), Bad("kernel_size", -3), Bad("kernel_size", 2**31),
+    Bad("kernel_size", 2.5), Bad("kernel_size", "2"), Bad("kernel_size", True),
+    Bad("kernel_size", None), Bad("kernel_size", ()), Bad("kernel_size", _wrong_length),
+    Bad("kernel_size", lambda case: [1.5] * case.nd),
+    Bad("stride", 0), Bad("stride", -1), Bad("stride", 2**31), Bad("stride", 1.5),
+    Bad("stride", "1"), Bad("stride", _wrong_length),
+    Bad("stride", lambda case: (0,) * case.nd),
+    Bad("padding", -1), Bad("padding", "full"), Bad("padding", 0.5), Bad("padding", 2**40),
+    Bad("padding", _padding_over_limit), Bad("padding", _wrong_length),
+    Bad("ceil_mode", 1), Bad("ceil_mode", None), Bad("ceil_mode", "yes"),
+)
+DILATION_BADS = (
+    Bad("dilation", 0), Bad("dilation", -1), Bad("dilation", 2**31), Bad("dilation", 1.5),
+    Bad("dilation", _wrong_length),
+)
+AVG_BADS = (
+    Bad("count_include_pad", 1), Bad("count_include_pad", None),
+    Bad("divisor_override", 0), Bad("divisor_override", 1.5), Bad("divisor_override", "3"),
+    Bad("divisor_override", 2**31), Bad("divisor_override", True),
+)
+COMMON_BADS = (
+    Bad("channels_last", 1), Bad("channels_last", None), Bad("channels_last", "yes"),
+    Bad("num_threads", 0), Bad("num_threads", -1), Bad("num_threads", 1.5),
+    Bad("num_threads", 4097), Bad("num_threads", "2"), Bad("num_threads", True),
+)
+
+
+def _array(case, name):
+    return np.asarray(case.kwargs[name])
+
+
+def _as_dtype(name, dtype):
+    return Bad(name, lambda case: _array(case, name).astype(dtype), (name, np.dtype(dtype).name))
+
+
+def _flat(name):
+    return Bad(name, lambda case: _array(case, name).reshape(-1), (name,))
+
+
+def _zero_spatial(name):
+    def make(case):
+        a = _array(case, name)
+        axis = a.ndim - 2 if case.kwargs["channels_last"] else a.ndim - 1
+        return np.zeros(a.shape[:axis] + (0,) + a.shape[axis + 1:], a.dtype)
+    return Bad(name, make, (name, "non-zero"))
+
+
+def _input_bads(name, *dtypes):
+    return (_flat(name), _zero_spatial(name),
+            Bad(name, lambda case: _array(case, name)[np.newaxis, np.newaxis])) + tuple(
+        _as_dtype(name, d) for d in dtypes)
+
+
+def _other_dtype(dtype):
+    return np.dtype(np.float32) if dtype != np.float32 else np.dtype(np.float64)
+
+
+def _bad_out(kind):
+    """A wrong ``out=`` of one ``kind`` for the case's result."""
+    def make(case):
+        want = case.expect()
+        first = want[0] if isinstance(want, tuple) else want
+        if kind == "shape":
+            wrong = np.empty(first.shape + (1,), first.dtype)
+        elif kind == "dtype":
+            wrong = np.empty(first.shape, _other_dtype(first.dtype))
+        elif kind == "strided":
+            if first.size < 2:
+                raise Skip
+            wrong = np.empty(first.shape + (2,), first.dtype)[..., 0]
+        elif kind == "read-only":
+            wrong = np.empty(first.shape, first.dtype)
+            wrong.flags.writeable = False
+        else:
+            wrong = first.tolist()
+        if isinstance(want, tuple):
+            return (np.empty_like(want[0]), wrong) if kind != "list" else np.empty_like(want[0])
+        return wrong
+    return Bad("out", make)
+
+
+OUT_BADS = tuple(_bad_out(kind) for kind in ("shape", "dtype", "strided", "read-only", "list"))
+
+
+def _set_first_index(value):
+    def make(case):
+        a = np.array(case.kwargs["indices"], dtype=np.int64)
+        if a.size == 0:
+            raise Skip
+        a.flat[0] = value(case)
+        return a
+    return Bad("indices", make)
+
+
+def _past_int64(indices):
+    if indices.size == 0:
+        raise Skip
+    return indices.astype(np.uint64) + np.uint64(2**63)
+
+
+def _grad_wrong_shape(case):
+    a = _array(case, "grad_output")
+    return np.zeros(a.shape[:-1] + (a.shape[-1] + 1,), a.dtype)
+
+
+INPUT_SHAPE_BADS = (
+    Bad("input_shape", lambda case: tuple(case.kwargs["input_shape"])[:-2]),
+    Bad("input_shape", lambda case: tuple(case.kwargs["input_shape"])[:-1] + (-4,)),
+    Bad("input_shape", lambda case: tuple(case.kwargs["input_shape"])[:-1] + (2.5,)),
+    Bad("input_shape", 5), Bad("input_shape", "abc"), Bad("input_shape", None),
+    Bad("input_shape", lambda case: (2**40,) * len(case.kwargs["input_shape"])),
+    Bad("input_shape", lambda case: (2**64,) * len(case.kwargs["input_shape"])),
+)
+GRAD_DTYPE_BADS = (
+    _as_dtype("grad_output", np.complex128), _as_dtype("grad_output", np.bool_),
+    _as_dtype("grad_output", object),
+)
+GRAD_BADS = (Bad("grad_output", _grad_wrong_shape),) + GRAD_DTYPE_BADS
+INDEX_BADS = (
+    _set_first_index(lambda case: case.extra["plane"]), _set_first_index(lambda case: -1),
+    _set_first_index(lambda case: 2**62),
+    _as_dtype("indices", np.float64), _as_dtype("indices", np.bool_),
+    Bad("indices", lambda case: _array(case, "indices")[..., :-1]),
+    Bad("indices", lambda case: _past_int64(_array(case, "indices"))),
+)
+
+
+OUTPUT_SIZE_BADS = (
+    Bad("output_size", 0), Bad("output_size", -1), Bad("output_size", 2.5),
+    Bad("output_size", "3"), Bad("output_size", _wrong_length),
+)
+
+
+# -------------------------------------------------------------- the table
+
+def _ops():
+    table = {}
+    for nd in (1, 2, 3):
+        table[f"max_pool{nd}d"] = Op(
+            f"max_pool{nd}d", build_max(nd),
+            WINDOW_BADS + DILATION_BADS + COMMON_BADS + OUT_BADS
+            + _input_bads("x", np.complex64, object, "U1")
+            + (Bad("return_indices", 1), Bad("return_indices", "yes")))
+        table[f"max_pool{nd}d_backward"] = Op(
+            f"max_pool{nd}d_backward", build_max_backward(nd),
+            COMMON_BADS + OUT_BADS + INPUT_SHAPE_BADS + GRAD_BADS + INDEX_BADS)
+        table[f"avg_pool{nd}d"] = Op(
+            f"avg_pool{nd}d", build_avg(nd),
+            WINDOW_BADS + AVG_BADS + COMMON_BADS + OUT_BADS
+            + _input_bads("x", np.complex128, object, np.bool_))
+        table[f"avg_pool{nd}d_backward"] = Op(
+            f"avg_pool{nd}d_backward", build_avg_backward(nd),
+            WINDOW_BADS + AVG_BADS + COMMON_BADS + OUT_BADS + INPUT_SHAPE_BADS + GRAD_BADS)
+        for kind, average in (("avg", True), ("max", False)):
+            name = f"adaptive_{kind}_pool{nd}d"
+            table[name] = Op(name, _adaptive(nd, average),
+                             OUTPUT_SIZE_BADS + COMMON_BADS + OUT_BADS
+                             + _input_bads("x", np.complex128, object))
+            table[name + "_backward"] = Op(
+                name + "_backward", _adaptive_backward(nd, average),
+                COMMON_BADS + OUT_BADS + INPUT_SHAPE_BADS
+                # adaptive average backward reads the output size from grad_output
+                + (GRAD_DTYPE_BADS if average else GRAD_BADS + INDEX_BADS))
+    return {name: op for name, op in table.items() if hasattr(cypool, name)}
+
+
+OPS = _ops()

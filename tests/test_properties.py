@@ -1,0 +1,70 @@
+"""Property tests: every op of the table in tests/fuzz/ops.py against the reference.
+
+For each public function (forward and backward, 1-D/2-D/3-D) hypothesis draws
+shapes (size 1 and primes, empty batches, unbatched), dtypes, layouts, views
+and valid window arguments (kernel, stride, padding incl. 'same'/'valid',
+dilation, ceil mode, count_include_pad, divisor), and cypool must agree with
+tests/reference.py, or refuse exactly the geometry it documents refusing.
+Then one argument is replaced by an invalid value, and cypool must raise
+ValueError/TypeError whose message names it.
+
+`make test` runs the ``default`` hypothesis profile (60 examples per test);
+`make fuzz` runs the ``fuzz`` profile (tests/conftest.py).  A failing draw is
+printed as ``replay: <op> [decisions]``; add it to ``REGRESSIONS``.
+"""
+
+import pytest
+from hypothesis import given, note
+from hypothesis import strategies as st
+
+from fuzz.ops import OPS, DrawChoices, Recorder, Replay, Skip, check, fixed_case, refusal
+
+NAMES = sorted(OPS)
+
+
+def _draw_case(name, data):
+    recorder = Recorder(DrawChoices(data.draw))
+    case = OPS[name].build(recorder)
+    note(f"replay: {name} {recorder.decisions}")
+    return case
+
+
+@pytest.mark.parametrize("name", NAMES)
+@given(data=st.data())
+def test_agrees_with_reference_and_refuses_invalid(name, data):
+    """One drawn case: cypool agrees with the reference; then the same call
+    with one argument made invalid is refused with a message naming it."""
+    case = _draw_case(name, data)
+    check(case)
+    if case.rejected is None:
+        bad = data.draw(st.sampled_from(OPS[name].bad), label="bad argument")
+        try:
+            refusal(case, bad)
+        except Skip:
+            pass
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_bad_argument_is_refused(name):
+    """Each invalid replacement of the op's table, on one fixed case (hypothesis
+    samples them; this walks all of them every run)."""
+    case = fixed_case(name, seed=len(name))
+    tried = 0
+    for bad in OPS[name].bad:
+        try:
+            refusal(case, bad)
+            tried += 1
+        except Skip:
+            pass
+    assert tried >= len(OPS[name].bad) - 2
+
+
+# Draws hypothesis found failing, replayed exactly: (op, decisions) as printed
+# in the failure's "replay:" note.
+REGRESSIONS = [
+]
+
+
+@pytest.mark.parametrize("name, decisions", REGRESSIONS)
+def test_regression(name, decisions):
+    check(OPS[name].build(Replay(decisions)))
