@@ -152,11 +152,54 @@ def build_cases():
         lambda x: lambda n: cypool.avg_pool2d(x, 9, 1, 4, num_threads=n),
         lambda x: lambda n: F.avg_pool2d(torch.from_numpy(x), 9, 1, 4), (8, 32, 128, 128))
 
-    if hasattr(cypool, "adaptive_avg_pool2d"):
-        add("adaptive_avg_pool2d to 1", "torch", 1.0,
-            lambda: rng.standard_normal((64, 512, 7, 7), dtype=np.float32),
-            lambda x: lambda n: cypool.adaptive_avg_pool2d(x, 1, num_threads=n),
-            lambda x: lambda n: F.adaptive_avg_pool2d(torch.from_numpy(x), 1), (64, 512, 7, 7))
+    add("adaptive_avg_pool2d to 1", "torch", 1.0,
+        lambda: rng.standard_normal((64, 512, 7, 7), dtype=np.float32),
+        lambda x: lambda n: cypool.adaptive_avg_pool2d(x, 1, num_threads=n),
+        lambda x: lambda n: F.adaptive_avg_pool2d(torch.from_numpy(x), 1), (64, 512, 7, 7))
+
+    # the rest of the family, with the margins of the core goals
+    def mid2d():
+        return rng.standard_normal((16, 64, 112, 112), dtype=np.float32)
+
+    add("adaptive_avg_pool2d to 7", "torch", 0.5, mid2d,
+        lambda x: lambda n: cypool.adaptive_avg_pool2d(x, 7, num_threads=n),
+        lambda x: lambda n: F.adaptive_avg_pool2d(torch.from_numpy(x), 7), (16, 64, 112, 112))
+    add("adaptive_max_pool2d to 7", "torch", 0.5, mid2d,
+        lambda x: lambda n: cypool.adaptive_max_pool2d(x, 7, num_threads=n),
+        lambda x: lambda n: F.adaptive_max_pool2d(torch.from_numpy(x), 7), (16, 64, 112, 112))
+    add("global_max_pool", "torch", 1.0,
+        lambda: rng.standard_normal((64, 512, 7, 7), dtype=np.float32),
+        lambda x: lambda n: cypool.global_max_pool(x, num_threads=n),
+        lambda x: lambda n: F.adaptive_max_pool2d(torch.from_numpy(x), 1), (64, 512, 7, 7))
+    add("lp_pool2d p=2 k2 s2", "torch", 0.5, mid2d,
+        lambda x: lambda n: cypool.lp_pool2d(x, 2, 2, num_threads=n),
+        lambda x: lambda n: F.lp_pool2d(torch.from_numpy(x), 2, 2), (16, 64, 112, 112))
+    add("lp_pool2d p=1.5 k3 s2", "torch", 0.5, mid2d,
+        lambda x: lambda n: cypool.lp_pool2d(x, 1.5, 3, 2, num_threads=n),
+        lambda x: lambda n: F.lp_pool2d(torch.from_numpy(x), 1.5, 3, 2), (16, 64, 112, 112))
+
+    def unpool_inputs():
+        x = mid2d()
+        return cypool.max_pool2d(x, 2, return_indices=True)
+
+    add("max_unpool2d k2", "torch", 0.5, unpool_inputs,
+        lambda a: lambda n: cypool.max_unpool2d(a[0], a[1], 2, num_threads=n),
+        lambda a: lambda n: F.max_unpool2d(torch.from_numpy(a[0]), torch.from_numpy(a[1]), 2),
+        (16, 64, 56, 56))
+
+    def fractional_inputs():
+        x = mid2d()
+        return x, rng.random((16, 64, 2), dtype=np.float32)
+
+    add("fractional_max_pool2d k2 to 56", "torch", 0.5, fractional_inputs,
+        lambda a: lambda n: cypool.fractional_max_pool2d(a[0], 2, 56, _random_samples=a[1],
+                                                         num_threads=n),
+        lambda a: lambda n: F.fractional_max_pool2d(torch.from_numpy(a[0]), 2, 56,
+                                                    _random_samples=torch.from_numpy(a[1])),
+        (16, 64, 112, 112))
+    add("stochastic_pool2d k2 (train)", "copy", 1.0, mid2d,
+        lambda x: lambda n: cypool.stochastic_pool2d(x, 2, rng=0, num_threads=n), copy_peer,
+        (16, 64, 112, 112))
 
     add("one small call k2", "torch", 0.7,
         lambda: rng.standard_normal((1, 3, 8, 8), dtype=np.float32),

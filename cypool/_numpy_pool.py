@@ -75,3 +75,111 @@ def avg_pool_backward(grad_output, input_shape, nd, kernel, stride=None, padding
         grad[target] += share
     crop = (slice(None), slice(None)) + tuple(slice(p, p + n) for p, n in zip(padding, input_shape[2:]))
     return grad[crop]
+
+
+# --------------------------------------------------- the rest of the family
+
+def _spatial_axes(nd):
+    return tuple(range(2, 2 + nd))
+
+
+def _plane_offsets(coords, spatial):
+    """Flat in-plane offsets of per-axis coordinate arrays."""
+    offset = np.zeros(np.broadcast(*coords).shape, dtype=np.int64)
+    for coord, size in zip(coords, spatial):
+        offset = offset * size + coord
+    return offset
+
+
+def adaptive_pool(x, nd, output_size, reduce):
+    """Adaptive max (``reduce='max'``, with indices) or average pooling."""
+    out_spatial = _tuple(output_size, nd)
+    spatial = x.shape[2:]
+    values = np.empty(x.shape[:2] + out_spatial, dtype=x.dtype)
+    indices = np.empty(values.shape, dtype=np.int64) if reduce == "max" else None
+    for position in np.ndindex(*out_spatial):
+        bounds = [((i * n) // o, -((-(i + 1) * n) // o)) for i, n, o in
+                  zip(position, spatial, out_spatial)]
+        window = x[(Ellipsis,) + tuple(slice(a, b) for a, b in bounds)]
+        flat = window.reshape(x.shape[:2] + (-1,))
+        if reduce == "max":
+            arg = flat.argmax(axis=-1)
+            values[(Ellipsis,) + position] = np.take_along_axis(flat, arg[..., None], -1)[..., 0]
+            local = np.unravel_index(arg, window.shape[2:])
+            indices[(Ellipsis,) + position] = _plane_offsets(
+                [c + a for c, (a, _) in zip(local, bounds)], spatial)
+        else:
+            values[(Ellipsis,) + position] = flat.mean(axis=-1, dtype=x.dtype)
+    return (values, indices) if reduce == "max" else values
+
+
+def adaptive_avg_pool_backward(grad_output, input_shape, nd):
+    out_spatial = grad_output.shape[2:]
+    spatial = tuple(input_shape[2:])
+    grad = np.zeros(input_shape, dtype=grad_output.dtype)
+    for position in np.ndindex(*out_spatial):
+        bounds = [((i * n) // o, -((-(i + 1) * n) // o)) for i, n, o in
+                  zip(position, spatial, out_spatial)]
+        count = np.prod([b - a for a, b in bounds])
+        target = (Ellipsis,) + tuple(slice(a, b) for a, b in bounds)
+        grad[target] += (grad_output[(Ellipsis,) + position] / count)[(...,) + (None,) * nd]
+    return grad
+
+
+def lp_pool(x, nd, norm_type, kernel, stride=None):
+    """PyTorch's definition: (kernel numel * mean of x**p) ** (1/p), sign-safe."""
+    total = avg_pool(x ** norm_type, nd, kernel, stride) * np.prod(_tuple(kernel, nd))
+    return (np.sign(total) * np.maximum(np.abs(total), 0)) ** (1.0 / norm_type)
+
+
+def max_unpool(x, indices, output_spatial):
+    planes = x.shape[:2]
+    out = np.zeros(planes + (int(np.prod(output_spatial)),), dtype=x.dtype)
+    np.put_along_axis(out, indices.reshape(planes + (-1,)), x.reshape(planes + (-1,)), axis=-1)
+    return out.reshape(planes + tuple(output_spatial))
+
+
+def max_unpool_backward(grad_output, indices):
+    planes = grad_output.shape[:2]
+    flat = grad_output.reshape(planes + (-1,))
+    return np.take_along_axis(flat, indices.reshape(planes + (-1,)), axis=-1).reshape(indices.shape)
+
+
+def fractional_starts(in_size, out_size, kernel, sample):
+    """Graham's pseudo-random window starts, computed as PyTorch does (in the
+    sample's float type)."""
+    sample = np.asarray(sample)
+    if out_size == 1:
+        return np.array([in_size - kernel])
+    alpha = sample.dtype.type(in_size - kernel) / sample.dtype.type(out_size - 1)
+    steps = np.arange(out_size - 1, dtype=sample.dtype)
+    starts = ((steps + sample) * alpha).astype(np.int64) - np.int64(sample * alpha)
+    return np.append(starts, in_size - kernel)
+
+
+def fractional_max_pool2d(x, kernel, output_size, samples):
+    """``samples`` is PyTorch's ``(N, C, 2)`` array, ``[W, H]`` order."""
+    kh, kw = _tuple(kernel, 2)
+    oh, ow = _tuple(output_size, 2)
+    n, c, height, width = x.shape
+    values = np.empty((n, c, oh, ow), dtype=x.dtype)
+    indices = np.empty((n, c, oh, ow), dtype=np.int64)
+    for b, ch in np.ndindex(n, c):
+        rows = fractional_starts(height, oh, kh, samples[b, ch, 1])
+        cols = fractional_starts(width, ow, kw, samples[b, ch, 0])
+        view = sliding_window_view(x[b, ch], (kh, kw))[np.ix_(rows, cols)]
+        flat = view.reshape(oh, ow, -1)
+        arg = flat.argmax(axis=-1)
+        values[b, ch] = np.take_along_axis(flat, arg[..., None], -1)[..., 0]
+        indices[b, ch] = (rows[:, None] + arg // kw) * width + cols[None, :] + arg % kw
+    return values, indices
+
+
+def stochastic_pool_eval(x, nd, kernel, stride=None):
+    """Zeiler & Fergus inference: sum(a**2) / sum(a) over each window, a = max(x, 0)."""
+    view, *_ = _windows(np.maximum(x, 0), nd, kernel, stride, 0, 1, 0)
+    axes = tuple(range(-nd, 0))
+    total = view.sum(axis=axes, dtype=x.dtype)
+    squares = (view * view).sum(axis=axes, dtype=x.dtype)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, squares / np.where(total > 0, total, 1), 0).astype(x.dtype)
