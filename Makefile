@@ -35,7 +35,8 @@ test: build
 # The PyTorch cross-checks: `make test` runs them too when torch is installed.
 test-torch: build
 	$(PIP) install --quiet torch==2.13.0
-	$(PY) -m pytest -q tests/test_torch.py tests/test_reference.py
+	$(PY) -m pytest -q tests/test_torch.py tests/test_reference.py tests/test_reduce.py \
+		tests/test_sample.py tests/test_process.py::test_loads_and_runs_beside
 
 demo: build
 	$(PY) -m cypool demo
@@ -101,7 +102,7 @@ endef
 asan: $(STAMP)
 	$(call need_packages,command -v clang >/dev/null && test -f "$$(clang -print-file-name=libclang_rt.asan-x86_64.so)",$(CLANG_PKGS))
 	rm -rf $(ASAN_DIR) && mkdir -p $(ASAN_DIR)
-	tar -cf - --exclude='*.so' --exclude='*.c' --exclude=__pycache__ setup.py pyproject.toml README.md cypool tests \
+	tar -cf - --exclude='*.so' --exclude='*.c' --exclude=__pycache__ setup.py pyproject.toml README.md cypool tests $(wildcard examples) \
 		| tar -xf - -C $(ASAN_DIR)
 	# flags in CC too: setup.py's OpenMP probe links an executable with CC alone
 	cd $(ASAN_DIR) && CC="clang $(SANITIZE)" LDSHARED="clang -shared $(SANITIZE) -shared-libsan" \

@@ -67,7 +67,7 @@ def _avg_backward(grad, shape, plan, out, nthreads):
     if grad_in.size:
         target = grad_in if grad_in.dtype == compute else np.empty(shape, compute)
         _adaptive.adaptive_avg_backward(
-            np.ascontiguousarray(grad, dtype=compute).reshape(plan.out_kernel_shape),
+            _args.as_kernel_input(grad, compute).reshape(plan.out_kernel_shape),
             target.reshape(plan.in_kernel_shape), plan.in_size, plan.out_size,
             plan.layout.channels_last, _args.threads_for(nthreads, grad_in.size),
         )
@@ -169,8 +169,8 @@ def _lp_pool_backward(nd, grad_output, x, norm_type, kernel_size, stride, ceil_m
     if grad_in.size:
         target = grad_in if grad_in.dtype == compute else np.empty(x.shape, compute)
         _lp.lp_pool_backward(
-            np.ascontiguousarray(grad, dtype=compute).reshape(plan.out_kernel_shape),
-            np.ascontiguousarray(x, dtype=compute).reshape(plan.in_kernel_shape),
+            _args.as_kernel_input(grad, compute).reshape(plan.out_kernel_shape),
+            _args.as_kernel_input(x, compute).reshape(plan.in_kernel_shape),
             target.reshape(plan.in_kernel_shape), plan.kernel_geometry, p,
             plan.layout.channels_last, _args.threads_for(nthreads, grad_in.size),
         )

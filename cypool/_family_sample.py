@@ -42,7 +42,7 @@ def _max_unpool(nd, x, indices, kernel_size, stride, padding, output_size, chann
     if values.size:
         in_plane = int(np.prod(lay.spatial))
         _unpool.max_unpool_forward(
-            np.ascontiguousarray(x).reshape(_planes_shape(lay, in_plane)),
+            np.require(x, requirements=["C_CONTIGUOUS", "ALIGNED"]).reshape(_planes_shape(lay, in_plane)),
             index.reshape(_planes_shape(lay, in_plane)),
             values.reshape(_planes_shape(lay, out_plane)),
             lay.channels_last, _args.threads_for(nthreads, values.size + x.size),
@@ -71,7 +71,7 @@ def _max_unpool_backward(nd, grad_output, indices, channels_last, out, num_threa
     if grad_in.size:
         in_plane = int(np.prod(lay.spatial))
         _unpool.max_unpool_backward(
-            np.ascontiguousarray(grad, dtype=dtype).reshape(_planes_shape(grad_lay, out_plane)),
+            _args.as_kernel_input(grad, dtype).reshape(_planes_shape(grad_lay, out_plane)),
             index.reshape(_planes_shape(lay, in_plane)),
             grad_in.reshape(_planes_shape(lay, in_plane)),
             lay.channels_last, _args.threads_for(nthreads, grad_in.size),
@@ -194,7 +194,7 @@ def _stochastic_pool_backward(nd, grad_output, input_shape, kernel_size, stride,
         target = grad_in if grad_in.dtype == compute else np.empty(shape, compute)
         kernel_out = plan.out_kernel_shape
         _stochastic.stochastic_pool_backward(
-            np.ascontiguousarray(grad, dtype=compute).reshape(kernel_out),
+            _args.as_kernel_input(grad, compute).reshape(kernel_out),
             None if index is None else index.reshape(kernel_out),
             None if x is None else _args.as_kernel_input(x, compute).reshape(plan.in_kernel_shape),
             target.reshape(plan.in_kernel_shape), plan.kernel_geometry, training,

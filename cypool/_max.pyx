@@ -523,9 +523,13 @@ def count_bad_indices(cnp.ndarray indices, Py_ssize_t plane_size, int nthreads):
 cdef void _scatter_plane(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
                          Py_ssize_t out_plane, Py_ssize_t in_plane) noexcept nogil:
     cdef Py_ssize_t o
+    cdef int64_t at
     memset(grad_in, 0, in_plane * sizeof(real_t))
     for o in range(out_plane):
-        grad_in[ind[o]] += grad_out[o]
+        # checked again here: another thread may rewrite indices after validation
+        at = ind[o]
+        if 0 <= at < in_plane:
+            grad_in[at] += grad_out[o]
 
 
 cdef void _scatter_block_cl(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
@@ -542,9 +546,12 @@ cdef void _scatter_block_cl(const real_t* grad_out, const int64_t* ind, real_t* 
     for s in range(in_plane):
         for c in range(c0, c1):
             gi[s * channels + c] = 0
+    cdef int64_t at
     for s in range(out_plane):
         for c in range(c0, c1):
-            gi[ii[s * channels + c] * channels + c] += go[s * channels + c]
+            at = ii[s * channels + c]
+            if 0 <= at < in_plane:  # re-checked: indices may change after validation
+                gi[at * channels + c] += go[s * channels + c]
 
 
 cdef void _backward(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
