@@ -76,11 +76,11 @@ endef
 
 # The wheel in a bare venv outside the source tree, no compiler, oldest and newest NumPy.
 wheel-check: wheel
-	PYTHON=$(PY) tools/check_wheel.sh
+	PYTHON=$(PY) wheels/check_wheel.sh
 
 # The sdist built without OpenMP: serial kernels, a warning, and show_config() says so.
 sdist-check: sdist
-	PYTHON=$(PY) tools/check_sdist.sh
+	PYTHON=$(PY) wheels/check_sdist.sh
 
 # ---- Reliability (README "Reliability"): sanitizers, valgrind, fuzzing ----
 .PHONY: asan valgrind fuzz

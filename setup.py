@@ -25,7 +25,7 @@ CYTHON_DIRECTIVES = {
     "cdivision": True,
     "initializedcheck": False,
     "embedsignature": True,
-    # No module state needs the GIL, so free-threaded CPython (3.14t) keeps it off (Cython >= 3.1).
+    # No module state needs the GIL, so free-threaded CPython keeps it off (Cython >= 3.1).
     "freethreading_compatible": True,
 }
 

@@ -13,11 +13,11 @@ Max backward is max pooling's scatter (``_max.max_pool_backward``).
 """
 
 cimport numpy as cnp
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.stdint cimport (
-    int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+    INT32_MAX, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
 )
-from libc.stdlib cimport malloc
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from cypool._dtypes cimport beats, lowest, max_t, real_t
@@ -37,6 +37,8 @@ cdef enum:
     # channel channels-last).
     SUM_BLOCK = 128
     PIXEL_BLOCK = 8
+    # Largest input row (elements) the channels-first column paths keep per thread.
+    SCRATCH_LIMIT = 1 << 22
 
 
 cdef struct Shape:
@@ -171,6 +173,67 @@ cdef void _avg_plane(const real_t* x, real_t* out, const Shape* s,
         out[o] = total / <real_t> _size(&w)
 
 
+# Channels-first column paths.  The windows of one output row share their
+# input rows, so pass 1 reduces those rows element-wise into one row of W
+# (contiguous loops that gcc vectorises) and pass 2 reduces that row over each
+# window's columns: the input is read once, in order, and pass 2 touches W
+# values per output row instead of a window per output.
+
+cdef inline bint _column_path(const Shape* s, bint naive) noexcept nogil:
+    """Whether the column paths take these planes (scratch of one row per
+    thread, row numbers as int32)."""
+    return (not naive and s.in_size[2] <= SCRATCH_LIMIT
+            and s.in_size[0] * s.in_size[1] < INT32_MAX)
+
+
+cdef inline const real_t* _row_sums(const real_t* x, real_t* col, const Shape* s,
+                                    const Window* w) noexcept nogil:
+    """Element-wise sum of the window's input rows, in scan order; returns the
+    row itself when the window has one row (``col``: scratch of W)."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t id_, ih, iw, n = 0
+    cdef const real_t* row
+    cdef const real_t* first = x + (w.start[0] * H + w.start[1]) * W
+    if w.count[0] * w.count[1] == 1:
+        return first
+    for id_ in range(w.start[0], w.start[0] + w.count[0]):
+        for ih in range(w.start[1], w.start[1] + w.count[1]):
+            row = x + (id_ * H + ih) * W
+            if n == 1:
+                for iw in range(W):
+                    col[iw] = first[iw] + row[iw]
+            elif n > 1:
+                for iw in range(W):
+                    col[iw] = col[iw] + row[iw]
+            n += 1
+    return col
+
+
+cdef void _avg_plane_columns(const real_t* x, real_t* out, const Shape* s, const Tables* t,
+                             real_t* col) noexcept nogil:
+    """One channels-first plane by the column path; ``col``: scratch of W."""
+    cdef Py_ssize_t OH = s.out_size[1], OW = s.out_size[2]
+    cdef const Py_ssize_t* first_w = t.first + t.offset[2]
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef Py_ssize_t od, oh, ow, iw, o = 0
+    cdef Window w
+    cdef const real_t* sums
+    cdef real_t total
+    cdef Py_ssize_t rows
+    for od in range(s.out_size[0]):
+        _set_axis(t, &w, 0, od)
+        for oh in range(OH):
+            _set_axis(t, &w, 1, oh)
+            sums = _row_sums(x, col, s, &w)
+            rows = w.count[0] * w.count[1]
+            for ow in range(OW):
+                total = 0
+                for iw in range(first_w[ow], first_w[ow] + count_w[ow]):
+                    total = total + sums[iw]
+                out[o] = total / <real_t> (rows * count_w[ow])
+                o += 1
+
+
 cdef inline double _plane_sum(const real_t* v, Py_ssize_t n) noexcept nogil:
     """Sum of a whole plane: blocks of SUM_BLOCK values summed in eight
     independent partial sums of the input type (the adds pipeline and
@@ -253,6 +316,7 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
     cdef Py_ssize_t p, pixels
     cdef Jobs jobs
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
+    cdef real_t* col
     if _is_global(s) and not naive:
         if not channels_last:
             if nthreads > 1:
@@ -272,7 +336,20 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
         return 0
     if _make_windows(s, &t) != 0:
         return -1
-    if not channels_last:
+    if not channels_last and _column_path(s, naive):
+        col = <real_t*> malloc(nthreads * (s.in_size[2] + 16) * sizeof(real_t))
+        if col == NULL:
+            free_tables(&t)
+            return -1
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                _avg_plane_columns(x + p * in_plane, out + p * out_plane, s, &t,
+                                   col + threadid() * (s.in_size[2] + 16))
+        else:
+            for p in range(lead):
+                _avg_plane_columns(x + p * in_plane, out + p * out_plane, s, &t, col)
+        free(col)
+    elif not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
                 _avg_plane(x + p * in_plane, out + p * out_plane, s, &t)
@@ -346,6 +423,83 @@ cdef void _max_plane(const max_t* x, max_t* out, int64_t* ind, const Shape* s,
         out[o] = best
         if ind != NULL:
             ind[o] = pos
+
+
+cdef inline void _row_maxima(const max_t* x, max_t* col, int32_t* col_row, const Shape* s,
+                             const Window* w) noexcept nogil:
+    """Element-wise maxima of the window's input rows in scan order
+    (``beats``: the first maximum, the last NaN), and the row each came from."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t id_, ih, iw
+    cdef int32_t r
+    cdef const max_t* row
+    cdef max_t value
+    cdef bint take
+    cdef bint first = True
+    for id_ in range(w.start[0], w.start[0] + w.count[0]):
+        for ih in range(w.start[1], w.start[1] + w.count[1]):
+            r = <int32_t> (id_ * H + ih)
+            row = x + r * W
+            if first:
+                for iw in range(W):
+                    col[iw] = row[iw]
+                    col_row[iw] = r
+                first = False
+            else:
+                for iw in range(W):
+                    # both loads unconditional, or gcc will not if-convert
+                    value = row[iw]
+                    take = beats(value, col[iw])
+                    col[iw] = value if take else col[iw]
+                    col_row[iw] = r if take else col_row[iw]
+
+
+cdef inline void _columns_max(const max_t* col, const int32_t* col_row, Py_ssize_t W,
+                              Py_ssize_t start, Py_ssize_t count, max_t* value,
+                              int64_t* index) noexcept nogil:
+    """The window's maximum over columns ``[start, start + count)`` of the row
+    maxima, as the scan order would find it: among equal values the smallest
+    (row, column), among NaNs the largest."""
+    cdef Py_ssize_t iw, best_col = start
+    cdef max_t best = col[start], v
+    cdef int32_t best_row = col_row[start], r
+    cdef bint take
+    for iw in range(start + 1, start + count):
+        v = col[iw]
+        r = col_row[iw]
+        if v != v:
+            take = best == best or r >= best_row
+        elif best != best:
+            take = False
+        else:
+            take = v > best or (v == best and r < best_row)
+        if take:
+            best = v
+            best_row = r
+            best_col = iw
+    value[0] = best
+    index[0] = <int64_t> best_row * W + best_col
+
+
+cdef void _max_plane_columns(const max_t* x, max_t* out, int64_t* ind, const Shape* s,
+                             const Tables* t, max_t* col, int32_t* col_row) noexcept nogil:
+    """One channels-first plane by the column path; ``col``, ``col_row``: scratch of W."""
+    cdef Py_ssize_t OH = s.out_size[1], OW = s.out_size[2], W = s.in_size[2]
+    cdef const Py_ssize_t* first_w = t.first + t.offset[2]
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef Py_ssize_t od, oh, ow, o = 0
+    cdef int64_t at
+    cdef Window w
+    for od in range(s.out_size[0]):
+        _set_axis(t, &w, 0, od)
+        for oh in range(OH):
+            _set_axis(t, &w, 1, oh)
+            _row_maxima(x, col, col_row, s, &w)
+            for ow in range(OW):
+                _columns_max(col, col_row, W, first_w[ow], count_w[ow], &out[o], &at)
+                if ind != NULL:
+                    ind[o] = at
+                o += 1
 
 
 cdef void _global_max_plane(const max_t* x, max_t* out, int64_t* ind,
@@ -436,6 +590,9 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
     cdef Py_ssize_t p, pixels
     cdef Jobs jobs
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
+    cdef Py_ssize_t room
+    cdef max_t* col
+    cdef int32_t* col_row
     if _is_global(s) and not naive:
         if not channels_last:
             if nthreads > 1:
@@ -457,7 +614,28 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
         return 0
     if _make_windows(s, &t) != 0:
         return -1
-    if not channels_last:
+    if not channels_last and _column_path(s, naive):
+        room = s.in_size[2] + 16
+        col = <max_t*> malloc(nthreads * room * sizeof(max_t))
+        col_row = <int32_t*> malloc(nthreads * room * sizeof(int32_t))
+        if col == NULL or col_row == NULL:
+            free(col)
+            free(col_row)
+            free_tables(&t)
+            return -1
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                _max_plane_columns(x + p * in_plane, out + p * out_plane,
+                                   ind + p * out_plane if ind != NULL else NULL, s, &t,
+                                   col + threadid() * room, col_row + threadid() * room)
+        else:
+            for p in range(lead):
+                _max_plane_columns(x + p * in_plane, out + p * out_plane,
+                                   ind + p * out_plane if ind != NULL else NULL, s, &t,
+                                   col, col_row)
+        free(col)
+        free(col_row)
+    elif not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
                 _max_plane(x + p * in_plane, out + p * out_plane,

@@ -448,7 +448,8 @@ def index_array(indices, shape, name="indices"):
         raise TypeError(f"{name} must have an integer dtype, got {indices.dtype.name}")
     if indices.shape != tuple(shape):
         raise ValueError(f"{name} must have the shape of grad_output {tuple(shape)}, got {indices.shape}")
-    if indices.dtype == np.uint64 and indices.size and indices.max() > np.iinfo(np.int64).max:
+    # Python ints: NumPy 1.x compares uint64 with int64 through float64
+    if indices.dtype == np.uint64 and indices.size and int(indices.max()) > np.iinfo(np.int64).max:
         raise ValueError(f"{name} holds values past the int64 range")
     return np.require(indices, np.int64, ["C_CONTIGUOUS", "ALIGNED"])
 

@@ -119,6 +119,29 @@ def _fractional_max_pool(nd, x, kernel_size, output_size, output_ratio, return_i
 
 # --------------------------------------------------------------- stochastic
 
+_WORD = (1 << 64) - 1
+
+
+def _uniform_source(rng, lay, out_spatial):
+    """Training's uniforms, ``Generator.random()`` draws in channels-first order:
+    ``(None, stream)`` for NumPy's default bit generator PCG64, whose state
+    the kernel copies and draws from in parallel (this advances ``rng`` past
+    the draws, as drawing them would), else ``(uniforms, None)``."""
+    gen = _args.generator(rng)
+    bits = gen.bit_generator
+    if type(bits) is not np.random.PCG64:
+        return _args.stochastic_uniforms(gen, lay, out_spatial), None
+    count = lay.batch * lay.channels * int(np.prod(out_spatial))
+    with bits.lock:
+        state = bits.state
+        pcg = state["state"]
+        stream = (pcg["state"] >> 64, pcg["state"] & _WORD, pcg["inc"] >> 64, pcg["inc"] & _WORD)
+        high, low = _stochastic.pcg64_advance(stream, count)
+        pcg["state"] = high << 64 | low
+        bits.state = state
+    return None, stream
+
+
 def _stochastic_pool(nd, x, kernel_size, stride, padding, training, rng, return_indices,
                      channels_last, out, num_threads):
     x = _args.as_array(x)
@@ -130,12 +153,11 @@ def _stochastic_pool(nd, x, kernel_size, stride, padding, training, rng, return_
         raise ValueError("return_indices=True needs training=True: eval mode (training=False) "
                          "samples no element")
     nthreads = _args.num_threads(num_threads)
+    uniforms = stream = None
     if training:
-        uniforms = _args.stochastic_uniforms(rng, plan.layout, plan.geometry.out_size)
-    else:
-        uniforms = None
-        if rng is not None:
-            _args.generator(rng)  # checked, though eval draws nothing
+        uniforms, stream = _uniform_source(rng, plan.layout, plan.geometry.out_size)
+    elif rng is not None:
+        _args.generator(rng)  # checked, though eval draws nothing
     out_shape = plan.out_shape
     out_values, out_indices = _args.split_out(out, return_indices)
     values = _args.result(out_values, out_shape, _args.real_result_dtype(x.dtype), x)
@@ -150,7 +172,7 @@ def _stochastic_pool(nd, x, kernel_size, stride, padding, training, rng, return_
             target.reshape(kernel_out),
             None if indices is None else indices.reshape(kernel_out),
             plan.kernel_geometry, training, plan.layout.channels_last,
-            _args.threads_for(nthreads, x.size),
+            _args.threads_for(nthreads, x.size), stream,
         )
         if target is not values:
             np.copyto(values, target, casting="unsafe")

@@ -22,14 +22,19 @@ arrive as one int64 table ``(planes, OD + OH + OW)``, plane ``n*C + c``.
 import numpy as np
 
 cimport numpy as cnp
-from cython.parallel cimport prange
+from cython.parallel cimport prange, threadid
 from libc.stdint cimport (
-    int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
+    INT32_MAX, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
 )
+from libc.stdlib cimport free, malloc
 
 from cypool._dtypes cimport beats, lowest, max_t
 
 cnp.import_array()
+
+cdef enum:
+    # Largest input row (elements) the channels-first fast path keeps per thread.
+    SCRATCH_LIMIT = 1 << 22
 
 
 def interval_starts(samples, Py_ssize_t in_size, Py_ssize_t out_size, Py_ssize_t kernel):
@@ -131,6 +136,90 @@ cdef void _forward_plane(const max_t* x, max_t* out, int64_t* ind, const int64_t
                 o += 1
 
 
+# ------------------------------------------- channels-first, fast path
+#
+# Max over a window in scan order equals the max over its rows (in order) of
+# each row's max over the window's columns, under one ``beats`` rule (as in
+# ``_max.pyx``).  Every window row of an output row is reduced along W by a
+# sliding maximum of width ``kernel[2]`` at every start position (contiguous
+# branch-free loops that gcc vectorises), then read at the windows' own
+# starts and folded into the output row.  Offsets as int32: planes below
+# 2**31 elements.
+
+cdef inline void _sliding_max(const max_t* row, Py_ssize_t span, Py_ssize_t width,
+                              max_t* slide, int32_t* slide_at, bint with_index) noexcept nogil:
+    """``slide[w]``: max of ``row[w : w + width]`` for ``w < span``, and its
+    position along the row."""
+    cdef Py_ssize_t w, j
+    cdef int32_t at
+    cdef max_t value
+    cdef bint take
+    for w in range(span):
+        slide[w] = row[w]
+    if with_index:
+        at = 0
+        for w in range(span):
+            slide_at[w] = at
+            at = at + 1
+    for j in range(1, width):
+        if with_index:
+            # offsets as an int32 induction variable: 64-bit products would not vectorise
+            at = <int32_t> j
+            for w in range(span):
+                # both loads unconditional, or gcc will not if-convert
+                value = row[w + j]
+                take = beats(value, slide[w])
+                slide[w] = value if take else slide[w]
+                slide_at[w] = at if take else slide_at[w]
+                at = at + 1
+        else:
+            for w in range(span):
+                value = row[w + j]
+                slide[w] = value if beats(value, slide[w]) else slide[w]
+
+
+cdef void _forward_plane_fast(const max_t* x, max_t* out, int64_t* ind, const int64_t* starts,
+                              const Shape* s, max_t* slide, int32_t* slide_at, max_t* best,
+                              int32_t* best_at) noexcept nogil:
+    """One channels-first plane; scratch: slide, slide_at of W, best, best_at of OW."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t OD = s.out_size[0], OH = s.out_size[1], OW = s.out_size[2]
+    cdef Py_ssize_t span = W - s.kernel[2] + 1
+    cdef const int64_t* start_d = starts
+    cdef const int64_t* start_h = starts + OD
+    cdef const int64_t* start_w = starts + OD + OH
+    cdef bint with_index = ind != NULL
+    cdef Py_ssize_t od, oh, ow, a, b, r, n_rows, o
+    cdef int32_t base
+    cdef max_t value
+    for od in range(OD):
+        for oh in range(OH):
+            n_rows = 0
+            for a in range(s.kernel[0]):
+                for b in range(s.kernel[1]):
+                    r = (start_d[od] + a) * H + start_h[oh] + b
+                    base = <int32_t> (r * W)
+                    _sliding_max(x + r * W, span, s.kernel[2], slide, slide_at, with_index)
+                    # the windows' own starts: a gather, so a scalar loop
+                    if n_rows == 0:
+                        for ow in range(OW):
+                            best[ow] = slide[start_w[ow]]
+                            best_at[ow] = base + slide_at[start_w[ow]] if with_index else 0
+                    else:
+                        for ow in range(OW):
+                            value = slide[start_w[ow]]
+                            if beats(value, best[ow]):
+                                best[ow] = value
+                                best_at[ow] = base + slide_at[start_w[ow]] if with_index else 0
+                    n_rows += 1
+            o = (od * OH + oh) * OW
+            for ow in range(OW):
+                out[o + ow] = best[ow]
+            if with_index:
+                for ow in range(OW):
+                    ind[o + ow] = best_at[ow]
+
+
 cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind, const int64_t* starts,
                             Py_ssize_t pixel, Py_ssize_t channels, const Shape* s) noexcept nogil:
     """One channels-last output pixel, all channels (each channel has its own
@@ -154,14 +243,50 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind, const int6
             ind[pixel * channels + c] = at
 
 
-cdef void _forward(const max_t* x, max_t* out, int64_t* ind, const int64_t* starts,
-                   Py_ssize_t lead, Py_ssize_t channels, bint channels_last, const Shape* s,
-                   int nthreads) noexcept nogil:
-    """``lead`` is planes (channels-first) or batch (channels-last)."""
+cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, const int64_t* starts,
+                       Py_ssize_t planes, const Shape* s, int nthreads) noexcept nogil:
+    """All channels-first planes by the fast path, per-thread scratch; -1: no memory."""
+    cdef Py_ssize_t in_plane = s.in_size[0] * s.in_size[1] * s.in_size[2]
+    cdef Py_ssize_t out_plane = s.out_size[0] * s.out_size[1] * s.out_size[2]
+    cdef Py_ssize_t table = s.out_size[0] + s.out_size[1] + s.out_size[2]
+    cdef Py_ssize_t room = s.in_size[2] + s.out_size[2] + 16
+    cdef max_t* values = <max_t*> malloc(nthreads * room * sizeof(max_t))
+    cdef int32_t* offsets = <int32_t*> malloc(nthreads * room * sizeof(int32_t))
+    cdef Py_ssize_t p, mine
+    if values == NULL or offsets == NULL:
+        free(values)
+        free(offsets)
+        return -1
+    if nthreads > 1:
+        for p in prange(planes, schedule='static', num_threads=nthreads):
+            mine = threadid() * room
+            _forward_plane_fast(x + p * in_plane, out + p * out_plane,
+                                ind + p * out_plane if ind != NULL else NULL, starts + p * table,
+                                s, values + mine, offsets + mine,
+                                values + mine + s.in_size[2], offsets + mine + s.in_size[2])
+    else:
+        for p in range(planes):
+            _forward_plane_fast(x + p * in_plane, out + p * out_plane,
+                                ind + p * out_plane if ind != NULL else NULL, starts + p * table,
+                                s, values, offsets, values + s.in_size[2],
+                                offsets + s.in_size[2])
+    free(values)
+    free(offsets)
+    return 0
+
+
+cdef int _forward(const max_t* x, max_t* out, int64_t* ind, const int64_t* starts,
+                  Py_ssize_t lead, Py_ssize_t channels, bint channels_last, const Shape* s,
+                  int nthreads, bint naive) noexcept nogil:
+    """``lead`` is planes (channels-first) or batch (channels-last); ``naive``
+    forces the window-by-window loops; -1: no memory."""
     cdef Py_ssize_t in_plane = s.in_size[0] * s.in_size[1] * s.in_size[2]
     cdef Py_ssize_t out_plane = s.out_size[0] * s.out_size[1] * s.out_size[2]
     cdef Py_ssize_t table = s.out_size[0] + s.out_size[1] + s.out_size[2]
     cdef Py_ssize_t p
+    if (not channels_last and not naive and in_plane < INT32_MAX
+            and s.in_size[2] <= SCRATCH_LIMIT):
+        return _forward_fast(x, out, ind, starts, lead, s, nthreads)
     if not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
@@ -180,11 +305,12 @@ cdef void _forward(const max_t* x, max_t* out, int64_t* ind, const int64_t* star
         else:
             for p in range(lead * out_plane):
                 _forward_pixel_cl(x, out, ind, starts, p, channels, s)
+    return 0
 
 
 def fractional_max_pool_forward(cnp.ndarray x, cnp.ndarray out, cnp.ndarray indices,
                                 cnp.ndarray starts, tuple kernel, bint channels_last,
-                                int nthreads):
+                                int nthreads, bint naive=False):
     """Fill ``out`` (and ``indices`` unless None) from ``x``.
 
     x: IN, C-contiguous ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
@@ -192,6 +318,7 @@ def fractional_max_pool_forward(cnp.ndarray x, cnp.ndarray out, cnp.ndarray indi
     indices: OUT, int64, shaped like ``out``, or None.
     starts: IN, int64 ``(planes, OD + OH + OW)``, every window inside the input.
     kernel: the window size ``(kd, kh, kw)``.
+    naive: force the window-by-window loops (the tests compare the fast path with them).
     """
     cdef Shape s
     cdef Py_ssize_t a
@@ -206,26 +333,29 @@ def fractional_max_pool_forward(cnp.ndarray x, cnp.ndarray out, cnp.ndarray indi
     cdef int64_t* ip = <int64_t*> cnp.PyArray_DATA(indices) if indices is not None else NULL
     cdef const int64_t* sp = <const int64_t*> cnp.PyArray_DATA(starts)
     cdef int code = _type_code(x.dtype)
+    cdef int status = 0
     with nogil:
         if code == 0:
-            _forward[float](<float*> xp, <float*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+            status = _forward[float](<float*> xp, <float*> op, ip, sp, lead, channels, channels_last, &s, nthreads, naive)
         elif code == 1:
-            _forward[double](<double*> xp, <double*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+            status = _forward[double](<double*> xp, <double*> op, ip, sp, lead, channels, channels_last, &s, nthreads, naive)
         elif code == 2:
-            _forward[int8_t](<int8_t*> xp, <int8_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+            status = _forward[int8_t](<int8_t*> xp, <int8_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads, naive)
         elif code == 3:
-            _forward[int16_t](<int16_t*> xp, <int16_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+            status = _forward[int16_t](<int16_t*> xp, <int16_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads, naive)
         elif code == 4:
-            _forward[int32_t](<int32_t*> xp, <int32_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+            status = _forward[int32_t](<int32_t*> xp, <int32_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads, naive)
         elif code == 5:
-            _forward[int64_t](<int64_t*> xp, <int64_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+            status = _forward[int64_t](<int64_t*> xp, <int64_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads, naive)
         elif code == 6:
-            _forward[uint8_t](<uint8_t*> xp, <uint8_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+            status = _forward[uint8_t](<uint8_t*> xp, <uint8_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads, naive)
         elif code == 7:
-            _forward[uint16_t](<uint16_t*> xp, <uint16_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+            status = _forward[uint16_t](<uint16_t*> xp, <uint16_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads, naive)
         elif code == 8:
-            _forward[uint32_t](<uint32_t*> xp, <uint32_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+            status = _forward[uint32_t](<uint32_t*> xp, <uint32_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads, naive)
         elif code == 9:
-            _forward[uint64_t](<uint64_t*> xp, <uint64_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads)
+            status = _forward[uint64_t](<uint64_t*> xp, <uint64_t*> op, ip, sp, lead, channels, channels_last, &s, nthreads, naive)
     if code < 0:
         raise TypeError(f"fractional max pooling kernel has no loop for dtype {x.dtype}")
+    if status != 0:
+        raise MemoryError("cypool: out of memory for fractional max pooling scratch")

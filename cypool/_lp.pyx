@@ -19,8 +19,9 @@ For ``p = inf`` the gradient goes to the window's maximum of ``|x|``, times
 """
 
 cimport numpy as cnp
-from cython.parallel cimport prange
-from libc.math cimport INFINITY, pow, powf, sqrt, sqrtf
+from cython.parallel cimport prange, threadid
+from libc.math cimport INFINITY, floor, fmod, pow, powf, sqrt, sqrtf
+from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
 from cypool._dtypes cimport beats, real_t
@@ -32,6 +33,144 @@ cnp.import_array()
 cdef enum:
     # Channels of one channels-last backward job (see _max.pyx).
     CHANNEL_BLOCK = 64
+    # Largest per-thread scratch (elements) of the separable path.
+    SCRATCH_LIMIT = 1 << 22
+    # Channels-last values powered per vector loop (a stack buffer).
+    POWER_CHUNK = 256
+
+
+cdef extern from *:
+    """
+    /* float32 x ** p for 0 < p < inf as powf computes it, in loops that gcc
+       vectorises for baseline x86-64 (powf is a scalar call per element).
+       Every path computes in double and rounds once to float.
+
+       Generic p: |x| ** p = exp(p * log|x|): log from the exponent and a
+       polynomial of the mantissa taken to [sqrt(1/2), sqrt(2)) by integer
+       adds (|error| < 5e-12), exp as 2**k times a polynomial (relative error
+       < 1e-12).  The float is within 0.5 ulp + 1e-11 relative of the exact
+       power: over 2e8 floats and 12 exponents about 1 in 100 000 differs from
+       the correctly rounded float, by 1 ulp, and none by more (powf itself
+       misrounds about 3 in 10 000).
+       p = 4..7 (x ** p) and p = 1.5..7.5 (x ** (p - 1/2) * sqrt(x)): by
+       multiplications, within 2**-50 relative before the rounding. */
+    #include <math.h>
+    #include <stdint.h>
+    #include <string.h>
+
+    static CYTHON_INLINE double cypool_asdouble(uint64_t bits) { double d; memcpy(&d, &bits, 8); return d; }
+    static CYTHON_INLINE uint64_t cypool_asuint64(double d) { uint64_t b; memcpy(&b, &d, 8); return b; }
+    static CYTHON_INLINE float cypool_asfloat(uint32_t bits) { float f; memcpy(&f, &bits, 4); return f; }
+    static CYTHON_INLINE uint32_t cypool_asuint32(float f) { uint32_t b; memcpy(&b, &f, 4); return b; }
+
+    /* A select as a bit mask: with a ternary gcc sinks the arithmetic of the
+       operand it does not take into a branch (the arithmetic may trap), and
+       a loop with a branch does not vectorise. */
+    static CYTHON_INLINE float cypool_selectf(int take, float a, float b)
+    {
+        uint32_t mask = (uint32_t) 0 - (uint32_t) take;
+        return cypool_asfloat((cypool_asuint32(a) & mask) | (cypool_asuint32(b) & ~mask));
+    }
+
+    /* ax ** p for finite ax > 0 and finite p > 0; |p * log(ax)| is clamped to
+       limit (200: every float result past it has overflowed or underflowed,
+       and 2**k stays a normal double).  Polynomials by Estrin's scheme: short
+       dependency chains, so the lanes' arithmetic overlaps. */
+    static CYTHON_INLINE double cypool_pow_positive(double ax, double p, double limit)
+    {
+        uint64_t bits = cypool_asuint64(ax) + (0x3ff0000000000000ULL - 0x3fe6a09e667f3bcdULL);
+        /* the exponent as a double without an int64 -> double conversion */
+        double e = cypool_asdouble(0x4330000000000000ULL | (bits >> 52)) - 4503599627371519.0;
+        double m = cypool_asdouble((bits & 0x000fffffffffffffULL) + 0x3fe6a09e667f3bcdULL);
+        double f = (m - 1.0) / (m + 1.0);
+        double f2 = f * f;
+        double f4 = f2 * f2;
+        /* log(m) = 2 f atanh(f) / f, the quotient a least-squares polynomial in f2 */
+        double s = (0x1.0000000019984p+0 + f2 * 0x1.555554467c974p-2)
+                   + f4 * (0x1.999b2a455f9d2p-3 + f2 * 0x1.2419ad9511390p-3)
+                   + (f4 * f4) * 0x1.e6a4cacf9abb0p-4;
+        double t = p * (e * 0.6931471805599453 + 2.0 * f * s);
+        double kd, r, r2, r4, q;
+        uint64_t kbits;
+        t = t < -limit ? -limit : t;
+        t = t > limit ? limit : t;
+        /* k = round(t / log 2) in the low bits of kd; exp(r), |r| <= log(2) / 2 */
+        kd = t * 1.4426950408889634 + 6755399441055744.0;
+        kbits = cypool_asuint64(kd);
+        kd -= 6755399441055744.0;
+        r = (t - kd * 6.93147180369123816490e-01) - kd * 1.90821492927058770002e-10;
+        r2 = r * r;
+        r4 = r2 * r2;
+        q = (0x1.ffffffffff733p-1 + r * 0x1.ffffffffd58ecp-1)
+            + r2 * (0x1.000000008faa0p-1 + r * 0x1.555555a0568cbp-3)
+            + r4 * ((0x1.555553f0c4946p-5 + r * 0x1.111082d9d2c0cp-7)
+                    + r2 * (0x1.6c18d53ccf420p-10 + r * 0x1.a1a7ec23c8b48p-13))
+            + (r4 * r4) * 0x1.9eb711d439d20p-16;
+        return q * cypool_asdouble((kbits + 1023) << 52);
+    }
+
+    /* powf(x, p), special values included.  parity 0: p is not an integer
+       (a negative finite x gives NaN); 1: an even integer; 2: an odd one. */
+    static CYTHON_INLINE float cypool_powf_generic(float x, double p, int parity, double limit)
+    {
+        float ax = fabsf(x);
+        float mag = (float) cypool_pow_positive((double) ax, p, limit);
+        float res;
+        mag = cypool_selectf(ax == 0, 0.0f, mag);
+        mag = cypool_selectf(ax == INFINITY, INFINITY, mag);
+        if (parity == 0)
+            res = cypool_selectf((x < 0) & (x > -INFINITY), NAN, mag);
+        else if (parity == 1)
+            res = mag;
+        else
+            res = copysignf(mag, x);
+        return cypool_selectf(x != x, x, res);
+    }
+
+    /* x ** k for 0 <= k <= 7 in double (selects of values, not of products) */
+    static CYTHON_INLINE double cypool_pown(double x, int k)
+    {
+        double x2 = x * x;
+        double acc = (k & 1) ? x : 1.0;
+        acc = acc * ((k & 2) ? x2 : 1.0);
+        return acc * ((k & 4) ? x2 * x2 : 1.0);
+    }
+
+    /* powf(x, k + 1/2) for 1 <= k <= 7: x ** k * sqrt(x); powf gives +0 at
+       -0 and +inf at -inf, where the product would not. */
+    static CYTHON_INLINE float cypool_powf_half(float x, int k)
+    {
+        double xd = (double) x;
+        float res = (float) (cypool_pown(xd, k) * sqrt(xd));
+        res = cypool_selectf(x == 0, 0.0f, res);
+        return cypool_selectf(x == -INFINITY, INFINITY, res);
+    }
+
+    /* dst[i] = powf(src[i], p) for 0 < p < inf.  whole: p is an integer in
+       [4, 7] (2), p - 1/2 one in [1, 7] (1), else 0; parity as above. */
+    static void cypool_powf_row(const float* src, float* dst, Py_ssize_t n, double p,
+                                int parity, int whole, int half)
+    {
+        Py_ssize_t i;
+        /* a variable, not a constant: gcc would specialise the code after the
+           clamp into branches for the clamped values */
+        volatile double limit_store = 200.0;
+        double limit = limit_store;
+        if (whole) {
+            for (i = 0; i < n; i++) dst[i] = (float) cypool_pown((double) src[i], (int) p);
+        } else if (half) {
+            for (i = 0; i < n; i++) dst[i] = cypool_powf_half(src[i], (int) p);
+        } else if (parity == 0) {
+            for (i = 0; i < n; i++) dst[i] = cypool_powf_generic(src[i], p, 0, limit);
+        } else if (parity == 1) {
+            for (i = 0; i < n; i++) dst[i] = cypool_powf_generic(src[i], p, 1, limit);
+        } else {
+            for (i = 0; i < n; i++) dst[i] = cypool_powf_generic(src[i], p, 2, limit);
+        }
+    }
+    """
+    void cypool_powf_row(const float* src, float* dst, Py_ssize_t n, double p, int parity,
+                         int whole, int half) nogil
 
 cdef enum PowerKind:
     POWER_ZERO
@@ -48,6 +187,13 @@ cdef enum PowerKind:
 cdef struct Power:
     PowerKind kind
     double exponent
+    # float32 generic powers, for cypool_powf_row: the exponent as powf takes
+    # it, its parity (-1: outside (0, inf), left to powf), and whether it is
+    # an integer in [4, 7] or one plus 1/2 in [1.5, 7.5] (multiplications)
+    double float_exponent
+    int float_parity
+    bint float_whole
+    bint float_half
 
 
 cdef struct Norm:
@@ -82,6 +228,16 @@ cdef Power _power(double exponent) noexcept nogil:
         power.kind = POWER_RECIPROCAL_SQUARE
     else:
         power.kind = POWER_GENERIC
+    cdef float single = <float> exponent
+    power.float_exponent = single
+    if not (0 < single < INFINITY):
+        power.float_parity = -1
+    elif single != floor(single):
+        power.float_parity = 0
+    else:
+        power.float_parity = 2 if fmod(single, 2) == 1 else 1
+    power.float_whole = 4 <= single <= 7 and single == floor(single)
+    power.float_half = 1 <= single - 0.5 <= 7 and single - 0.5 == floor(single - 0.5)
     return power
 
 
@@ -115,6 +271,31 @@ cdef inline real_t _sqrt(real_t x) noexcept nogil:
     return sqrt(x)
 
 
+cdef void _power_row(const real_t* src, real_t* dst, Py_ssize_t n,
+                     const Power* power) noexcept nogil:
+    """``dst[i] = _raise(src[i], power)``, one vector loop per kind (``src`` and
+    ``dst`` must not overlap, or gcc falls back to its scalar loop)."""
+    cdef Py_ssize_t i
+    if power.kind == POWER_ONE:
+        for i in range(n):
+            dst[i] = src[i]
+    elif power.kind == POWER_SQUARE:
+        for i in range(n):
+            dst[i] = src[i] * src[i]
+    elif power.kind == POWER_CUBE:
+        for i in range(n):
+            dst[i] = src[i] * src[i] * src[i]
+    elif power.kind == POWER_SQRT:
+        for i in range(n):
+            dst[i] = _sqrt(src[i])
+    elif real_t is float and power.kind == POWER_GENERIC and power.float_parity >= 0:
+        cypool_powf_row(src, dst, n, power.float_exponent, power.float_parity,
+                        power.float_whole, power.float_half)
+    else:
+        for i in range(n):
+            dst[i] = _raise(src[i], power)
+
+
 cdef inline real_t _sign(real_t x) noexcept nogil:
     """PyTorch's ``sgn``: 0 for 0 and for NaN."""
     return (x > 0) - (x < 0)
@@ -131,6 +312,18 @@ cdef inline real_t _window_value(real_t total, Py_ssize_t count, const Norm* nor
     if q == 0:
         q = 0  # sign(q) * relu(|q|) has no negative zero
     return _raise(q * <real_t> norm.kernel_numel, &norm.root)
+
+
+cdef inline void _window_values(const real_t* totals, real_t* scaled, real_t* out, Py_ssize_t n,
+                                Py_ssize_t count, const Norm* norm) noexcept nogil:
+    """:func:`_window_value` of ``n`` windows of ``count`` elements each, the
+    root in a vector loop (``scaled``: scratch of n, apart from ``out``)."""
+    cdef Py_ssize_t i
+    cdef real_t q
+    for i in range(n):
+        q = _mean_power(totals[i], count)
+        scaled[i] = (0 if q == 0 else q) * <real_t> norm.kernel_numel
+    _power_row(scaled, out, n, &norm.root)
 
 
 cdef inline real_t _window_slope(real_t grad, real_t total, Py_ssize_t count,
@@ -223,9 +416,10 @@ cdef inline void _reduce_cl(const real_t* x, Py_ssize_t H, Py_ssize_t W, Py_ssiz
     """:func:`_reduce` for ``width`` channels-last channels at once, the channel
     loop innermost; ``x`` points at the first channel of the batch element's
     first pixel; ``at`` (offsets for ``p = inf``) may be NULL."""
-    cdef Py_ssize_t id_, ih, iw, c, pos
+    cdef Py_ssize_t id_, ih, iw, c, c0, chunk, pos
     cdef real_t value
     cdef const real_t* src
+    cdef real_t powered[POWER_CHUNK]
     for c in range(width):
         total[c] = -INFINITY if norm.is_inf else 0
     if at != NULL:
@@ -236,13 +430,18 @@ cdef inline void _reduce_cl(const real_t* x, Py_ssize_t H, Py_ssize_t W, Py_ssiz
             for iw in range(w.start[2], w.start[2] + w.count[2]):
                 pos = (id_ * H + ih) * W + iw
                 src = x + pos * channels
-                if norm.forward.kind == POWER_SQUARE:
-                    # p = 2, the common case, without the per-element switch: it vectorises
+                if norm.forward.kind == POWER_ONE:
                     for c in range(width):
-                        total[c] = total[c] + src[c] * src[c]
+                        total[c] = total[c] + src[c]
                 elif not norm.is_inf:
-                    for c in range(width):
-                        total[c] = total[c] + _raise(src[c], &norm.forward)
+                    # powers a chunk at a time in a vector loop, then summed
+                    c0 = 0
+                    while c0 < width:
+                        chunk = width - c0 if width - c0 < POWER_CHUNK else POWER_CHUNK
+                        _power_row(src + c0, powered, chunk, &norm.forward)
+                        for c in range(chunk):
+                            total[c0 + c] = total[c0 + c] + powered[c]
+                        c0 += chunk
                 elif at == NULL:
                     for c in range(width):
                         value = abs(src[c])
@@ -266,6 +465,129 @@ cdef void _forward_plane(const real_t* x, real_t* out, const Axis* ax, const Tab
         _step(t, ax, o, &w)
         total = _reduce(x, ax[1].in_size, ax[2].in_size, &w, norm, &at)
         out[o] = total if norm.is_inf else _window_value(total, _size(&w), norm)
+
+
+# ------------------------------------------ channels-first, separable path
+#
+# As average pooling's (``_avg.pyx``): pass 1 takes every input row to the
+# power p (one vector loop per kind) and sums it along W for every output
+# column into scratch; pass 2 adds the window's rows (contiguous loops over
+# OW) and takes the roots of the whole output row in one vector loop.  Only
+# the order of the additions differs from the general loop.
+
+cdef inline void _row_sums_interior(const real_t* row, real_t* hs, Py_ssize_t lo,
+                                    Py_ssize_t hi, Py_ssize_t kernel,
+                                    const Py_ssize_t stride) noexcept nogil:
+    """Sums of the full windows [lo, hi); ``stride`` is constant at the hot call
+    sites so gcc vectorises the strided loads."""
+    cdef Py_ssize_t ow, j
+    if hi <= lo:
+        return  # no full window: the tap loop below must not run
+    for ow in range(lo, hi):
+        hs[ow] = row[ow * stride]
+    for j in range(1, kernel):
+        for ow in range(lo, hi):
+            hs[ow] = hs[ow] + row[ow * stride + j]
+
+
+cdef inline void _row_sums(const real_t* row, real_t* hs, const Axis* axis,
+                           const Tables* t) noexcept nogil:
+    """Window sums along W of one (powered) input row; no padding in LP pooling."""
+    cdef const Py_ssize_t* first = t.first + t.offset[2]
+    cdef const Py_ssize_t* count = t.count + t.offset[2]
+    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
+    cdef Py_ssize_t ow
+    if axis.stride == 1:
+        _row_sums_interior(row, hs, lo, hi, axis.kernel, 1)
+    elif axis.stride == 2:
+        _row_sums_interior(row, hs, lo, hi, axis.kernel, 2)
+    else:
+        _row_sums_interior(row, hs, lo, hi, axis.kernel, axis.stride)
+    for ow in range(lo):
+        hs[ow] = _clipped_sum(row, first[ow], count[ow])
+    for ow in range(hi, axis.out_size):
+        hs[ow] = _clipped_sum(row, first[ow], count[ow])
+
+
+cdef inline real_t _clipped_sum(const real_t* row, Py_ssize_t first, Py_ssize_t count) noexcept nogil:
+    """Sum of one window clipped at the edge of the row (ceil mode)."""
+    cdef Py_ssize_t j
+    cdef real_t total = 0
+    for j in range(count):
+        total = total + row[first + j]
+    return total
+
+
+cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
+                                   const Tables* t, const Norm* norm, real_t* hs,
+                                   real_t* row_scratch) noexcept nogil:
+    """One channels-first plane, ``p < inf``; hs: scratch of D*H*OW sums,
+    row_scratch: of W."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef Py_ssize_t r, od, oh, ow, id_, ih, n_rows, rows
+    cdef Py_ssize_t sd, nd, sh, nh
+    cdef const real_t* row
+    cdef const real_t* src
+    cdef real_t* orow
+    cdef real_t q
+    cdef real_t k = <real_t> norm.kernel_numel
+    for r in range(ax[0].in_size * H):
+        row = x + r * W
+        if norm.forward.kind != POWER_ONE:
+            _power_row(row, row_scratch, W, &norm.forward)
+            row = row_scratch
+        _row_sums(row, hs + r * OW, &ax[2], t)
+    for od in range(OD):
+        sd = t.first[t.offset[0] + od]
+        nd = t.count[t.offset[0] + od]
+        for oh in range(OH):
+            sh = t.first[t.offset[1] + oh]
+            nh = t.count[t.offset[1] + oh]
+            orow = out + (od * OH + oh) * OW
+            n_rows = 0
+            for id_ in range(sd, sd + nd):
+                for ih in range(sh, sh + nh):
+                    src = hs + (id_ * H + ih) * OW
+                    if n_rows == 0:
+                        for ow in range(OW):
+                            orow[ow] = src[ow]
+                    else:
+                        for ow in range(OW):
+                            orow[ow] = orow[ow] + src[ow]
+                    n_rows += 1
+            # _window_value of the whole row: scale, then one vector loop of roots
+            rows = nd * nh
+            for ow in range(OW):
+                q = _mean_power(orow[ow], rows * count_w[ow])
+                row_scratch[ow] = (0 if q == 0 else q) * k
+            _power_row(row_scratch, orow, OW, &norm.root)
+
+
+cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes, const Axis* ax,
+                            const Tables* t, const Norm* norm, int nthreads) noexcept nogil:
+    """All planes with the separable path and per-thread scratch; -1: no memory."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t sums = ax[0].in_size * ax[1].in_size * ax[2].out_size
+    cdef Py_ssize_t room = sums + ax[2].in_size + 32
+    cdef real_t* scratch = <real_t*> malloc(nthreads * room * sizeof(real_t))
+    cdef real_t* mine
+    cdef Py_ssize_t p
+    if scratch == NULL:
+        return -1
+    if nthreads > 1:
+        for p in prange(planes, schedule='static', num_threads=nthreads):
+            mine = scratch + threadid() * room
+            _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, norm, mine,
+                                     mine + sums + 16)
+    else:
+        for p in range(planes):
+            _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, norm,
+                                     scratch, scratch + sums + 16)
+    free(scratch)
+    return 0
 
 
 cdef void _backward_plane(const real_t* grad_out, const real_t* x, real_t* grad_in,
@@ -300,15 +622,19 @@ cdef void _forward_pixel_cl(const real_t* x, real_t* out, Py_ssize_t pixel, Py_s
                             const Axis* ax, const Tables* t, const Norm* norm) noexcept nogil:
     """One channels-last output pixel, all channels; channel loop innermost."""
     cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
-    cdef Py_ssize_t c
+    cdef Py_ssize_t c0, chunk
     cdef Window w
     cdef real_t* o = out + pixel * channels
     _window(t, ax, pixel, &w)
+    cdef real_t scaled[POWER_CHUNK]
     _reduce_cl(x + w.batch * in_plane * channels, ax[1].in_size, ax[2].in_size, channels,
                channels, &w, norm, o, NULL)
     if not norm.is_inf:
-        for c in range(channels):
-            o[c] = _window_value(o[c], _size(&w), norm)
+        c0 = 0
+        while c0 < channels:
+            chunk = channels - c0 if channels - c0 < POWER_CHUNK else POWER_CHUNK
+            _window_values(o + c0, scaled, o + c0, chunk, _size(&w), norm)
+            c0 += chunk
 
 
 cdef void _backward_block_cl(const real_t* grad_out, const real_t* x, real_t* grad_in,
@@ -371,14 +697,21 @@ cdef Norm _norm(double p, const Axis* ax):
 
 cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t channels,
                   bint channels_last, const Axis* ax, const Norm* norm,
-                  int nthreads) noexcept nogil:
+                  int nthreads, bint naive) noexcept nogil:
+    """``naive`` forces the general loops (the tests compare the fast paths
+    against them)."""
     cdef Tables t
     cdef Py_ssize_t p, pixels
     cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef int status = 0
     if make_tables(ax, &t, True) != 0:
         return -1
-    if not channels_last:
+    if (not channels_last and not naive and not norm.is_inf
+            and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT
+            and ax[2].in_size <= SCRATCH_LIMIT):
+        status = _forward_separable(x, out, lead, ax, &t, norm, nthreads)
+    elif not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
                 _forward_plane(x + p * in_plane, out + p * out_plane, ax, &t, norm)
@@ -394,7 +727,7 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
             for p in range(pixels):
                 _forward_pixel_cl(x, out, p, channels, ax, &t, norm)
     free_tables(&t)
-    return 0
+    return status
 
 
 cdef int _backward(const real_t* grad_out, const real_t* x, real_t* grad_in, Py_ssize_t lead,
@@ -429,7 +762,7 @@ cdef int _backward(const real_t* grad_out, const real_t* x, real_t* grad_in, Py_
 
 
 def lp_pool_forward(cnp.ndarray x, cnp.ndarray out, tuple geometry, double norm_type,
-                    bint channels_last, int nthreads):
+                    bint channels_last, int nthreads, bint naive=False):
     """Fill ``out`` with the LP norms of the windows of ``x``.
 
     x: IN, float32/float64, C-contiguous ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
@@ -448,9 +781,9 @@ def lp_pool_forward(cnp.ndarray x, cnp.ndarray out, tuple geometry, double norm_
     cdef int status = 0
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            status = _forward[float](<float*> xp, <float*> op, lead, channels, channels_last, ax, &norm, nthreads)
+            status = _forward[float](<float*> xp, <float*> op, lead, channels, channels_last, ax, &norm, nthreads, naive)
         elif typenum == cnp.NPY_FLOAT64:
-            status = _forward[double](<double*> xp, <double*> op, lead, channels, channels_last, ax, &norm, nthreads)
+            status = _forward[double](<double*> xp, <double*> op, lead, channels, channels_last, ax, &norm, nthreads, naive)
         else:
             status = -2
     if status == -1:

@@ -277,7 +277,7 @@ def test_stub_matches_compiled_module(module_name):
                 for name, obj in vars(module).items()
                 if callable(obj) and not isinstance(obj, type) and not name.startswith("__")
                 and getattr(obj, "__module__", None) == module.__name__}
-    assert stubbed == compiled
+    assert stubbed == compiled, f"update cypool/{module_name}.pyi to the compiled signatures"
 
 
 # ------------------------------------------------------------------ the build list

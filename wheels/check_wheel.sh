@@ -4,7 +4,7 @@
 # to the source tree, the test-suite run from a copy of tests/ -- once with the
 # oldest NumPy this Python can install and once with the newest.
 #
-# Usage: tools/check_wheel.sh [WHEEL]
+# Usage: wheels/check_wheel.sh [WHEEL]
 #   WHEEL      default: the newest wheels/cypool-<version>-<this Python's tag>-*.whl
 #   PYTHON     the interpreter to build the venv from (default python3)
 #   OLD_NUMPY  the oldest NumPy to test (default: from the table below)
@@ -43,8 +43,8 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/cypool-wheel-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 "$python" -m venv "$work/venv"
-# The README too: tests check that its tables list what they test.
-cp -r "$root/tests" "$root/pyproject.toml" "$root/README.md" "$work/"
+# What cibuildwheel's test-sources copies: tests/ and the files they read.
+"$python" "$root/wheels/test_sources.py" | (cd "$root" && xargs cp -r -t "$work")
 find "$work/tests" -name __pycache__ -prune -exec rm -rf {} +
 
 # The venv's bin is the whole PATH: no cc, gcc or clang, and CC points nowhere,

@@ -4,7 +4,7 @@
 # machine without OpenMP is simulated with CYPOOL_DISABLE_OPENMP=1, which takes
 # the same path in setup.py as a failed OpenMP probe.
 #
-# Usage: tools/check_sdist.sh [SDIST]   (default: wheels/cypool-<version>.tar.gz)
+# Usage: wheels/check_sdist.sh [SDIST]   (default: wheels/cypool-<version>.tar.gz)
 #   PYTHON  the interpreter to build and test with (default python3)
 set -euo pipefail
 
@@ -16,7 +16,8 @@ sdist=$(realpath "${1:-$root/wheels/cypool-$version.tar.gz}")
 work=$(mktemp -d "${TMPDIR:-/tmp}/cypool-sdist-check.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 tar -xzf "$sdist" -C "$work"
-cp -r "$root/tests" "$root/pyproject.toml" "$root/README.md" "$work/"
+# What cibuildwheel's test-sources copies: tests/ and the files they read.
+"$python" "$root/wheels/test_sources.py" | (cd "$root" && xargs cp -r -t "$work")
 find "$work/tests" -name __pycache__ -prune -exec rm -rf {} +
 
 echo "== building $(basename "$sdist") without OpenMP =="

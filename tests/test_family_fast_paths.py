@@ -1,0 +1,279 @@
+"""The family's fast paths against the naive kernels kept beside them.
+
+Adaptive, LP, fractional and stochastic kernels take ``naive=True`` to force
+their general loops; random geometry (hypothesis) and random data must give
+identical results where the fast path only reorders comparisons (max,
+sampling) and results equal up to the order of float additions where it
+reorders sums (averages, LP).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import cypool
+from cypool import _adaptive, _args, _lp, _stochastic
+
+DTYPES_MAX = [np.float32, np.float64, np.int16, np.uint8]
+
+
+def _close(dtype, ulps=1):
+    """Tolerance of a reordered sum (and ``ulps`` roundings more)."""
+    scale = ulps * (2e-6 if dtype == np.float32 else 1e-13)
+    return dict(rtol=scale, atol=scale)
+
+
+def _in_layout(x, channels_last):
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1)) if channels_last else x
+
+
+def _from_layout(x, channels_last):
+    return np.moveaxis(x, -1, 1) if channels_last else x
+
+
+def _values(rng, shape, dtype, nan=True):
+    """Random data with ties (small integers), NaN, signed zeros and infinities."""
+    if np.dtype(dtype).kind in "iu":
+        return rng.integers(0, 4, size=shape).astype(dtype)
+    x = rng.integers(-3, 4, size=shape).astype(dtype)
+    noise = rng.random(shape)
+    x[noise < 0.3] = rng.standard_normal(int((noise < 0.3).sum()))
+    x[(noise >= 0.3) & (noise < 0.35)] = -0.0
+    if nan:
+        x[(noise >= 0.35) & (noise < 0.4)] = np.nan
+        x[(noise >= 0.4) & (noise < 0.42)] = -np.inf
+    return x
+
+
+@st.composite
+def batches(draw, max_size=12):
+    """(nd, spatial, batch, channels, channels_last, threads) of a small random input."""
+    nd = draw(st.integers(1, 3))
+    spatial = tuple(draw(st.integers(1, max_size)) for _ in range(nd))
+    return (nd, spatial, draw(st.integers(0, 2)), draw(st.integers(1, 3)), draw(st.booleans()),
+            draw(st.sampled_from([1, 2, 3])))
+
+
+def _shape(spatial, batch, channels, channels_last):
+    return (batch,) + spatial + (channels,) if channels_last else (batch, channels) + spatial
+
+
+def _spatial3(spatial):
+    return (1,) * (3 - len(spatial)) + tuple(spatial)
+
+
+# ---------------------------------------------------------------- adaptive
+
+def _adaptive_run(x, lay, out_spatial, channels_last, threads, naive, average):
+    kernel_in = x.reshape(lay.kernel_shape(lay.spatial))
+    out_shape = lay.kernel_shape(out_spatial)
+    in3, out3 = _spatial3(lay.spatial), _spatial3(out_spatial)
+    if average:
+        means = np.empty(out_shape, x.dtype)
+        _adaptive.adaptive_avg_forward(kernel_in, means, in3, out3, channels_last, threads, naive)
+        return (means,)
+    values, indices = np.empty(out_shape, x.dtype), np.empty(out_shape, np.int64)
+    _adaptive.adaptive_max_forward(kernel_in, values, indices, in3, out3, channels_last,
+                                   threads, naive)
+    only = np.empty(out_shape, x.dtype)
+    _adaptive.adaptive_max_forward(kernel_in, only, None, in3, out3, channels_last, threads,
+                                   naive)
+    return values, indices, only
+
+
+@pytest.mark.parametrize("dtype", DTYPES_MAX)
+@given(batch=batches(), out=st.lists(st.integers(1, 14), min_size=3, max_size=3),
+       seed=st.integers(0, 2**32 - 1))
+def test_adaptive_max_fast_equals_naive(dtype, batch, out, seed):
+    nd, spatial, n, c, channels_last, threads = batch
+    out_spatial = tuple(out[:nd])
+    x = _values(np.random.default_rng(seed), _shape(spatial, n, c, channels_last), dtype)
+    lay = _args.layout(x.shape, nd, channels_last)
+    fast = _adaptive_run(x, lay, out_spatial, channels_last, threads, False, False)
+    slow = _adaptive_run(x, lay, out_spatial, channels_last, threads, True, False)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+        # the sign of a zero maximum too: ties keep the first in scan order
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+    np.testing.assert_array_equal(fast[0], fast[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(batch=batches(), out=st.lists(st.integers(1, 14), min_size=3, max_size=3),
+       seed=st.integers(0, 2**32 - 1), integral=st.booleans())
+def test_adaptive_avg_fast_equals_naive(dtype, batch, out, seed, integral):
+    nd, spatial, n, c, channels_last, threads = batch
+    out_spatial = tuple(out[:nd])
+    rng = np.random.default_rng(seed)
+    shape = _shape(spatial, n, c, channels_last)
+    # small integers sum exactly in any order: then the paths agree bit for bit
+    x = (rng.integers(-9, 10, size=shape) if integral else rng.standard_normal(shape)).astype(dtype)
+    lay = _args.layout(x.shape, nd, channels_last)
+    (fast,) = _adaptive_run(x, lay, out_spatial, channels_last, threads, False, True)
+    (slow,) = _adaptive_run(x, lay, out_spatial, channels_last, threads, True, True)
+    if integral:
+        np.testing.assert_array_equal(fast, slow)
+    else:
+        np.testing.assert_allclose(fast, slow, **_close(dtype))
+
+
+# --------------------------------------------------------------------- LP
+
+#: Exponents of every power path: multiplications (1, 2, 3, 4..7), sqrt
+#: (0.5), x**k * sqrt(x) (1.5..7.5) and exp/log (the rest).
+NORMS = [1.0, 2.0, 3.0, 0.5, 4.0, 7.0, 1.5, 2.5, 1.7, 0.3, 11.0]
+
+
+@st.composite
+def lp_geometries(draw):
+    nd = draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    spatial = tuple(draw(st.integers(k, k + 9)) for k in kernel)
+    return (nd, kernel, stride, draw(st.booleans()), spatial, draw(st.integers(0, 2)),
+            draw(st.integers(1, 3)), draw(st.booleans()), draw(st.sampled_from([1, 2, 3])))
+
+
+def _lp_run(x, lay, geom, p, threads, naive):
+    out = np.empty(lay.kernel_shape(geom.out_size), x.dtype)
+    _lp.lp_pool_forward(x.reshape(lay.kernel_shape(lay.spatial)), out, geom.for_kernel(), p,
+                        lay.channels_last, threads, naive)
+    return out.reshape(lay.shape_with(geom.out_size))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", NORMS)
+@given(params=lp_geometries(), seed=st.integers(0, 2**32 - 1))
+def test_lp_fast_equals_naive(dtype, p, params, seed):
+    """Fast (separable, vector powers; channels-last's vector powers) against
+    the naive channels-first loop: equal up to the order of the sums and the
+    last bit of each power (~1 ulp)."""
+    nd, kernel, stride, ceil_mode, spatial, n, c, channels_last, threads = params
+    geom = _args.pool_geometry(nd, spatial, kernel, stride, 0, 1, ceil_mode)
+    rng = np.random.default_rng(seed)
+    shape = (n, c) + spatial
+    # non-negative data: sums of powers do not cancel, so relative tolerances hold
+    x = np.abs(rng.standard_normal(shape)) * rng.choice([0.5, 1.0, 3.0], size=shape)
+    x[rng.random(shape) < 0.1] = 0.0
+    x = x.astype(dtype)
+    cf = _args.layout(shape, nd, False)
+    want = _lp_run(x, cf, geom, p, threads, True)
+    xl = _in_layout(x, channels_last)
+    got = _lp_run(xl, _args.layout(xl.shape, nd, channels_last), geom, p, threads, False)
+    np.testing.assert_allclose(_from_layout(got, channels_last), want, **_close(dtype, 4))
+
+
+@pytest.mark.parametrize("p", NORMS)
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_lp_fast_special_values(p, channels_last):
+    """Negative, zero, signed-zero, infinite and NaN inputs take each power
+    path's special cases as powf / pow does."""
+    rng = np.random.default_rng(int(p * 10))
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -1.0, -2.5, 1e-40, 3e38, 0.7])
+    for dtype in (np.float32, np.float64):
+        x = rng.choice(specials, size=(2, 3, 5, 8)).astype(dtype)
+        geom = _args.pool_geometry(2, (5, 8), (1, 2), (1, 2), 0, 1, False)
+        want = _lp_run(x, _args.layout(x.shape, 2, False), geom, p, 1, True)
+        xl = _in_layout(x, channels_last)
+        got = _lp_run(xl, _args.layout(xl.shape, 2, channels_last), geom, p, 2, False)
+        np.testing.assert_allclose(_from_layout(got, channels_last), want, equal_nan=True,
+                                   **_close(dtype, 4))
+
+
+# -------------------------------------------------------------- stochastic
+
+def _stream(gen):
+    """A PCG64 generator's state and increment as the kernel's four words."""
+    pcg = gen.bit_generator.state["state"]
+    word = (1 << 64) - 1
+    return pcg["state"] >> 64, pcg["state"] & word, pcg["inc"] >> 64, pcg["inc"] & word
+
+
+@given(seed=st.integers(0, 2**63), skip=st.integers(0, 50), start=st.integers(0, 300),
+       n=st.integers(0, 300))
+def test_pcg64_draws_are_numpys(seed, skip, start, n):
+    """The kernel's PCG64 gives Generator.random()'s draws from any offset,
+    and its jump-ahead the state after them."""
+    gen = np.random.default_rng(seed)
+    gen.random(skip)
+    words = _stream(gen)
+    want = gen.random(start + n)
+    np.testing.assert_array_equal(_stochastic.pcg64_uniforms(words, start, n), want[start:])
+    high, low = _stochastic.pcg64_advance(words, start + n)
+    assert high << 64 | low == gen.bit_generator.state["state"]["state"]
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_stochastic_draws_advance_the_generator(channels_last):
+    """A PCG64 generator ends where drawing the uniforms would leave it,
+    its buffered 32-bit half included; other bit generators draw as before."""
+    x = np.random.default_rng(3).standard_normal((2, 3, 6, 7))
+    xl = _in_layout(x, channels_last)
+    for make in (np.random.default_rng, lambda s: np.random.Generator(np.random.MT19937(s))):
+        ours, theirs = make(5), make(5)
+        ours.random(dtype=np.float32)  # leaves half of a 64-bit draw buffered
+        theirs.random(dtype=np.float32)
+        got, idx = cypool.stochastic_pool2d(xl, 2, rng=ours, return_indices=True,
+                                            channels_last=channels_last)
+        uniforms = theirs.random((2, 3, 3 * 3))
+        assert ours.random(dtype=np.float32) == theirs.random(dtype=np.float32)
+        np.testing.assert_array_equal(ours.random(3), theirs.random(3))
+        # the same draws as explicit uniforms through the kernel
+        geom = _args.pool_geometry(2, (6, 7), (2, 2), (2, 2), 0, 1, False)
+        lay = _args.layout(xl.shape, 2, channels_last)
+        u = np.moveaxis(uniforms, 1, -1) if channels_last else uniforms
+        values = np.empty(lay.kernel_shape(geom.out_size))
+        indices = np.empty(values.shape, np.int64)
+        _stochastic.stochastic_pool_forward(
+            xl.reshape(lay.kernel_shape(lay.spatial)), np.ascontiguousarray(u).reshape(values.shape),
+            values, indices, geom.for_kernel(), True, channels_last, 1)
+        np.testing.assert_array_equal(got.reshape(values.shape), values)
+        np.testing.assert_array_equal(idx.reshape(values.shape), indices)
+
+
+@st.composite
+def stochastic_geometries(draw):
+    nd = draw(st.integers(1, 3))
+    kernel = tuple(draw(st.integers(1, 4)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    padding = tuple(draw(st.integers(0, k // 2)) for k in kernel)
+    spatial = tuple(draw(st.integers(k, k + 9)) for k in kernel)
+    return (nd, kernel, stride, padding, spatial, draw(st.integers(0, 2)),
+            draw(st.integers(1, 3)), draw(st.booleans()), draw(st.sampled_from([1, 2, 3])))
+
+
+def _stochastic_run(x, lay, geom, training, threads, naive, uniforms=None, stream=None):
+    out_shape = lay.kernel_shape(geom.out_size)
+    values = np.empty(out_shape, x.dtype)
+    indices = np.empty(out_shape, np.int64) if training else None
+    _stochastic.stochastic_pool_forward(x.reshape(lay.kernel_shape(lay.spatial)), uniforms, values,
+                                        indices, geom.for_kernel(), training, lay.channels_last,
+                                        threads, stream, naive)
+    return values, indices
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(params=stochastic_geometries(), seed=st.integers(0, 2**32 - 1))
+def test_stochastic_fast_equals_naive(dtype, params, seed):
+    """The vector path takes the same elements and gives the same means as the
+    window-by-window loop (the same float64 sums), from drawn or given uniforms."""
+    nd, kernel, stride, padding, spatial, n, c, channels_last, threads = params
+    geom = _args.pool_geometry(nd, spatial, kernel, stride, padding, 1, False)
+    rng = np.random.default_rng(seed)
+    shape = _shape(spatial, n, c, channels_last)
+    x = _values(rng, shape, dtype)
+    x[rng.random(shape) < 0.05] = np.inf
+    x[rng.random(shape) < 0.05] = 3e38 if dtype == np.float32 else 1e308
+    lay = _args.layout(shape, nd, channels_last)
+    words = _stream(rng)
+    for training in (True, False):
+        fast = _stochastic_run(x, lay, geom, training, threads, False, stream=words)
+        slow = _stochastic_run(x, lay, geom, training, threads, True, stream=words)
+        for a, b in zip(fast, slow):
+            np.testing.assert_array_equal(a, b)
+    u = rng.random(lay.kernel_shape(geom.out_size))
+    fast = _stochastic_run(x, lay, geom, True, threads, False, uniforms=u)
+    slow = _stochastic_run(x, lay, geom, True, threads, True, uniforms=u)
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
