@@ -260,6 +260,61 @@ cdef inline double _plane_sum(const real_t* v, Py_ssize_t n) noexcept nogil:
     return total
 
 
+cdef extern from *:
+    """
+    /* Sum of a float32 plane of fewer than SUM_BLOCK values with _plane_sum's
+       additions, addition for addition: eight partial sums (two vectors),
+       the tail into the first, then ((a0 + a1) + (a2 + a3)) + ((a4 + a5) +
+       (a6 + a7)).  Written with SSE2 intrinsics where there are some: from
+       the Cython loop gcc makes scalar adds and shuffles, three times slower
+       on the small planes of a global pool. */
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <emmintrin.h>
+    static CYTHON_INLINE float cypool_small_sum(const float* v, Py_ssize_t n)
+    {
+        __m128 lo = _mm_setzero_ps(), hi = _mm_setzero_ps();
+        Py_ssize_t i, body = n - n % 8;
+        for (i = 0; i < body; i += 8) {
+            lo = _mm_add_ps(lo, _mm_loadu_ps(v + i));
+            hi = _mm_add_ps(hi, _mm_loadu_ps(v + i + 4));
+        }
+        for (; i < n; i++)
+            lo = _mm_add_ss(lo, _mm_load_ss(v + i));
+        /* lanes (a0 + a1, ., a2 + a3, .), then their sum */
+        lo = _mm_add_ps(lo, _mm_shuffle_ps(lo, lo, _MM_SHUFFLE(2, 3, 0, 1)));
+        hi = _mm_add_ps(hi, _mm_shuffle_ps(hi, hi, _MM_SHUFFLE(2, 3, 0, 1)));
+        lo = _mm_add_ss(lo, _mm_movehl_ps(lo, lo));
+        hi = _mm_add_ss(hi, _mm_movehl_ps(hi, hi));
+        return _mm_cvtss_f32(_mm_add_ss(lo, hi));
+    }
+    #else
+    static CYTHON_INLINE float cypool_small_sum(const float* v, Py_ssize_t n)
+    {
+        float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        Py_ssize_t i, j, body = n - n % 8;
+        for (i = 0; i < body; i += 8)
+            for (j = 0; j < 8; j++)
+                a[j] += v[i + j];
+        for (; i < n; i++)
+            a[0] += v[i];
+        return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+    }
+    #endif
+    """
+    float cypool_small_sum(const float* v, Py_ssize_t n) nogil
+
+
+cdef inline void _plane_means(const real_t* x, real_t* out, Py_ssize_t n, double inverse,
+                              Py_ssize_t first, Py_ssize_t last) noexcept nogil:
+    """Means of planes [first, last) of ``n`` values each."""
+    cdef Py_ssize_t p
+    for p in range(first, last):
+        if real_t is float and n < SUM_BLOCK:
+            out[p] = <real_t> (<double> cypool_small_sum(x + p * n, n) * inverse)
+        else:
+            out[p] = <real_t> (_plane_sum(x + p * n, n) * inverse)
+
+
 cdef void _global_avg_block_cl(const real_t* x, real_t* out, Py_ssize_t job, const Jobs* jobs,
                                Py_ssize_t channels, Py_ssize_t plane) noexcept nogil:
     """Channels ``[c0, c0 + width)`` of one batch element, channels-last, the
@@ -308,6 +363,54 @@ cdef void _avg_pixel_cl(const real_t* x, real_t* out, Py_ssize_t pixel, Py_ssize
         o[c] = o[c] / scale
 
 
+# Channels-last fast paths: one output row (od, oh) of one batch element per
+# job, reading each of its window rows once from left to right.  Pixel by
+# pixel, a window's rows are separate runs of its width in C-vectors, each
+# starting cold in a new page where the prefetchers stop; in row order the
+# reads are sequential.  Every output still adds its elements in scan order.
+
+cdef inline Py_ssize_t _row_job(const Tables* t, const Shape* s, Py_ssize_t job,
+                                Window* w) noexcept nogil:
+    """Depth and height extents of output row ``job`` (over (N, OD, OH)) in
+    ``w``; returns its batch element."""
+    _set_axis(t, w, 1, job % s.out_size[1])
+    job = job // s.out_size[1]
+    _set_axis(t, w, 0, job % s.out_size[0])
+    return job // s.out_size[0]
+
+
+cdef void _avg_row_cl(const real_t* x, real_t* out, Py_ssize_t job, Py_ssize_t channels,
+                      const Shape* s, const Tables* t) noexcept nogil:
+    """Output row ``job`` (over (N, OD, OH)), channels-last, accumulated in place."""
+    cdef Py_ssize_t D = s.in_size[0], H = s.in_size[1], W = s.in_size[2], OW = s.out_size[2]
+    cdef const Py_ssize_t* first_w = t.first + t.offset[2]
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef Py_ssize_t id_, ih, iw, ow, c
+    cdef Window w
+    cdef Py_ssize_t n = _row_job(t, s, job, &w)
+    cdef real_t* o = out + job * OW * channels
+    cdef real_t* acc
+    cdef const real_t* row
+    cdef const real_t* src
+    cdef real_t scale
+    for c in range(OW * channels):
+        o[c] = 0
+    for id_ in range(w.start[0], w.start[0] + w.count[0]):
+        for ih in range(w.start[1], w.start[1] + w.count[1]):
+            row = x + ((n * D + id_) * H + ih) * W * channels
+            for ow in range(OW):
+                acc = o + ow * channels
+                for iw in range(first_w[ow], first_w[ow] + count_w[ow]):
+                    src = row + iw * channels
+                    for c in range(channels):
+                        acc[c] = acc[c] + src[c]
+    for ow in range(OW):
+        scale = <real_t> (w.count[0] * w.count[1] * count_w[ow])
+        acc = o + ow * channels
+        for c in range(channels):
+            acc[c] = acc[c] / scale
+
+
 cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t channels,
                       bint channels_last, const Shape* s, int nthreads,
                       bint naive) noexcept nogil:
@@ -316,15 +419,21 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
     cdef Py_ssize_t p, pixels
     cdef Jobs jobs
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
+    cdef Py_ssize_t rows, blocks
     cdef real_t* col
+    # one division per call: a division per plane costs more than the sum of a
+    # small plane (the product rounds differently only past float32's precision)
+    cdef double inverse = 1.0 / in_plane
     if _is_global(s) and not naive:
         if not channels_last:
+            # jobs of 64 planes: a small plane is less work than a job's overhead
+            blocks = (lead + 63) // 64
             if nthreads > 1:
-                for p in prange(lead, schedule='static', num_threads=nthreads):
-                    out[p] = <real_t> (_plane_sum(x + p * in_plane, in_plane) / in_plane)
+                for p in prange(blocks, schedule='static', num_threads=nthreads):
+                    _plane_means(x, out, in_plane, inverse, p * 64,
+                                 (p + 1) * 64 if (p + 1) * 64 < lead else lead)
             else:
-                for p in range(lead):
-                    out[p] = <real_t> (_plane_sum(x + p * in_plane, in_plane) / in_plane)
+                _plane_means(x, out, in_plane, inverse, 0, lead)
         else:
             jobs = _channel_jobs(lead, channels, nthreads)
             if nthreads > 1:
@@ -356,6 +465,14 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
         else:
             for p in range(lead):
                 _avg_plane(x + p * in_plane, out + p * out_plane, s, &t)
+    elif not naive:
+        rows = lead * s.out_size[0] * s.out_size[1]
+        if nthreads > 1:
+            for p in prange(rows, schedule='static', num_threads=nthreads):
+                _avg_row_cl(x, out, p, channels, s, &t)
+        else:
+            for p in range(rows):
+                _avg_row_cl(x, out, p, channels, s, &t)
     else:
         pixels = lead * out_plane
         if nthreads > 1:
@@ -556,8 +673,42 @@ cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssiz
     if at != NULL:
         for c in range(width):
             at[c] = 0
-    for p in range(plane):
-        _max_into(x + (n * plane + p) * channels + c0, best, at, p, width)
+    # two pixels at a time: "beats" picks the same element under any bracketing
+    # (the first maximum, else the last NaN), and pairs halve the running
+    # maxima's loads and stores
+    for p in range(0, plane - 1, 2):
+        _max_pair_into(x + (n * plane + p) * channels + c0, channels, best, at, p, width)
+    if plane % 2:
+        _max_into(x + (n * plane + plane - 1) * channels + c0, best, at, plane - 1, width)
+
+
+cdef inline void _max_pair_into(const max_t* row, Py_ssize_t channels, max_t* best, int64_t* at,
+                                int64_t pos, Py_ssize_t width) noexcept nogil:
+    """:func:`_max_into` of the pixels at ``row`` (offset ``pos``) and the next one."""
+    cdef Py_ssize_t c
+    cdef max_t first, second, value, current
+    cdef int64_t where, current_at
+    cdef bint later, take
+    # every load unconditional, ahead of the selects, or gcc will not if-convert
+    if at == NULL:
+        for c in range(width):
+            first = row[c]
+            second = row[channels + c]
+            current = best[c]
+            value = second if beats(second, first) else first
+            best[c] = value if beats(value, current) else current
+    else:
+        for c in range(width):
+            first = row[c]
+            second = row[channels + c]
+            current = best[c]
+            current_at = at[c]
+            later = beats(second, first)
+            value = second if later else first
+            where = pos + 1 if later else pos
+            take = beats(value, current)
+            best[c] = value if take else current
+            at[c] = where if take else current_at
 
 
 cdef void _max_pixel_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t pixel,
@@ -582,6 +733,37 @@ cdef void _max_pixel_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t pix
                 _max_into(x + (w.batch * in_plane + pos) * channels, o, oi, pos, channels)
 
 
+cdef void _max_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
+                      Py_ssize_t channels, const Shape* s, const Tables* t) noexcept nogil:
+    """Output row ``job`` (over (N, OD, OH)), channels-last, in row order (see
+    :func:`_avg_row_cl`)."""
+    cdef Py_ssize_t D = s.in_size[0], H = s.in_size[1], W = s.in_size[2], OW = s.out_size[2]
+    cdef const Py_ssize_t* first_w = t.first + t.offset[2]
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef Py_ssize_t id_, ih, iw, ow, c
+    cdef int64_t pos
+    cdef Window w
+    cdef Py_ssize_t n = _row_job(t, s, job, &w)
+    cdef max_t* o = out + job * OW * channels
+    cdef int64_t* oi = ind + job * OW * channels if ind != NULL else NULL
+    cdef const max_t* row
+    for ow in range(OW):
+        for c in range(channels):
+            o[ow * channels + c] = lowest(x)
+        if oi != NULL:
+            pos = (w.start[0] * H + w.start[1]) * W + first_w[ow]
+            for c in range(channels):
+                oi[ow * channels + c] = pos
+    for id_ in range(w.start[0], w.start[0] + w.count[0]):
+        for ih in range(w.start[1], w.start[1] + w.count[1]):
+            row = x + ((n * D + id_) * H + ih) * W * channels
+            for ow in range(OW):
+                for iw in range(first_w[ow], first_w[ow] + count_w[ow]):
+                    _max_into(row + iw * channels, o + ow * channels,
+                              oi + ow * channels if oi != NULL else NULL,
+                              (id_ * H + ih) * W + iw, channels)
+
+
 cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
                       Py_ssize_t channels, bint channels_last, const Shape* s,
                       int nthreads, bint naive) noexcept nogil:
@@ -590,7 +772,7 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
     cdef Py_ssize_t p, pixels
     cdef Jobs jobs
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
-    cdef Py_ssize_t room
+    cdef Py_ssize_t room, rows
     cdef max_t* col
     cdef int32_t* col_row
     if _is_global(s) and not naive:
@@ -644,6 +826,14 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
             for p in range(lead):
                 _max_plane(x + p * in_plane, out + p * out_plane,
                            ind + p * out_plane if ind != NULL else NULL, s, &t)
+    elif not naive:
+        rows = lead * s.out_size[0] * s.out_size[1]
+        if nthreads > 1:
+            for p in prange(rows, schedule='static', num_threads=nthreads):
+                _max_row_cl(x, out, ind, p, channels, s, &t)
+        else:
+            for p in range(rows):
+                _max_row_cl(x, out, ind, p, channels, s, &t)
     else:
         pixels = lead * out_plane
         if nthreads > 1:

@@ -66,16 +66,21 @@ def _max_unpool_backward(nd, grad_output, indices, channels_last, out, num_threa
     index = _args.index_array(index, index.shape)
     nthreads = _args.num_threads(num_threads)
     out_plane = int(np.prod(grad_lay.spatial))
-    _check_in_plane(index, out_plane, nthreads, "output")
+    # A result of our own may be written before the indices are known good: the
+    # gather checks them in its one pass.  A caller's out is checked first.
+    fused = out is None
+    if not fused:
+        _check_in_plane(index, out_plane, nthreads, "output")
     grad_in = _args.result(out, index.shape, dtype, (grad, index))
     if grad_in.size:
         in_plane = int(np.prod(lay.spatial))
-        _unpool.max_unpool_backward(
+        bad = _unpool.max_unpool_backward(
             _args.as_kernel_input(grad, dtype).reshape(_planes_shape(grad_lay, out_plane)),
             index.reshape(_planes_shape(lay, in_plane)),
             grad_in.reshape(_planes_shape(lay, in_plane)),
-            lay.channels_last, _args.threads_for(nthreads, grad_in.size),
+            lay.channels_last, _args.threads_for(nthreads, grad_in.size), fused,
         )
+        _args.check_indices_in_plane(bad, index, out_plane, "output")
     return grad_in
 
 

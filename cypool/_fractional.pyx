@@ -179,9 +179,8 @@ cdef inline void _sliding_max(const max_t* row, Py_ssize_t span, Py_ssize_t widt
 
 
 cdef void _forward_plane_fast(const max_t* x, max_t* out, int64_t* ind, const int64_t* starts,
-                              const Shape* s, max_t* slide, int32_t* slide_at, max_t* best,
-                              int32_t* best_at) noexcept nogil:
-    """One channels-first plane; scratch: slide, slide_at of W, best, best_at of OW."""
+                              const Shape* s, max_t* slide, int32_t* slide_at) noexcept nogil:
+    """One channels-first plane; scratch: slide, slide_at of W + 2 * OW."""
     cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
     cdef Py_ssize_t OD = s.out_size[0], OH = s.out_size[1], OW = s.out_size[2]
     cdef Py_ssize_t span = W - s.kernel[2] + 1
@@ -190,8 +189,15 @@ cdef void _forward_plane_fast(const max_t* x, max_t* out, int64_t* ind, const in
     cdef const int64_t* start_w = starts + OD + OH
     cdef bint with_index = ind != NULL
     cdef Py_ssize_t od, oh, ow, a, b, r, n_rows, o
-    cdef int32_t base
+    cdef int32_t base, at
     cdef max_t value
+    cdef bint take
+    cdef max_t* best = slide + W
+    cdef max_t* gathered = best + OW
+    cdef int32_t* best_at = slide_at + W
+    cdef int32_t* gathered_at = best_at + OW
+    cdef max_t* target
+    cdef int32_t* target_at
     for od in range(OD):
         for oh in range(OH):
             n_rows = 0
@@ -200,17 +206,27 @@ cdef void _forward_plane_fast(const max_t* x, max_t* out, int64_t* ind, const in
                     r = (start_d[od] + a) * H + start_h[oh] + b
                     base = <int32_t> (r * W)
                     _sliding_max(x + r * W, span, s.kernel[2], slide, slide_at, with_index)
-                    # the windows' own starts: a gather, so a scalar loop
-                    if n_rows == 0:
+                    # the windows' own starts: a gather, a scalar loop without
+                    # branches (on the data they would mispredict) ...
+                    target = best if n_rows == 0 else gathered
+                    target_at = best_at if n_rows == 0 else gathered_at
+                    for ow in range(OW):
+                        target[ow] = slide[start_w[ow]]
+                    if with_index:
                         for ow in range(OW):
-                            best[ow] = slide[start_w[ow]]
-                            best_at[ow] = base + slide_at[start_w[ow]] if with_index else 0
-                    else:
+                            target_at[ow] = base + slide_at[start_w[ow]]
+                    # ... then folded into the output row in a vector loop
+                    if n_rows > 0 and with_index:
                         for ow in range(OW):
-                            value = slide[start_w[ow]]
-                            if beats(value, best[ow]):
-                                best[ow] = value
-                                best_at[ow] = base + slide_at[start_w[ow]] if with_index else 0
+                            value = gathered[ow]
+                            at = gathered_at[ow]
+                            take = beats(value, best[ow])
+                            best[ow] = value if take else best[ow]
+                            best_at[ow] = at if take else best_at[ow]
+                    elif n_rows > 0:
+                        for ow in range(OW):
+                            value = gathered[ow]
+                            best[ow] = value if beats(value, best[ow]) else best[ow]
                     n_rows += 1
             o = (od * OH + oh) * OW
             for ow in range(OW):
@@ -249,7 +265,7 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, const int64_t* 
     cdef Py_ssize_t in_plane = s.in_size[0] * s.in_size[1] * s.in_size[2]
     cdef Py_ssize_t out_plane = s.out_size[0] * s.out_size[1] * s.out_size[2]
     cdef Py_ssize_t table = s.out_size[0] + s.out_size[1] + s.out_size[2]
-    cdef Py_ssize_t room = s.in_size[2] + s.out_size[2] + 16
+    cdef Py_ssize_t room = s.in_size[2] + 2 * s.out_size[2] + 16
     cdef max_t* values = <max_t*> malloc(nthreads * room * sizeof(max_t))
     cdef int32_t* offsets = <int32_t*> malloc(nthreads * room * sizeof(int32_t))
     cdef Py_ssize_t p, mine
@@ -262,14 +278,12 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, const int64_t* 
             mine = threadid() * room
             _forward_plane_fast(x + p * in_plane, out + p * out_plane,
                                 ind + p * out_plane if ind != NULL else NULL, starts + p * table,
-                                s, values + mine, offsets + mine,
-                                values + mine + s.in_size[2], offsets + mine + s.in_size[2])
+                                s, values + mine, offsets + mine)
     else:
         for p in range(planes):
             _forward_plane_fast(x + p * in_plane, out + p * out_plane,
                                 ind + p * out_plane if ind != NULL else NULL, starts + p * table,
-                                s, values, offsets, values + s.in_size[2],
-                                offsets + s.in_size[2])
+                                s, values, offsets)
     free(values)
     free(offsets)
     return 0

@@ -518,11 +518,56 @@ cdef inline real_t _clipped_sum(const real_t* row, Py_ssize_t first, Py_ssize_t 
     return total
 
 
+cdef inline void _row_maxima_interior(const real_t* row, real_t* hs, Py_ssize_t lo,
+                                      Py_ssize_t hi, Py_ssize_t kernel,
+                                      const Py_ssize_t stride) noexcept nogil:
+    """:func:`_row_sums_interior` with max pooling's rule for ``p = inf``."""
+    cdef Py_ssize_t ow, j
+    cdef real_t value
+    if hi <= lo:
+        return  # no full window: the tap loop below must not run
+    for ow in range(lo, hi):
+        hs[ow] = row[ow * stride]
+    for j in range(1, kernel):
+        for ow in range(lo, hi):
+            value = row[ow * stride + j]
+            hs[ow] = value if beats(value, hs[ow]) else hs[ow]
+
+
+cdef inline void _row_maxima(const real_t* row, real_t* hs, const Axis* axis,
+                             const Tables* t) noexcept nogil:
+    """Window maxima along W of one row of ``|x|``."""
+    cdef const Py_ssize_t* first = t.first + t.offset[2]
+    cdef const Py_ssize_t* count = t.count + t.offset[2]
+    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
+    cdef Py_ssize_t ow
+    if axis.stride == 1:
+        _row_maxima_interior(row, hs, lo, hi, axis.kernel, 1)
+    elif axis.stride == 2:
+        _row_maxima_interior(row, hs, lo, hi, axis.kernel, 2)
+    else:
+        _row_maxima_interior(row, hs, lo, hi, axis.kernel, axis.stride)
+    for ow in range(lo):
+        hs[ow] = _clipped_max(row, first[ow], count[ow])
+    for ow in range(hi, axis.out_size):
+        hs[ow] = _clipped_max(row, first[ow], count[ow])
+
+
+cdef inline real_t _clipped_max(const real_t* row, Py_ssize_t first, Py_ssize_t count) noexcept nogil:
+    """Maximum of one window clipped at the edge of the row (ceil mode)."""
+    cdef Py_ssize_t j
+    cdef real_t best = row[first]
+    for j in range(1, count):
+        if beats(row[first + j], best):
+            best = row[first + j]
+    return best
+
+
 cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
                                    const Tables* t, const Norm* norm, real_t* hs,
                                    real_t* row_scratch) noexcept nogil:
-    """One channels-first plane, ``p < inf``; hs: scratch of D*H*OW sums,
-    row_scratch: of W."""
+    """One channels-first plane; hs: scratch of D*H*OW window sums along W (or
+    maxima of ``|x|`` for ``p = inf``), row_scratch: of W."""
     cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
     cdef const Py_ssize_t* count_w = t.count + t.offset[2]
@@ -535,6 +580,11 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
     cdef real_t k = <real_t> norm.kernel_numel
     for r in range(ax[0].in_size * H):
         row = x + r * W
+        if norm.is_inf:
+            for ow in range(W):
+                row_scratch[ow] = abs(row[ow])
+            _row_maxima(row_scratch, hs + r * OW, &ax[2], t)
+            continue
         if norm.forward.kind != POWER_ONE:
             _power_row(row, row_scratch, W, &norm.forward)
             row = row_scratch
@@ -553,10 +603,16 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
                     if n_rows == 0:
                         for ow in range(OW):
                             orow[ow] = src[ow]
+                    elif norm.is_inf:
+                        for ow in range(OW):
+                            q = src[ow]
+                            orow[ow] = q if beats(q, orow[ow]) else orow[ow]
                     else:
                         for ow in range(OW):
                             orow[ow] = orow[ow] + src[ow]
                     n_rows += 1
+            if norm.is_inf:
+                continue
             # _window_value of the whole row: scale, then one vector loop of roots
             rows = nd * nh
             for ow in range(OW):
@@ -707,7 +763,7 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
     cdef int status = 0
     if make_tables(ax, &t, True) != 0:
         return -1
-    if (not channels_last and not naive and not norm.is_inf
+    if (not channels_last and not naive
             and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT
             and ax[2].in_size <= SCRATCH_LIMIT):
         status = _forward_separable(x, out, lead, ax, &t, norm, nthreads)

@@ -536,6 +536,76 @@ cdef void _forward_plane_fast(const real_t* x, const double* u, real_t* out, int
                          ind + o if ind != NULL else NULL, ax, t, training, od, oh, scratch)
 
 
+# -------------------------------------------- channels-last, vector path
+#
+# One output pixel at a time, the channels in blocks of CHANNEL_BLOCK: the
+# same two passes as the channels-first path, each a vector loop along C.
+
+cdef void _forward_pixel_cl_fast(const real_t* x, const double* u, Py_ssize_t u_step,
+                                 real_t* out, int64_t* ind, Py_ssize_t pixel,
+                                 Py_ssize_t channels, const Axis* ax, const Tables* t,
+                                 bint training, double* scratch) noexcept nogil:
+    """:func:`_forward_pixel_cl` in vector loops; scratch: (MAX_TAPS + 3) *
+    CHANNEL_BLOCK doubles; windows of at most MAX_TAPS elements."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t in_plane = ax[0].in_size * H * W
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t n = pixel // out_plane
+    cdef const real_t* xn = x + n * in_plane * channels
+    cdef double* total = scratch
+    cdef double* other = scratch + CHANNEL_BLOCK       # Q (eval) or u * S (training)
+    cdef double* count = scratch + 2 * CHANNEL_BLOCK
+    cdef double* running = scratch + 3 * CHANNEL_BLOCK
+    cdef double* after
+    cdef int64_t offset[MAX_TAPS + 1]                 # and a sentinel
+    cdef Py_ssize_t n_taps = 0, a, b, e, tap, c, c0, width, chosen
+    cdef const real_t* src
+    cdef double v, s
+    cdef real_t value
+    cdef Window w
+    _window(t, ax, pixel % out_plane, &w)
+    for a in range(w.first[0], w.first[0] + w.count[0]):
+        for b in range(w.first[1], w.first[1] + w.count[1]):
+            for e in range(w.first[2], w.first[2] + w.count[2]):
+                offset[n_taps] = (a * H + b) * W + e
+                n_taps += 1
+    offset[n_taps] = offset[0]
+    c0 = 0
+    while c0 < channels:
+        width = channels - c0 if channels - c0 < CHANNEL_BLOCK else CHANNEL_BLOCK
+        for tap in range(n_taps):
+            src = xn + offset[tap] * channels + c0
+            after = running + tap * CHANNEL_BLOCK
+            for c in range(width):
+                v = _vector_positive(src[c])
+                if tap == 0:
+                    total[c] = v
+                    other[c] = v * v
+                else:
+                    total[c] = total[c] + v
+                    other[c] = other[c] + v * v
+                after[c] = total[c]
+        if training:
+            for c in range(width):
+                other[c] = u[(c0 + c) * u_step] * total[c]
+                count[c] = 0
+            for tap in range(n_taps):
+                after = running + tap * CHANNEL_BLOCK
+                for c in range(width):
+                    count[c] = count[c] + _short(after[c], other[c])
+            for c in range(width):
+                chosen = <Py_ssize_t> count[c]
+                value = xn[offset[chosen] * channels + c0 + c]
+                out[pixel * channels + c0 + c] = value if chosen < n_taps else 0
+                if ind != NULL:
+                    ind[pixel * channels + c0 + c] = offset[chosen]
+        else:
+            for c in range(width):
+                s = total[c]
+                out[pixel * channels + c0 + c] = <real_t> (other[c] / (s if s != 0 else 1.0))
+        c0 += width
+
+
 # ---------------------------------------------------------------- drivers
 
 cdef inline bint _vector_windows(const Axis* ax) noexcept nogil:
@@ -610,18 +680,34 @@ cdef int _forward(const real_t* x, const double* uniforms, const Stream* stream,
             for p in range(planes):
                 cypool_pcg64_uniforms(stream.state, stream.inc, p * out_plane,
                                       drawn + p * out_plane, out_plane)
+    room = (MAX_TAPS + 3) * CHANNEL_BLOCK + 16
+    scratch = <double*> malloc(nthreads * room * sizeof(double))
+    if scratch == NULL:
+        free(drawn)
+        return -1
     if nthreads > 1:
         for p in prange(lead * out_plane, schedule='static', num_threads=nthreads):
-            _forward_pixel_cl(x, _pixel_uniforms(uniforms, drawn, p, channels, out_plane),
-                              out_plane if drawn != NULL else 1, out, ind, p, channels, ax, t,
-                              training)
+            _pixel_cl(x, _pixel_uniforms(uniforms, drawn, p, channels, out_plane),
+                      out_plane if drawn != NULL else 1, out, ind, p, channels, ax, t, training,
+                      fast, scratch + threadid() * room)
     else:
         for p in range(lead * out_plane):
-            _forward_pixel_cl(x, _pixel_uniforms(uniforms, drawn, p, channels, out_plane),
-                              out_plane if drawn != NULL else 1, out, ind, p, channels, ax, t,
-                              training)
+            _pixel_cl(x, _pixel_uniforms(uniforms, drawn, p, channels, out_plane),
+                      out_plane if drawn != NULL else 1, out, ind, p, channels, ax, t, training,
+                      fast, scratch)
+    free(scratch)
     free(drawn)
     return 0
+
+
+cdef inline void _pixel_cl(const real_t* x, const double* u, Py_ssize_t u_step, real_t* out,
+                           int64_t* ind, Py_ssize_t pixel, Py_ssize_t channels, const Axis* ax,
+                           const Tables* t, bint training, bint fast,
+                           double* scratch) noexcept nogil:
+    if fast:
+        _forward_pixel_cl_fast(x, u, u_step, out, ind, pixel, channels, ax, t, training, scratch)
+    else:
+        _forward_pixel_cl(x, u, u_step, out, ind, pixel, channels, ax, t, training)
 
 
 cdef inline const double* _pixel_uniforms(const double* uniforms, const double* drawn,

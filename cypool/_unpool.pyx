@@ -89,68 +89,113 @@ cdef void _scatter(const item_t* x, const int64_t* ind, item_t* out, Py_ssize_t 
             _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane)
 
 
-cdef void _gather(const item_t* grad_out, const int64_t* ind, item_t* grad_in,
-                  Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
-                  Py_ssize_t in_plane, Py_ssize_t out_plane, int nthreads) noexcept nogil:
+cdef inline Py_ssize_t _gather_run(const item_t* src, const int64_t* ind, item_t* dst,
+                                   Py_ssize_t n, Py_ssize_t limit, bint check) noexcept nogil:
+    """``dst[i] = src[ind[i]]`` for ``i < n``; with ``check``, an index outside
+    ``[0, limit)`` reads element 0 instead and is counted (returned): the
+    bounds check costs no second pass over the indices."""
+    cdef Py_ssize_t i, bad = 0
+    cdef int64_t at
+    cdef bint inside
+    if not check:
+        for i in range(n):
+            dst[i] = src[ind[i]]
+        return 0
+    for i in range(n):
+        at = ind[i]
+        inside = (at >= 0) & (at < limit)
+        dst[i] = src[at if inside else 0]
+        bad += not inside
+    return bad
+
+
+cdef Py_ssize_t _gather(const item_t* grad_out, const int64_t* ind, item_t* grad_in,
+                        Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
+                        Py_ssize_t in_plane, Py_ssize_t out_plane, bint check,
+                        int nthreads) noexcept nogil:
     """``grad_in[i] = grad_out[ind[i]]`` in the plane of ``i``; every entry is
-    independent, so jobs are planes (channels-first) or pixels (channels-last)."""
-    cdef Py_ssize_t p, i, c, n
-    cdef const item_t* src
+    independent, so jobs are planes (channels-first) or pixels (channels-last).
+    Returns the number of indices outside the plane (0 unless ``check``)."""
+    cdef Py_ssize_t p
+    cdef Py_ssize_t bad = 0
     if not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
-                src = grad_out + p * out_plane
-                for i in range(p * in_plane, (p + 1) * in_plane):
-                    grad_in[i] = src[ind[i]]
+                bad += _gather_run(grad_out + p * out_plane, ind + p * in_plane,
+                                   grad_in + p * in_plane, in_plane, out_plane, check)
         else:
             for p in range(lead):
-                src = grad_out + p * out_plane
-                for i in range(p * in_plane, (p + 1) * in_plane):
-                    grad_in[i] = src[ind[i]]
+                bad += _gather_run(grad_out + p * out_plane, ind + p * in_plane,
+                                   grad_in + p * in_plane, in_plane, out_plane, check)
+        return bad
+    # channels-last: pixel p's channel c reads grad_out[ind * channels + c]
+    if nthreads > 1:
+        for p in prange(lead * in_plane, schedule='static', num_threads=nthreads):
+            bad += _gather_pixel_cl(grad_out + (p // in_plane) * out_plane * channels,
+                                    ind + p * channels, grad_in + p * channels, channels,
+                                    out_plane, check)
     else:
-        if nthreads > 1:
-            for p in prange(lead * in_plane, schedule='static', num_threads=nthreads):
-                n = p // in_plane
-                src = grad_out + n * out_plane * channels
-                for c in range(channels):
-                    grad_in[p * channels + c] = src[ind[p * channels + c] * channels + c]
-        else:
-            for p in range(lead * in_plane):
-                n = p // in_plane
-                src = grad_out + n * out_plane * channels
-                for c in range(channels):
-                    grad_in[p * channels + c] = src[ind[p * channels + c] * channels + c]
+        for p in range(lead * in_plane):
+            bad += _gather_pixel_cl(grad_out + (p // in_plane) * out_plane * channels,
+                                    ind + p * channels, grad_in + p * channels, channels,
+                                    out_plane, check)
+    return bad
 
 
-cdef void _move(const item_t* src, const int64_t* ind, item_t* dst, bint scatter,
-                Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
-                Py_ssize_t in_plane, Py_ssize_t out_plane, int nthreads) noexcept nogil:
+cdef inline Py_ssize_t _gather_pixel_cl(const item_t* src, const int64_t* ind, item_t* dst,
+                                        Py_ssize_t channels, Py_ssize_t limit,
+                                        bint check) noexcept nogil:
+    """One channels-last pixel: ``dst[c] = src[ind[c] * channels + c]``,
+    counting the indices outside ``[0, limit)`` as :func:`_gather_run` does."""
+    cdef Py_ssize_t c, bad = 0
+    cdef int64_t at
+    cdef bint inside
+    if not check:
+        for c in range(channels):
+            dst[c] = src[ind[c] * channels + c]
+        return 0
+    for c in range(channels):
+        at = ind[c]
+        inside = (at >= 0) & (at < limit)
+        dst[c] = src[(at if inside else 0) * channels + c]
+        bad += not inside
+    return bad
+
+
+cdef Py_ssize_t _move(const item_t* src, const int64_t* ind, item_t* dst, bint scatter,
+                      Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
+                      Py_ssize_t in_plane, Py_ssize_t out_plane, bint check,
+                      int nthreads) noexcept nogil:
     if scatter:
         _scatter(src, ind, dst, lead, channels, channels_last, in_plane, out_plane, nthreads)
-    else:
-        _gather(src, ind, dst, lead, channels, channels_last, in_plane, out_plane, nthreads)
+        return 0
+    return _gather(src, ind, dst, lead, channels, channels_last, in_plane, out_plane, check,
+                   nthreads)
 
 
-cdef _run(cnp.ndarray src, cnp.ndarray indices, cnp.ndarray dst, bint scatter,
-          Py_ssize_t lead, Py_ssize_t in_plane, Py_ssize_t out_plane, bint channels_last,
-          int nthreads):
-    """Dispatch on the item size (the loops move bits)."""
+cdef Py_ssize_t _run(cnp.ndarray src, cnp.ndarray indices, cnp.ndarray dst, bint scatter,
+                     Py_ssize_t lead, Py_ssize_t in_plane, Py_ssize_t out_plane,
+                     bint channels_last, bint check, int nthreads) except -1:
+    """Dispatch on the item size (the loops move bits); the number of bad
+    indices found (gathers with ``check`` only)."""
     cdef Py_ssize_t channels = src.shape[2] if channels_last else 1
     cdef void* sp = cnp.PyArray_DATA(src)
     cdef void* dp = cnp.PyArray_DATA(dst)
     cdef const int64_t* ip = <const int64_t*> cnp.PyArray_DATA(indices)
     cdef int size = cnp.PyArray_ITEMSIZE(src)
+    cdef Py_ssize_t bad = 0
     if size not in (1, 2, 4, 8) or cnp.PyArray_ITEMSIZE(dst) != size:
         raise TypeError(f"max unpooling has no loop for {src.dtype} into {dst.dtype}")
     with nogil:
         if size == 1:
-            _move[uint8_t](<uint8_t*> sp, ip, <uint8_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, nthreads)
+            bad = _move[uint8_t](<uint8_t*> sp, ip, <uint8_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, check, nthreads)
         elif size == 2:
-            _move[uint16_t](<uint16_t*> sp, ip, <uint16_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, nthreads)
+            bad = _move[uint16_t](<uint16_t*> sp, ip, <uint16_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, check, nthreads)
         elif size == 4:
-            _move[uint32_t](<uint32_t*> sp, ip, <uint32_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, nthreads)
+            bad = _move[uint32_t](<uint32_t*> sp, ip, <uint32_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, check, nthreads)
         else:
-            _move[uint64_t](<uint64_t*> sp, ip, <uint64_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, nthreads)
+            bad = _move[uint64_t](<uint64_t*> sp, ip, <uint64_t*> dp, scatter, lead, channels, channels_last, in_plane, out_plane, check, nthreads)
+    return bad
 
 
 def max_unpool_forward(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out,
@@ -161,16 +206,22 @@ def max_unpool_forward(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out,
     indices: IN, int64, shaped like ``x``, every entry in ``[0, out_plane)``.
     out: OUT, same item size as ``x``, ``(planes, out_plane)`` or ``(N, out_plane, C)``.
     """
-    _run(x, indices, out, True, x.shape[0], x.shape[1], out.shape[1], channels_last, nthreads)
+    _run(x, indices, out, True, x.shape[0], x.shape[1], out.shape[1], channels_last, False,
+         nthreads)
 
 
 def max_unpool_backward(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray grad_in,
-                        bint channels_last, int nthreads):
+                        bint channels_last, int nthreads, bint check=False):
     """Gather ``grad_in`` from ``grad_out`` at ``indices``.
 
     grad_out: IN, C-contiguous ``(planes, out_plane)`` or ``(N, out_plane, C)``.
-    indices: IN, int64, shaped like ``grad_in``, every entry in ``[0, out_plane)``.
+    indices: IN, int64, shaped like ``grad_in``, every entry in ``[0, out_plane)``
+        unless ``check``.
     grad_in: OUT, same item size, ``(planes, in_plane)`` or ``(N, in_plane, C)``.
+    check: count the indices outside ``[0, out_plane)`` in the same pass (they
+        read element 0; the caller raises and drops ``grad_in``).
+
+    Returns the number of bad indices found (0 without ``check``).
     """
-    _run(grad_out, indices, grad_in, False, grad_in.shape[0], grad_in.shape[1],
-         grad_out.shape[1], channels_last, nthreads)
+    return _run(grad_out, indices, grad_in, False, grad_in.shape[0], grad_in.shape[1],
+                grad_out.shape[1], channels_last, check, nthreads)

@@ -7,13 +7,15 @@ sampling) and results equal up to the order of float additions where it
 reorders sums (averages, LP).
 """
 
+import math
+
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import cypool
-from cypool import _adaptive, _args, _lp, _stochastic
+from cypool import _adaptive, _args, _fractional, _lp, _stochastic
 
 DTYPES_MAX = [np.float32, np.float64, np.int16, np.uint8]
 
@@ -121,8 +123,8 @@ def test_adaptive_avg_fast_equals_naive(dtype, batch, out, seed, integral):
 # --------------------------------------------------------------------- LP
 
 #: Exponents of every power path: multiplications (1, 2, 3, 4..7), sqrt
-#: (0.5), x**k * sqrt(x) (1.5..7.5) and exp/log (the rest).
-NORMS = [1.0, 2.0, 3.0, 0.5, 4.0, 7.0, 1.5, 2.5, 1.7, 0.3, 11.0]
+#: (0.5), x**k * sqrt(x) (1.5..7.5), exp/log (the rest) and max of |x| (inf).
+NORMS = [1.0, 2.0, 3.0, 0.5, 4.0, 7.0, 1.5, 2.5, 1.7, 0.3, 11.0, math.inf]
 
 
 @st.composite
@@ -169,7 +171,7 @@ def test_lp_fast_equals_naive(dtype, p, params, seed):
 def test_lp_fast_special_values(p, channels_last):
     """Negative, zero, signed-zero, infinite and NaN inputs take each power
     path's special cases as powf / pow does."""
-    rng = np.random.default_rng(int(p * 10))
+    rng = np.random.default_rng(NORMS.index(p))
     specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -1.0, -2.5, 1e-40, 3e38, 0.7])
     for dtype in (np.float32, np.float64):
         x = rng.choice(specials, size=(2, 3, 5, 8)).astype(dtype)
@@ -277,3 +279,38 @@ def test_stochastic_fast_equals_naive(dtype, params, seed):
     slow = _stochastic_run(x, lay, geom, True, threads, True, uniforms=u)
     for a, b in zip(fast, slow):
         np.testing.assert_array_equal(a, b)
+
+
+# -------------------------------------------------------------- fractional
+
+@pytest.mark.parametrize("dtype", DTYPES_MAX)
+@given(batch=batches(max_size=14), kernel=st.lists(st.integers(1, 4), min_size=3, max_size=3),
+       seed=st.integers(0, 2**32 - 1))
+def test_fractional_fast_equals_naive(dtype, batch, kernel, seed):
+    """The sliding-maximum path takes every window's first maximum (last NaN)
+    in scan order, as the window-by-window loop does."""
+    nd, spatial, n, c, channels_last, threads = batch
+    if nd == 1:
+        return  # fractional pooling is 2-D and 3-D
+    rng = np.random.default_rng(seed)
+    kernel = tuple(min(k, size) for k, size in zip(kernel, spatial))
+    out_spatial = tuple(int(rng.integers(1, size - k + 2)) for k, size in zip(kernel, spatial))
+    samples = rng.random((n * c, nd))
+    starts = _fractional.window_starts(samples, spatial, out_spatial, kernel)
+    x = _values(rng, _shape(spatial, n, c, channels_last), dtype)
+    lay = _args.layout(x.shape, nd, channels_last)
+    kernel3 = (1,) * (3 - nd) + kernel
+    results = []
+    for naive in (False, True):
+        for with_index in (True, False):
+            values = np.empty(lay.kernel_shape(out_spatial), dtype)
+            indices = np.empty(values.shape, np.int64) if with_index else None
+            _fractional.fractional_max_pool_forward(
+                x.reshape(lay.kernel_shape(lay.spatial)), values, indices, starts, kernel3,
+                channels_last, threads, naive)
+            results += [values] + ([indices] if with_index else [])
+    fast, slow = results[:3], results[3:]
+    for a, b in zip(fast, slow):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+    np.testing.assert_array_equal(fast[0], fast[2])

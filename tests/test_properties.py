@@ -3,8 +3,10 @@
 For each public function (forward and backward, 1-D/2-D/3-D) hypothesis draws
 shapes (size 1 and primes, empty batches, unbatched), dtypes, layouts, views
 and valid window arguments (kernel, stride, padding incl. 'same'/'valid',
-dilation, ceil mode, count_include_pad, divisor), and cypool must agree with
-tests/reference.py, or refuse exactly the geometry it documents refusing.
+dilation, ceil mode, count_include_pad, divisor; adaptive and unpooling output
+sizes, LP norm types, global keepdims, unpooling indices), and cypool must agree
+with tests/reference.py (reference_reduce.py, reference_sample.py), or refuse
+exactly the geometry it documents refusing.
 Then one argument is replaced by an invalid value, and cypool must raise
 ValueError/TypeError whose message names it.
 

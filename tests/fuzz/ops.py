@@ -326,11 +326,11 @@ def _per_axis_arg(choose, values_):
     return list(values_) if choose.integer(0, 3) == 0 else tuple(values_)
 
 
-def draw_window(choose, nd, dilated=True):
+def draw_window(choose, nd, dilated=True, padded=True):
     side, max_kernel, max_dilation = LIMITS[nd]
     kernel = tuple(choose.integer(1, max_kernel) for _ in range(nd))
     dilation = tuple(choose.integer(1, max_dilation) if dilated else 1 for _ in range(nd))
-    mode = choose.pick(("int", "tuple", "same", "valid"))
+    mode = choose.pick(("int", "tuple", "same", "valid")) if padded else "valid"
     if mode == "int":
         pads = (choose.integer(0, min(kernel) // 2),) * nd
         padding = pads[0]
@@ -394,13 +394,14 @@ def exact(got, want):
         np.testing.assert_array_equal(g, w)
 
 
-def close(scale):
-    """Same shape and dtype; values within the dtype's tolerance of sums."""
+def close(scale, factor=1):
+    """Same shape and dtype; values within ``factor`` times the dtype's tolerance of sums."""
     def compare(got, want):
         assert isinstance(got, np.ndarray) and got.shape == want.shape and got.dtype == want.dtype, \
             (got.shape, got.dtype, want.shape, want.dtype)
         np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
-                                   equal_nan=True, **_tolerance(want.dtype, scale))
+                                   equal_nan=True, **{k: factor * v for k, v in
+                                                      _tolerance(want.dtype, scale).items()})
     return compare
 
 
@@ -605,6 +606,224 @@ def _adaptive_backward(nd, average):
     return build
 
 
+# ---------------------------------------------------------------- global
+
+def _global_geometry(choose):
+    """nd, spatial sizes and a batched layout (global pooling has no unbatched form)."""
+    nd = choose.integer(1, 3)
+    side = LIMITS[nd][0]
+    spatial = tuple(choose.pick(tuple(s for s in SIDES if s <= side)) for _ in range(nd))
+    lay = draw_layout(choose)
+    return nd, spatial, Layout(lay.batch, True, lay.channels, lay.channels_last)
+
+
+def _global_user(lay, keepdims):
+    """The reference's (N, C[, 1...]) result in the caller's layout."""
+    return (lambda a: lay.user(a)) if keepdims else (lambda a: a)
+
+
+def _global(average):
+    import reference_reduce as rr
+
+    def build(choose):
+        nd, spatial, lay = _global_geometry(choose)
+        dtype = choose.pick(AVG_DTYPES if average else ADAPTIVE_MAX_DTYPES)
+        cf = values(choose, lay.shape(spatial), dtype)
+        x = present(choose, lay.user(cf))
+        keepdims = choose.flag()
+        user = _global_user(lay, keepdims)
+        kwargs = dict(x=x, keepdims=keepdims)
+        if average:
+            def expect():
+                work = cf.astype(np.float64) if dtype == np.float16 else cf
+                return user(rr.global_avg_pool(work, keepdims).astype(_grad_result(dtype)))
+            compare = close(_scale(cf))
+        else:
+            kwargs["return_indices"] = choose.flag()
+
+            def expect():
+                got, idx = rr.global_max_pool(cf.astype(_max_compute(dtype)), keepdims)
+                got = user(got.astype(dtype))
+                return (got, user(idx)) if kwargs["return_indices"] else got
+            compare = exact
+        kwargs.update(channels_last=lay.channels_last, num_threads=num_threads(choose))
+        name = "global_avg_pool" if average else "global_max_pool"
+        return Case(name, kwargs, expect, compare, nd, inputs=(x,))
+    return build
+
+
+def _global_backward(average):
+    import reference_reduce as rr
+
+    def build(choose):
+        nd, spatial, lay = _global_geometry(choose)
+        keepdims = choose.flag()
+        user = _global_user(lay, keepdims)
+        grad_dtype = choose.pick(GRAD_DTYPES)
+        out_shape = lay.shape((1,) * nd) if keepdims else lay.shape(())
+        grad_cf = values(choose, out_shape, grad_dtype)
+        kwargs = dict(grad_output=present(choose, user(grad_cf)))
+        work = grad_cf.astype(np.float64 if grad_dtype != np.float32 else grad_dtype)
+        if average:
+            def expect():
+                got = rr.global_avg_pool_backward(work, lay.shape(spatial))
+                return lay.user(got.astype(_grad_result(grad_dtype)))
+        else:
+            x_cf = values(choose, lay.shape(spatial), np.float64)
+            _, idx_cf = rr.global_max_pool(x_cf, keepdims)
+            kwargs["indices"] = present(choose, user(idx_cf))
+
+            def expect():
+                got = rr.global_max_pool_backward(work, idx_cf, x_cf.shape)
+                return lay.user(got.astype(_grad_result(grad_dtype)))
+        kwargs.update(input_shape=lay.user_shape(spatial), channels_last=lay.channels_last,
+                      num_threads=num_threads(choose))
+        name = "global_avg_pool_backward" if average else "global_max_pool_backward"
+        return Case(name, kwargs, expect, close(_scale(grad_cf)), nd, inputs=tuple(
+                        kwargs[k] for k in ("grad_output", "indices") if k in kwargs),
+                    extra=dict(plane=math.prod(spatial)))
+    return build
+
+
+# -------------------------------------------------------------------- LP
+
+NORM_TYPES = (1, 2, 3, 1.5, 0.5, math.inf)
+LP_SLACK = 10   # pow, sum, root and their derivatives each round in float32
+
+
+def build_lp(nd):
+    import reference_reduce as rr
+
+    def build(choose):
+        win = draw_window(choose, nd, dilated=False, padded=False)
+        lay = draw_layout(choose)
+        dtype = choose.pick(AVG_DTYPES)
+        cf = values(choose, lay.shape(win.spatial), dtype)
+        x = present(choose, lay.user(cf))
+        p = choose.pick(NORM_TYPES)
+        lp_args = dict(kernel_size=win.args["kernel_size"], stride=win.args["stride"],
+                       ceil_mode=win.args["ceil_mode"])
+
+        def expect():
+            return lay.user(rr.lp_pool(cf, nd, p, **lp_args).astype(_grad_result(dtype)))
+
+        kwargs = dict(x=x, norm_type=p, **lp_args, channels_last=lay.channels_last,
+                      num_threads=num_threads(choose))
+        return Case(f"lp_pool{nd}d", kwargs, expect, close(_scale(cf), LP_SLACK), nd, win.kernel,
+                    inputs=(x,))
+    return build
+
+
+def build_lp_backward(nd):
+    import reference_reduce as rr
+
+    def build(choose):
+        win = draw_window(choose, nd, dilated=False, padded=False)
+        lay = draw_layout(choose)
+        x_dtype, grad_dtype = choose.pick(AVG_DTYPES), choose.pick(GRAD_DTYPES)
+        x_cf = values(choose, lay.shape(win.spatial), x_dtype)
+        grad_cf = values(choose, lay.shape(win.out_spatial()), grad_dtype)
+        p = choose.pick(NORM_TYPES)
+        lp_args = dict(kernel_size=win.args["kernel_size"], stride=win.args["stride"],
+                       ceil_mode=win.args["ceil_mode"])
+        grad, x = present(choose, lay.user(grad_cf)), present(choose, lay.user(x_cf))
+
+        def expect():
+            return lay.user(rr.lp_pool_backward(grad_cf, x_cf, nd, p, **lp_args))
+
+        kwargs = dict(grad_output=grad, x=x, norm_type=p, **lp_args,
+                      channels_last=lay.channels_last, num_threads=num_threads(choose))
+        return Case(f"lp_pool{nd}d_backward", kwargs, expect, close(_scale(grad_cf, x_cf), LP_SLACK), nd,
+                    win.kernel, inputs=(grad, x))
+    return build
+
+
+# ------------------------------------------------------------- unpooling
+
+@dataclass(frozen=True)
+class Unpool:
+    """A drawn unpooling geometry: pooled ``spatial`` and the ``out_spatial`` it fills."""
+    kernel: Tuple[int, ...]
+    args: dict          # kernel_size, stride, padding, output_size as passed
+    spatial: Tuple[int, ...]
+    out_spatial: Tuple[int, ...]
+
+
+def draw_unpool(choose, nd):
+    """Kernel, stride, padding and pooled sizes with a non-empty default output,
+    and now and then an explicit ``output_size`` within ``stride`` of it."""
+    max_kernel = LIMITS[nd][1]
+    kernel = tuple(choose.integer(1, max_kernel) for _ in range(nd))
+    stride = tuple(choose.integer(1, 3) for _ in range(nd))
+    pads = tuple(choose.integer(0, k // 2) for k in kernel)
+    spatial = tuple(choose.integer(1, 4) for _ in range(nd))
+    # an even kernel with padding k/2 gives an empty plane from one element
+    spatial = tuple(L + ((L - 1) * s + k - 2 * p < 1) for L, k, s, p in
+                    zip(spatial, kernel, stride, pads))
+    default = tuple((L - 1) * s + k - 2 * p for L, k, s, p in zip(spatial, kernel, stride, pads))
+    out_spatial, output_size = default, None
+    if choose.flag():
+        out_spatial = tuple(max(1, b + choose.integer(1 - s, s - 1)) for b, s in zip(default, stride))
+        output_size = list(out_spatial) if choose.flag() else out_spatial  # no bare int
+    args = dict(kernel_size=_per_axis_arg(choose, kernel),
+                stride=None if stride == kernel and choose.flag() else _per_axis_arg(choose, stride),
+                padding=_per_axis_arg(choose, pads), output_size=output_size)
+    return Unpool(kernel, args, spatial, out_spatial)
+
+
+def _unpool_indices(choose, shape, plane):
+    """Flat indices into planes of ``plane`` elements: distinct when they fit."""
+    rng = np.random.default_rng(choose.integer(0, 2**32 - 1))
+    count = math.prod(shape[2:])
+    planes = [rng.choice(plane, count, replace=count > plane) for _ in range(math.prod(shape[:2]))]
+    return np.array(planes, np.int64).reshape(shape)
+
+
+def build_unpool(nd):
+    import reference_sample as rs
+
+    def build(choose):
+        geo = draw_unpool(choose, nd)
+        lay = draw_layout(choose)
+        dtype = choose.pick(MAX_DTYPES)
+        cf = values(choose, lay.shape(geo.spatial), dtype)
+        idx_cf = _unpool_indices(choose, cf.shape, math.prod(geo.out_spatial))
+        x = present(choose, lay.user(cf))
+        indices = present(choose, lay.user(idx_cf).astype(choose.pick((np.int64, np.int32))))
+
+        def expect():
+            return lay.user(rs.max_unpool(cf, idx_cf, nd, geo.out_spatial))
+
+        kwargs = dict(x=x, indices=indices, **geo.args, channels_last=lay.channels_last,
+                      num_threads=num_threads(choose))
+        return Case(f"max_unpool{nd}d", kwargs, expect, exact, nd, geo.kernel,
+                    inputs=(x, indices), extra=dict(plane=math.prod(geo.out_spatial)))
+    return build
+
+
+def build_unpool_backward(nd):
+    import reference_sample as rs
+
+    def build(choose):
+        geo = draw_unpool(choose, nd)
+        lay = draw_layout(choose)
+        grad_dtype = choose.pick(GRAD_DTYPES)
+        grad_cf = values(choose, lay.shape(geo.out_spatial), grad_dtype)
+        idx_cf = _unpool_indices(choose, lay.shape(geo.spatial), math.prod(geo.out_spatial))
+        grad = present(choose, lay.user(grad_cf))
+        indices = present(choose, lay.user(idx_cf))
+
+        def expect():
+            return lay.user(rs.max_unpool_backward(grad_cf, idx_cf, nd).astype(
+                _grad_result(grad_dtype)))
+
+        kwargs = dict(grad_output=grad, indices=indices, channels_last=lay.channels_last,
+                      num_threads=num_threads(choose))
+        return Case(f"max_unpool{nd}d_backward", kwargs, expect, exact, nd, geo.kernel,
+                    inputs=(grad, indices), extra=dict(plane=math.prod(geo.out_spatial)))
+    return build
+
+
 # ---------------------------------------------------------- bad arguments
 
 def _wrong_length(case):
@@ -747,6 +966,26 @@ OUTPUT_SIZE_BADS = (
     Bad("output_size", 0), Bad("output_size", -1), Bad("output_size", 2.5),
     Bad("output_size", "3"), Bad("output_size", _wrong_length),
 )
+# global pooling takes any number of spatial dims: only fewer than one is wrong
+GLOBAL_INPUT_SHAPE_BADS = (
+    Bad("input_shape", lambda case: tuple(case.kwargs["input_shape"])[:2]),
+) + INPUT_SHAPE_BADS[1:]
+
+# LP pooling has no padding or dilation arguments
+LP_WINDOW_BADS = tuple(b for b in WINDOW_BADS if b.argument != "padding")
+NORM_TYPE_BADS = (
+    Bad("norm_type", 0), Bad("norm_type", -1), Bad("norm_type", float("nan")),
+    Bad("norm_type", "2"), Bad("norm_type", True), Bad("norm_type", None),
+)
+
+# unpooling's padding has no kernel_size // 2 limit and no strings; no ceil_mode
+UNPOOL_WINDOW_BADS = tuple(
+    b for b in WINDOW_BADS if b.argument != "ceil_mode" and b.make not in (
+        _padding_over_limit, "full")) + (
+    Bad("output_size", lambda case: (10**6,) * case.nd),   # far past default + stride
+    # nd + 1 entries is an unbatched full shape
+    Bad("output_size", "3"), Bad("output_size", lambda case: (1,) * (case.nd + 3)),
+)
 
 
 # -------------------------------------------------------------- the table
@@ -779,6 +1018,37 @@ def _ops():
                 COMMON_BADS + OUT_BADS + INPUT_SHAPE_BADS
                 # adaptive average backward reads the output size from grad_output
                 + (GRAD_DTYPE_BADS if average else GRAD_BADS + INDEX_BADS))
+    global_x_bads = (_flat("x"), _zero_spatial("x"), Bad("keepdims", 1), Bad("keepdims", "yes"),
+                     _as_dtype("x", np.complex128), _as_dtype("x", object))
+    table["global_avg_pool"] = Op("global_avg_pool", _global(True),
+                                  COMMON_BADS + OUT_BADS + global_x_bads)
+    table["global_max_pool"] = Op("global_max_pool", _global(False),
+                                  COMMON_BADS + OUT_BADS + global_x_bads
+                                  + (Bad("return_indices", 1), Bad("return_indices", "yes")))
+    table["global_avg_pool_backward"] = Op(
+        "global_avg_pool_backward", _global_backward(True),
+        COMMON_BADS + OUT_BADS + GLOBAL_INPUT_SHAPE_BADS + GRAD_BADS)
+    table["global_max_pool_backward"] = Op(
+        "global_max_pool_backward", _global_backward(False),
+        COMMON_BADS + OUT_BADS + GLOBAL_INPUT_SHAPE_BADS + GRAD_BADS + INDEX_BADS)
+    for nd in (1, 2, 3):
+        table[f"lp_pool{nd}d"] = Op(
+            f"lp_pool{nd}d", build_lp(nd),
+            LP_WINDOW_BADS + NORM_TYPE_BADS + COMMON_BADS + OUT_BADS
+            + _input_bads("x", np.complex128, object, np.bool_))
+        table[f"lp_pool{nd}d_backward"] = Op(
+            f"lp_pool{nd}d_backward", build_lp_backward(nd),
+            LP_WINDOW_BADS + NORM_TYPE_BADS + COMMON_BADS + OUT_BADS + GRAD_BADS
+            + _input_bads("x", np.complex128, object, np.bool_))
+    for nd in (1, 2, 3):
+        table[f"max_unpool{nd}d"] = Op(
+            f"max_unpool{nd}d", build_unpool(nd),
+            UNPOOL_WINDOW_BADS + COMMON_BADS + OUT_BADS + INDEX_BADS
+            + _input_bads("x", np.complex64, object, "U1"))
+        table[f"max_unpool{nd}d_backward"] = Op(
+            f"max_unpool{nd}d_backward", build_unpool_backward(nd),
+            # the indices' shape is the result's: any spatial size is valid
+            COMMON_BADS + OUT_BADS + GRAD_DTYPE_BADS + INDEX_BADS[:5] + INDEX_BADS[6:])
     return {name: op for name, op in table.items() if hasattr(cypool, name)}
 
 
