@@ -304,15 +304,15 @@ cdef extern from *:
     float cypool_small_sum(const float* v, Py_ssize_t n) nogil
 
 
-cdef inline void _plane_means(const real_t* x, real_t* out, Py_ssize_t n, double inverse,
+cdef inline void _plane_means(const real_t* x, real_t* out, Py_ssize_t n, double size,
                               Py_ssize_t first, Py_ssize_t last) noexcept nogil:
     """Means of planes [first, last) of ``n`` values each."""
     cdef Py_ssize_t p
     for p in range(first, last):
         if real_t is float and n < SUM_BLOCK:
-            out[p] = <real_t> (<double> cypool_small_sum(x + p * n, n) * inverse)
+            out[p] = <real_t> (<double> cypool_small_sum(x + p * n, n) / size)
         else:
-            out[p] = <real_t> (_plane_sum(x + p * n, n) * inverse)
+            out[p] = <real_t> (_plane_sum(x + p * n, n) / size)
 
 
 cdef void _global_avg_block_cl(const real_t* x, real_t* out, Py_ssize_t job, const Jobs* jobs,
@@ -421,19 +421,16 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
     cdef Py_ssize_t rows, blocks
     cdef real_t* col
-    # one division per call: a division per plane costs more than the sum of a
-    # small plane (the product rounds differently only past float32's precision)
-    cdef double inverse = 1.0 / in_plane
     if _is_global(s) and not naive:
         if not channels_last:
             # jobs of 64 planes: a small plane is less work than a job's overhead
             blocks = (lead + 63) // 64
             if nthreads > 1:
                 for p in prange(blocks, schedule='static', num_threads=nthreads):
-                    _plane_means(x, out, in_plane, inverse, p * 64,
+                    _plane_means(x, out, in_plane, <double> in_plane, p * 64,
                                  (p + 1) * 64 if (p + 1) * 64 < lead else lead)
             else:
-                _plane_means(x, out, in_plane, inverse, 0, lead)
+                _plane_means(x, out, in_plane, <double> in_plane, 0, lead)
         else:
             jobs = _channel_jobs(lead, channels, nthreads)
             if nthreads > 1:
@@ -542,16 +539,47 @@ cdef void _max_plane(const max_t* x, max_t* out, int64_t* ind, const Shape* s,
             ind[o] = pos
 
 
+cdef inline void _fold_rows(const max_t* a, int32_t ra, const max_t* b, int32_t rb,
+                            max_t* col, int32_t* col_row, Py_ssize_t W) noexcept nogil:
+    """Fold row ``a`` (row number ``ra``), then row ``b`` unless NULL, into the
+    running maxima: two rows per pass over them, which stay in registers
+    between the two (half the loads and stores of one pass per row)."""
+    cdef Py_ssize_t iw
+    cdef max_t value, current
+    cdef int32_t current_row
+    cdef bint take
+    # every load ahead of the selects, or gcc will not if-convert
+    if b == NULL:
+        for iw in range(W):
+            value = a[iw]
+            current = col[iw]
+            current_row = col_row[iw]
+            take = beats(value, current)
+            col[iw] = value if take else current
+            col_row[iw] = ra if take else current_row
+        return
+    for iw in range(W):
+        value = a[iw]
+        current = col[iw]
+        current_row = col_row[iw]
+        take = beats(value, current)
+        current = value if take else current
+        current_row = ra if take else current_row
+        value = b[iw]
+        take = beats(value, current)
+        col[iw] = value if take else current
+        col_row[iw] = rb if take else current_row
+
+
 cdef inline void _row_maxima(const max_t* x, max_t* col, int32_t* col_row, const Shape* s,
                              const Window* w) noexcept nogil:
     """Element-wise maxima of the window's input rows in scan order
     (``beats``: the first maximum, the last NaN), and the row each came from."""
     cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
     cdef Py_ssize_t id_, ih, iw
-    cdef int32_t r
+    cdef int32_t r, pending_row = 0
     cdef const max_t* row
-    cdef max_t value
-    cdef bint take
+    cdef const max_t* pending = NULL
     cdef bint first = True
     for id_ in range(w.start[0], w.start[0] + w.count[0]):
         for ih in range(w.start[1], w.start[1] + w.count[1]):
@@ -562,13 +590,14 @@ cdef inline void _row_maxima(const max_t* x, max_t* col, int32_t* col_row, const
                     col[iw] = row[iw]
                     col_row[iw] = r
                 first = False
+            elif pending == NULL:
+                pending = row
+                pending_row = r
             else:
-                for iw in range(W):
-                    # both loads unconditional, or gcc will not if-convert
-                    value = row[iw]
-                    take = beats(value, col[iw])
-                    col[iw] = value if take else col[iw]
-                    col_row[iw] = r if take else col_row[iw]
+                _fold_rows(pending, pending_row, row, r, col, col_row, W)
+                pending = NULL
+    if pending != NULL:
+        _fold_rows(pending, pending_row, NULL, 0, col, col_row, W)
 
 
 cdef inline void _columns_max(const max_t* col, const int32_t* col_row, Py_ssize_t W,
@@ -625,18 +654,66 @@ cdef void _global_max_plane(const max_t* x, max_t* out, int64_t* ind,
     cdef Py_ssize_t i, pos = 0
     cdef max_t best = lowest(x)
     cdef max_t value
-    if ind == NULL:
-        for i in range(plane):
-            value = x[i]
-            best = value if beats(value, best) else best
-    else:
-        for i in range(plane):
-            value = x[i]
-            if beats(value, best):
-                best = value
-                pos = i
-        ind[0] = pos
+    for i in range(plane):
+        value = x[i]
+        if beats(value, best):
+            best = value
+            pos = i
     out[0] = best
+    if ind != NULL:
+        ind[0] = pos
+
+
+cdef void _global_max_planes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t plane,
+                             Py_ssize_t first, Py_ssize_t last) noexcept nogil:
+    """:func:`_global_max_plane` of planes [first, last), four at a time: one
+    plane's running maximum is a chain of dependent selects, four independent
+    chains keep the pipelines busy (and no branch on the data mispredicts)."""
+    cdef Py_ssize_t p, i
+    cdef const max_t* a
+    cdef const max_t* b
+    cdef const max_t* c
+    cdef const max_t* d
+    cdef max_t va, vb, vc, vd, ba, bb, bc, bd
+    cdef Py_ssize_t pa, pb, pc, pd
+    cdef bint ta, tb, tc, td
+    p = first
+    while p + 4 <= last:
+        a = x + p * plane
+        b = a + plane
+        c = b + plane
+        d = c + plane
+        ba = bb = bc = bd = lowest(x)
+        pa = pb = pc = pd = 0
+        for i in range(plane):
+            va = a[i]
+            vb = b[i]
+            vc = c[i]
+            vd = d[i]
+            ta = beats(va, ba)
+            tb = beats(vb, bb)
+            tc = beats(vc, bc)
+            td = beats(vd, bd)
+            ba = va if ta else ba
+            bb = vb if tb else bb
+            bc = vc if tc else bc
+            bd = vd if td else bd
+            pa = i if ta else pa
+            pb = i if tb else pb
+            pc = i if tc else pc
+            pd = i if td else pd
+        out[p] = ba
+        out[p + 1] = bb
+        out[p + 2] = bc
+        out[p + 3] = bd
+        if ind != NULL:
+            ind[p] = pa
+            ind[p + 1] = pb
+            ind[p + 2] = pc
+            ind[p + 3] = pd
+        p += 4
+    for p in range(p, last):
+        _global_max_plane(x + p * plane, out + p, ind + p if ind != NULL else NULL, plane)
 
 
 cdef inline void _max_into(const max_t* row, max_t* best, int64_t* at, int64_t pos,
@@ -673,9 +750,8 @@ cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssiz
     if at != NULL:
         for c in range(width):
             at[c] = 0
-    # two pixels at a time: "beats" picks the same element under any bracketing
-    # (the first maximum, else the last NaN), and pairs halve the running
-    # maxima's loads and stores
+    # two pixels per pass over the running maxima, which stay in registers
+    # between the two: half the loads and stores
     for p in range(0, plane - 1, 2):
         _max_pair_into(x + (n * plane + p) * channels + c0, channels, best, at, p, width)
     if plane % 2:
@@ -684,31 +760,33 @@ cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssiz
 
 cdef inline void _max_pair_into(const max_t* row, Py_ssize_t channels, max_t* best, int64_t* at,
                                 int64_t pos, Py_ssize_t width) noexcept nogil:
-    """:func:`_max_into` of the pixels at ``row`` (offset ``pos``) and the next one."""
+    """:func:`_max_into` of the pixel at ``row`` (offset ``pos``), then of the next."""
     cdef Py_ssize_t c
-    cdef max_t first, second, value, current
-    cdef int64_t where, current_at
-    cdef bint later, take
-    # every load unconditional, ahead of the selects, or gcc will not if-convert
+    cdef max_t first, second, current
+    cdef int64_t current_at
+    cdef bint take
+    # every load ahead of the selects, which fold in scan order (gcc will not
+    # vectorise a select whose condition compares another select's result
+    # with a third value, so no pairing of the two pixels first)
     if at == NULL:
         for c in range(width):
             first = row[c]
             second = row[channels + c]
             current = best[c]
-            value = second if beats(second, first) else first
-            best[c] = value if beats(value, current) else current
+            current = first if beats(first, current) else current
+            best[c] = second if beats(second, current) else current
     else:
         for c in range(width):
             first = row[c]
             second = row[channels + c]
             current = best[c]
             current_at = at[c]
-            later = beats(second, first)
-            value = second if later else first
-            where = pos + 1 if later else pos
-            take = beats(value, current)
-            best[c] = value if take else current
-            at[c] = where if take else current_at
+            take = beats(first, current)
+            current = first if take else current
+            current_at = pos if take else current_at
+            take = beats(second, current)
+            best[c] = second if take else current
+            at[c] = pos + 1 if take else current_at
 
 
 cdef void _max_pixel_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t pixel,
@@ -772,19 +850,19 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
     cdef Py_ssize_t p, pixels
     cdef Jobs jobs
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
-    cdef Py_ssize_t room, rows
+    cdef Py_ssize_t room, rows, blocks
     cdef max_t* col
     cdef int32_t* col_row
     if _is_global(s) and not naive:
         if not channels_last:
+            # jobs of 64 planes, four at a time
+            blocks = (lead + 63) // 64
             if nthreads > 1:
-                for p in prange(lead, schedule='static', num_threads=nthreads):
-                    _global_max_plane(x + p * in_plane, out + p,
-                                      ind + p if ind != NULL else NULL, in_plane)
+                for p in prange(blocks, schedule='static', num_threads=nthreads):
+                    _global_max_planes(x, out, ind, in_plane, p * 64,
+                                       (p + 1) * 64 if (p + 1) * 64 < lead else lead)
             else:
-                for p in range(lead):
-                    _global_max_plane(x + p * in_plane, out + p,
-                                      ind + p if ind != NULL else NULL, in_plane)
+                _global_max_planes(x, out, ind, in_plane, 0, lead)
         else:
             jobs = _channel_jobs(lead, channels, nthreads)
             if nthreads > 1:

@@ -439,7 +439,10 @@ training : bool, keyword-only
 rng : numpy.random.Generator or int, optional, keyword-only
     Draws one uniform per output element (in channels-first order, so a seed
     gives the same samples in both layouts and for any thread count); None
-    draws fresh ones. Unused in eval mode.
+    draws fresh ones. Unused in eval mode. The draws are exactly
+    ``rng.random((N, C, *out))`` and leave ``rng`` where that call would;
+    for NumPy's default bit generator (PCG64) the kernel makes them itself,
+    each thread jumping straight to its planes' draws.
 return_indices : bool, keyword-only
     Training only: also return the sampled offsets.
 {shared}

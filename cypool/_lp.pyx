@@ -475,53 +475,12 @@ cdef void _forward_plane(const real_t* x, real_t* out, const Axis* ax, const Tab
 # OW) and takes the roots of the whole output row in one vector loop.  Only
 # the order of the additions differs from the general loop.
 
-cdef inline void _row_sums_interior(const real_t* row, real_t* hs, Py_ssize_t lo,
-                                    Py_ssize_t hi, Py_ssize_t kernel,
-                                    const Py_ssize_t stride) noexcept nogil:
-    """Sums of the full windows [lo, hi); ``stride`` is constant at the hot call
-    sites so gcc vectorises the strided loads."""
-    cdef Py_ssize_t ow, j
-    if hi <= lo:
-        return  # no full window: the tap loop below must not run
-    for ow in range(lo, hi):
-        hs[ow] = row[ow * stride]
-    for j in range(1, kernel):
-        for ow in range(lo, hi):
-            hs[ow] = hs[ow] + row[ow * stride + j]
-
-
-cdef inline void _row_sums(const real_t* row, real_t* hs, const Axis* axis,
-                           const Tables* t) noexcept nogil:
-    """Window sums along W of one (powered) input row; no padding in LP pooling."""
-    cdef const Py_ssize_t* first = t.first + t.offset[2]
-    cdef const Py_ssize_t* count = t.count + t.offset[2]
-    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
-    cdef Py_ssize_t ow
-    if axis.stride == 1:
-        _row_sums_interior(row, hs, lo, hi, axis.kernel, 1)
-    elif axis.stride == 2:
-        _row_sums_interior(row, hs, lo, hi, axis.kernel, 2)
-    else:
-        _row_sums_interior(row, hs, lo, hi, axis.kernel, axis.stride)
-    for ow in range(lo):
-        hs[ow] = _clipped_sum(row, first[ow], count[ow])
-    for ow in range(hi, axis.out_size):
-        hs[ow] = _clipped_sum(row, first[ow], count[ow])
-
-
-cdef inline real_t _clipped_sum(const real_t* row, Py_ssize_t first, Py_ssize_t count) noexcept nogil:
-    """Sum of one window clipped at the edge of the row (ceil mode)."""
-    cdef Py_ssize_t j
-    cdef real_t total = 0
-    for j in range(count):
-        total = total + row[first + j]
-    return total
-
-
-cdef inline void _row_maxima_interior(const real_t* row, real_t* hs, Py_ssize_t lo,
-                                      Py_ssize_t hi, Py_ssize_t kernel,
-                                      const Py_ssize_t stride) noexcept nogil:
-    """:func:`_row_sums_interior` with max pooling's rule for ``p = inf``."""
+cdef inline void _row_windows_interior(const real_t* row, real_t* hs, Py_ssize_t lo,
+                                       Py_ssize_t hi, Py_ssize_t kernel,
+                                       const Py_ssize_t stride, bint maximum) noexcept nogil:
+    """Sums (or, for ``p = inf``, maxima by max pooling's rule) of the full
+    windows [lo, hi); ``stride`` is constant at the hot call sites so gcc
+    vectorises the strided loads."""
     cdef Py_ssize_t ow, j
     cdef real_t value
     if hi <= lo:
@@ -529,73 +488,80 @@ cdef inline void _row_maxima_interior(const real_t* row, real_t* hs, Py_ssize_t 
     for ow in range(lo, hi):
         hs[ow] = row[ow * stride]
     for j in range(1, kernel):
-        for ow in range(lo, hi):
-            value = row[ow * stride + j]
-            hs[ow] = value if beats(value, hs[ow]) else hs[ow]
+        if maximum:
+            for ow in range(lo, hi):
+                value = row[ow * stride + j]
+                hs[ow] = value if beats(value, hs[ow]) else hs[ow]
+        else:
+            for ow in range(lo, hi):
+                hs[ow] = hs[ow] + row[ow * stride + j]
 
 
-cdef inline void _row_maxima(const real_t* row, real_t* hs, const Axis* axis,
-                             const Tables* t) noexcept nogil:
-    """Window maxima along W of one row of ``|x|``."""
+cdef inline real_t _clipped_window(const real_t* row, Py_ssize_t first, Py_ssize_t count,
+                                   bint maximum) noexcept nogil:
+    """Sum (or maximum) of one window clipped at the edge of the row (ceil mode)."""
+    cdef Py_ssize_t j
+    cdef real_t total = row[first]
+    for j in range(1, count):
+        if maximum:
+            if beats(row[first + j], total):
+                total = row[first + j]
+        else:
+            total = total + row[first + j]
+    return total
+
+
+cdef inline void _row_windows(const real_t* row, real_t* hs, const Axis* axis, const Tables* t,
+                              bint maximum) noexcept nogil:
+    """Window sums along W of one powered input row, or window maxima of one
+    row of ``|x|``; no padding in LP pooling."""
     cdef const Py_ssize_t* first = t.first + t.offset[2]
     cdef const Py_ssize_t* count = t.count + t.offset[2]
     cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
     cdef Py_ssize_t ow
     if axis.stride == 1:
-        _row_maxima_interior(row, hs, lo, hi, axis.kernel, 1)
+        _row_windows_interior(row, hs, lo, hi, axis.kernel, 1, maximum)
     elif axis.stride == 2:
-        _row_maxima_interior(row, hs, lo, hi, axis.kernel, 2)
+        _row_windows_interior(row, hs, lo, hi, axis.kernel, 2, maximum)
     else:
-        _row_maxima_interior(row, hs, lo, hi, axis.kernel, axis.stride)
+        _row_windows_interior(row, hs, lo, hi, axis.kernel, axis.stride, maximum)
     for ow in range(lo):
-        hs[ow] = _clipped_max(row, first[ow], count[ow])
+        hs[ow] = _clipped_window(row, first[ow], count[ow], maximum)
     for ow in range(hi, axis.out_size):
-        hs[ow] = _clipped_max(row, first[ow], count[ow])
+        hs[ow] = _clipped_window(row, first[ow], count[ow], maximum)
 
 
-cdef inline real_t _clipped_max(const real_t* row, Py_ssize_t first, Py_ssize_t count) noexcept nogil:
-    """Maximum of one window clipped at the edge of the row (ceil mode)."""
-    cdef Py_ssize_t j
-    cdef real_t best = row[first]
-    for j in range(1, count):
-        if beats(row[first + j], best):
-            best = row[first + j]
-    return best
-
-
-cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
-                                   const Tables* t, const Norm* norm, real_t* hs,
-                                   real_t* row_scratch) noexcept nogil:
-    """One channels-first plane; hs: scratch of D*H*OW window sums along W (or
-    maxima of ``|x|`` for ``p = inf``), row_scratch: of W."""
+cdef void _window_totals(const real_t* x, real_t* totals, const Axis* ax, const Tables* t,
+                         const Norm* norm, real_t* hs, real_t* row_scratch) noexcept nogil:
+    """Every window's sum of ``x**p`` (or largest ``|x|`` for ``p = inf``) of
+    one channels-first plane, separably; hs: scratch of D*H*OW window sums
+    along W, row_scratch: of W."""
     cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
-    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
-    cdef Py_ssize_t r, od, oh, ow, id_, ih, n_rows, rows
+    cdef Py_ssize_t r, od, oh, ow, id_, ih, n_rows
     cdef Py_ssize_t sd, nd, sh, nh
     cdef const real_t* row
     cdef const real_t* src
     cdef real_t* orow
     cdef real_t q
-    cdef real_t k = <real_t> norm.kernel_numel
     for r in range(ax[0].in_size * H):
         row = x + r * W
         if norm.is_inf:
             for ow in range(W):
                 row_scratch[ow] = abs(row[ow])
-            _row_maxima(row_scratch, hs + r * OW, &ax[2], t)
+            _row_windows(row_scratch, hs + r * OW, &ax[2], t, True)
             continue
         if norm.forward.kind != POWER_ONE:
             _power_row(row, row_scratch, W, &norm.forward)
             row = row_scratch
-        _row_sums(row, hs + r * OW, &ax[2], t)
+        _row_windows(row, hs + r * OW, &ax[2], t, False)
     for od in range(OD):
         sd = t.first[t.offset[0] + od]
         nd = t.count[t.offset[0] + od]
         for oh in range(OH):
             sh = t.first[t.offset[1] + oh]
             nh = t.count[t.offset[1] + oh]
-            orow = out + (od * OH + oh) * OW
+            orow = totals + (od * OH + oh) * OW
             n_rows = 0
             for id_ in range(sd, sd + nd):
                 for ih in range(sh, sh + nh):
@@ -611,10 +577,26 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
                         for ow in range(OW):
                             orow[ow] = orow[ow] + src[ow]
                     n_rows += 1
-            if norm.is_inf:
-                continue
-            # _window_value of the whole row: scale, then one vector loop of roots
-            rows = nd * nh
+
+
+cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
+                                   const Tables* t, const Norm* norm, real_t* hs,
+                                   real_t* row_scratch) noexcept nogil:
+    """One channels-first plane: the window totals, then, output row by
+    output row, :func:`_window_value` with its roots in one vector loop."""
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef Py_ssize_t od, oh, ow, rows
+    cdef real_t* orow
+    cdef real_t q
+    cdef real_t k = <real_t> norm.kernel_numel
+    _window_totals(x, out, ax, t, norm, hs, row_scratch)
+    if norm.is_inf:
+        return
+    for od in range(OD):
+        for oh in range(OH):
+            orow = out + (od * OH + oh) * OW
+            rows = t.count[t.offset[0] + od] * t.count[t.offset[1] + oh]
             for ow in range(OW):
                 q = _mean_power(orow[ow], rows * count_w[ow])
                 row_scratch[ow] = (0 if q == 0 else q) * k
@@ -670,6 +652,38 @@ cdef void _backward_plane(const real_t* grad_out, const real_t* x, real_t* grad_
     if not norm.is_inf:
         for i in range(in_plane):
             grad_in[i] = _element_slope(grad_in[i], x[i], norm)
+
+
+cdef void _backward_plane_fast(const real_t* grad_out, const real_t* x, real_t* grad_in,
+                               const Axis* ax, const Tables* t, const Norm* norm,
+                               real_t* totals, real_t* hs, real_t* row_scratch) noexcept nogil:
+    """:func:`_backward_plane` for ``p < inf`` with the window totals of the
+    separable path (each ``x**p`` taken once, in vector loops) and the
+    elements' ``x**(p-1)`` a row at a time; totals: scratch of the output plane."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t o, id_, ih, iw, r
+    cdef Window w
+    cdef real_t slope, scale = <real_t> norm.p
+    cdef real_t* row
+    cdef const real_t* xrow
+    _window_totals(x, totals, ax, t, norm, hs, row_scratch)
+    memset(grad_in, 0, ax[0].in_size * H * W * sizeof(real_t))
+    for o in range(ax[0].out_size * ax[1].out_size * ax[2].out_size):
+        _step(t, ax, o, &w)
+        slope = _window_slope(grad_out[o], totals[o], _size(&w), norm)
+        for id_ in range(w.start[0], w.start[0] + w.count[0]):
+            for ih in range(w.start[1], w.start[1] + w.count[1]):
+                row = grad_in + (id_ * H + ih) * W
+                for iw in range(w.start[2], w.start[2] + w.count[2]):
+                    row[iw] += slope
+    # _element_slope a row at a time
+    for r in range(ax[0].in_size * H):
+        row = grad_in + r * W
+        xrow = x + r * W
+        _power_row(xrow, row_scratch, W, &norm.slope)
+        for iw in range(W):
+            slope = row[iw] * (scale * row_scratch[iw])
+            row[iw] = 0 if row[iw] == 0 else slope
 
 
 # --------------------------------------------------------- channels-last
@@ -786,16 +800,51 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
     return status
 
 
+cdef int _backward_fast(const real_t* grad_out, const real_t* x, real_t* grad_in,
+                        Py_ssize_t planes, const Axis* ax, const Tables* t, const Norm* norm,
+                        int nthreads) noexcept nogil:
+    """All channels-first planes by :func:`_backward_plane_fast`, per-thread
+    scratch; -1: no memory."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t sums = ax[0].in_size * ax[1].in_size * ax[2].out_size
+    cdef Py_ssize_t room = out_plane + sums + ax[2].in_size + 48
+    cdef real_t* scratch = <real_t*> malloc(nthreads * room * sizeof(real_t))
+    cdef real_t* mine
+    cdef Py_ssize_t p
+    if scratch == NULL:
+        return -1
+    if nthreads > 1:
+        for p in prange(planes, schedule='static', num_threads=nthreads):
+            mine = scratch + threadid() * room
+            _backward_plane_fast(grad_out + p * out_plane, x + p * in_plane,
+                                 grad_in + p * in_plane, ax, t, norm, mine,
+                                 mine + out_plane + 16, mine + out_plane + sums + 32)
+    else:
+        for p in range(planes):
+            _backward_plane_fast(grad_out + p * out_plane, x + p * in_plane,
+                                 grad_in + p * in_plane, ax, t, norm, scratch,
+                                 scratch + out_plane + 16, scratch + out_plane + sums + 32)
+    free(scratch)
+    return 0
+
+
 cdef int _backward(const real_t* grad_out, const real_t* x, real_t* grad_in, Py_ssize_t lead,
                    Py_ssize_t channels, bint channels_last, const Axis* ax, const Norm* norm,
-                   int nthreads) noexcept nogil:
+                   int nthreads, bint naive) noexcept nogil:
+    """``naive`` forces the general loops."""
     cdef Tables t
     cdef Py_ssize_t p, blocks, jobs
     cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef int status = 0
     if make_tables(ax, &t, True) != 0:
         return -1
-    if not channels_last:
+    if (not channels_last and not naive and not norm.is_inf
+            and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT
+            and ax[2].in_size <= SCRATCH_LIMIT and out_plane <= SCRATCH_LIMIT):
+        status = _backward_fast(grad_out, x, grad_in, lead, ax, &t, norm, nthreads)
+    elif not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
                 _backward_plane(grad_out + p * out_plane, x + p * in_plane,
@@ -814,7 +863,7 @@ cdef int _backward(const real_t* grad_out, const real_t* x, real_t* grad_in, Py_
             for p in range(jobs):
                 _backward_block_cl(grad_out, x, grad_in, p, blocks, channels, ax, &t, norm)
     free_tables(&t)
-    return 0
+    return status
 
 
 def lp_pool_forward(cnp.ndarray x, cnp.ndarray out, tuple geometry, double norm_type,
@@ -849,7 +898,7 @@ def lp_pool_forward(cnp.ndarray x, cnp.ndarray out, tuple geometry, double norm_
 
 
 def lp_pool_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray grad_in, tuple geometry,
-                     double norm_type, bint channels_last, int nthreads):
+                     double norm_type, bint channels_last, int nthreads, bint naive=False):
     """Fill ``grad_in`` with the gradient of LP pooling at ``x``.
 
     grad_out: IN, ``(planes, OD, OH, OW)`` or ``(N, OD, OH, OW, C)``.
@@ -870,9 +919,9 @@ def lp_pool_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray grad_in, t
         raise TypeError("LP pooling backward needs grad_output, x and grad_input of one dtype")
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            status = _backward[float](<float*> gop, <float*> xp, <float*> gip, lead, channels, channels_last, ax, &norm, nthreads)
+            status = _backward[float](<float*> gop, <float*> xp, <float*> gip, lead, channels, channels_last, ax, &norm, nthreads, naive)
         elif typenum == cnp.NPY_FLOAT64:
-            status = _backward[double](<double*> gop, <double*> xp, <double*> gip, lead, channels, channels_last, ax, &norm, nthreads)
+            status = _backward[double](<double*> gop, <double*> xp, <double*> gip, lead, channels, channels_last, ax, &norm, nthreads, naive)
         else:
             status = -2
     if status == -1:
