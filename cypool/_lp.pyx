@@ -603,31 +603,6 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
             _power_row(row_scratch, orow, OW, &norm.root)
 
 
-cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes, const Axis* ax,
-                            const Tables* t, const Norm* norm, int nthreads) noexcept nogil:
-    """All planes with the separable path and per-thread scratch; -1: no memory."""
-    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
-    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    cdef Py_ssize_t sums = ax[0].in_size * ax[1].in_size * ax[2].out_size
-    cdef Py_ssize_t room = sums + ax[2].in_size + 32
-    cdef real_t* scratch = <real_t*> malloc(nthreads * room * sizeof(real_t))
-    cdef real_t* mine
-    cdef Py_ssize_t p
-    if scratch == NULL:
-        return -1
-    if nthreads > 1:
-        for p in prange(planes, schedule='static', num_threads=nthreads):
-            mine = scratch + threadid() * room
-            _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, norm, mine,
-                                     mine + sums + 16)
-    else:
-        for p in range(planes):
-            _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, norm,
-                                     scratch, scratch + sums + 16)
-    free(scratch)
-    return 0
-
-
 cdef void _backward_plane(const real_t* grad_out, const real_t* x, real_t* grad_in,
                           const Axis* ax, const Tables* t, const Norm* norm) noexcept nogil:
     cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
@@ -780,7 +755,7 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
     if (not channels_last and not naive
             and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT
             and ax[2].in_size <= SCRATCH_LIMIT):
-        status = _forward_separable(x, out, lead, ax, &t, norm, nthreads)
+        status = _separable(x, NULL, out, lead, ax, &t, norm, nthreads)
     elif not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
@@ -800,31 +775,43 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
     return status
 
 
-cdef int _backward_fast(const real_t* grad_out, const real_t* x, real_t* grad_in,
-                        Py_ssize_t planes, const Axis* ax, const Tables* t, const Norm* norm,
-                        int nthreads) noexcept nogil:
-    """All channels-first planes by :func:`_backward_plane_fast`, per-thread
-    scratch; -1: no memory."""
+cdef inline void _separable_plane(const real_t* x, const real_t* grad_out, real_t* result,
+                                  Py_ssize_t p, const Axis* ax, const Tables* t,
+                                  const Norm* norm, real_t* scratch) noexcept nogil:
+    """Channels-first plane ``p`` by the separable path: forward when
+    ``grad_out`` is NULL, else backward; scratch as :func:`_separable` lays it out."""
     cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t sums = ax[0].in_size * ax[1].in_size * ax[2].out_size
+    cdef real_t* hs = scratch + out_plane + 16
+    if grad_out == NULL:
+        _forward_plane_separable(x + p * in_plane, result + p * out_plane, ax, t, norm, hs,
+                                 hs + sums + 16)
+    else:
+        _backward_plane_fast(grad_out + p * out_plane, x + p * in_plane, result + p * in_plane,
+                             ax, t, norm, scratch, hs, hs + sums + 16)
+
+
+cdef int _separable(const real_t* x, const real_t* grad_out, real_t* result, Py_ssize_t planes,
+                    const Axis* ax, const Tables* t, const Norm* norm,
+                    int nthreads) noexcept nogil:
+    """All channels-first planes by the separable path, forward (``grad_out``
+    NULL, ``result`` the pooled planes) or backward (``result`` the gradient),
+    with per-thread scratch: window totals (backward), sums along W, a row;
+    -1: no memory."""
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
     cdef Py_ssize_t sums = ax[0].in_size * ax[1].in_size * ax[2].out_size
     cdef Py_ssize_t room = out_plane + sums + ax[2].in_size + 48
     cdef real_t* scratch = <real_t*> malloc(nthreads * room * sizeof(real_t))
-    cdef real_t* mine
     cdef Py_ssize_t p
     if scratch == NULL:
         return -1
     if nthreads > 1:
         for p in prange(planes, schedule='static', num_threads=nthreads):
-            mine = scratch + threadid() * room
-            _backward_plane_fast(grad_out + p * out_plane, x + p * in_plane,
-                                 grad_in + p * in_plane, ax, t, norm, mine,
-                                 mine + out_plane + 16, mine + out_plane + sums + 32)
+            _separable_plane(x, grad_out, result, p, ax, t, norm, scratch + threadid() * room)
     else:
         for p in range(planes):
-            _backward_plane_fast(grad_out + p * out_plane, x + p * in_plane,
-                                 grad_in + p * in_plane, ax, t, norm, scratch,
-                                 scratch + out_plane + 16, scratch + out_plane + sums + 32)
+            _separable_plane(x, grad_out, result, p, ax, t, norm, scratch)
     free(scratch)
     return 0
 
@@ -843,7 +830,7 @@ cdef int _backward(const real_t* grad_out, const real_t* x, real_t* grad_in, Py_
     if (not channels_last and not naive and not norm.is_inf
             and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT
             and ax[2].in_size <= SCRATCH_LIMIT and out_plane <= SCRATCH_LIMIT):
-        status = _backward_fast(grad_out, x, grad_in, lead, ax, &t, norm, nthreads)
+        status = _separable(x, grad_out, grad_in, lead, ax, &t, norm, nthreads)
     elif not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):

@@ -314,3 +314,28 @@ def test_fractional_fast_equals_naive(dtype, batch, kernel, seed):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
     np.testing.assert_array_equal(fast[0], fast[2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", NORMS)
+@given(params=lp_geometries(), seed=st.integers(0, 2**32 - 1))
+def test_lp_backward_fast_equals_naive(dtype, p, params, seed):
+    """The channels-first backward with separable window totals and a row of
+    ``x**(p-1)`` at a time against the window-by-window loop."""
+    nd, kernel, stride, ceil_mode, spatial, n, c, _channels_last, threads = params
+    geom = _args.pool_geometry(nd, spatial, kernel, stride, 0, 1, ceil_mode)
+    rng = np.random.default_rng(seed)
+    shape = (n, c) + spatial
+    x = (np.abs(rng.standard_normal(shape)) + 0.25).astype(dtype)
+    lay = _args.layout(shape, nd, False)
+    grad = rng.standard_normal(lay.kernel_shape(geom.out_size)).astype(dtype)
+    results = []
+    for naive in (False, True):
+        grad_in = np.empty(lay.kernel_shape(lay.spatial), dtype)
+        _lp.lp_pool_backward(grad, x.reshape(grad_in.shape), grad_in, geom.for_kernel(), p,
+                             False, threads, naive)
+        results.append(grad_in)
+    # windows' gradients of either sign add up: tolerances relative to the largest
+    tol = _close(dtype, 8)["rtol"]
+    np.testing.assert_allclose(results[0], results[1], rtol=tol,
+                               atol=tol * max(1.0, float(np.abs(results[1]).max(initial=0))))
