@@ -41,9 +41,32 @@ def _native(dtype):
     return dtype if dtype.isnative else dtype.newbyteorder("=")
 
 
+# Memoised answers of the two functions below: one dict lookup per call.
+_MAX_COMPUTE = {}
+_REAL_COMPUTE = {}
+
+
+def _dtype_key(dtype):
+    """Cache key that tells apart equal dtypes of different type numbers
+    (``longlong`` == ``int64``, but the kernels dispatch on the number)."""
+    try:
+        return dtype.num, dtype.byteorder
+    except AttributeError:  # a type or a string, not a dtype
+        dtype = np.dtype(dtype)
+        return dtype.num, dtype.byteorder
+
+
 def max_compute_dtype(dtype, name="x"):
     """Dtype the max family computes in: ints and floats kept, float16 and bool
     computed as float32 and uint8 (and converted back)."""
+    key = _dtype_key(dtype)
+    compute = _MAX_COMPUTE.get(key)
+    if compute is None:
+        compute = _MAX_COMPUTE[key] = _max_compute_dtype(dtype, name)
+    return compute
+
+
+def _max_compute_dtype(dtype, name):
     dtype = _native(dtype)
     if dtype.kind in "iu" and dtype.itemsize <= 8:
         return dtype
@@ -62,6 +85,14 @@ def max_compute_dtype(dtype, name="x"):
 def real_compute_dtype(dtype, name="x", op="average pooling"):
     """Dtype the averaging family (and every gradient) computes in: float32 and
     float64 kept, float16 as float32, integers as float64 (like numpy.mean)."""
+    key = _dtype_key(dtype)
+    compute = _REAL_COMPUTE.get(key)
+    if compute is None:
+        compute = _REAL_COMPUTE[key] = _real_compute_dtype(dtype, name, op)
+    return compute
+
+
+def _real_compute_dtype(dtype, name, op):
     dtype = _native(dtype)
     if dtype == np.float32 or dtype == np.float64:
         return dtype
@@ -94,6 +125,13 @@ def as_array(x, name="x"):
         raise TypeError(f"{name} must be an array-like of numbers, got {type(x).__name__}: {exc}") from None
 
 
+# Type numbers the kernels dispatch on: the sized types' canonical numbers.
+_CANONICAL_NUMS = frozenset(np.dtype(f"{kind}{size}").num
+                            for kind, sizes in (("i", (1, 2, 4, 8)), ("u", (1, 2, 4, 8)),
+                                                ("f", (4, 8)))
+                            for size in sizes)
+
+
 def as_kernel_input(x, compute_dtype):
     """C-contiguous, aligned copy or view of ``x`` in the kernel's dtype
     (a misaligned view, e.g. from ``np.frombuffer``, is copied: the kernels'
@@ -103,6 +141,9 @@ def as_kernel_input(x, compute_dtype):
     (``longlong`` vs ``int64`` on Linux): the result is viewed as the canonical
     sized type.
     """
+    if (x.dtype == compute_dtype and x.dtype.num in _CANONICAL_NUMS
+            and x.flags.c_contiguous and x.flags.aligned):
+        return x
     if compute_dtype == np.uint8 and x.dtype == np.bool_:
         return np.ascontiguousarray(x).view(np.uint8)
     array = np.require(x, compute_dtype, ["C_CONTIGUOUS", "ALIGNED"])
@@ -146,6 +187,8 @@ def int_tuple(value, nd, name, minimum, maximum=MAX_PARAM):
 
 
 def flag(value, name):
+    if value is True or value is False:
+        return value
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
     raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
@@ -355,12 +398,16 @@ _PLANS = {}
 _PLAN_CACHE_SIZE = 512
 
 
+_PLAIN_SCALARS = frozenset((int, str, type(None)))
+_INT_ONLY = frozenset((int,))
+
+
 def _plain(value):
     """True for values whose hash cannot confuse validation (2.0 == 2, True == 1)."""
     kind = type(value)
-    if kind is int or kind is str or value is None:
-        return True
-    return kind is tuple and all(type(v) is int for v in value)
+    if kind is tuple:
+        return _INT_ONLY.issuperset(map(type, value))
+    return kind in _PLAIN_SCALARS
 
 
 def pool_plan(nd, shape, kernel_size, stride, padding, dilation, ceil_mode, channels_last,
@@ -371,8 +418,9 @@ def pool_plan(nd, shape, kernel_size, stride, padding, dilation, ceil_mode, chan
     exact arguments (only plain ints, tuples of ints, strings and bools are
     cached, so a rejected value can never hit a cached valid one).
     """
-    cacheable = (_plain(kernel_size) and _plain(stride) and _plain(padding) and _plain(dilation)
-                 and type(ceil_mode) is bool and type(channels_last) is bool)
+    window = (kernel_size, stride, padding, dilation)
+    cacheable = type(ceil_mode) is bool and type(channels_last) is bool and (
+        _PLAIN_SCALARS.issuperset(map(type, window)) or all(map(_plain, window)))
     if cacheable:
         key = (nd, shape, kernel_size, stride, padding, dilation, ceil_mode, channels_last, name)
         plan = _PLANS.get(key)

@@ -14,7 +14,7 @@ from libc.string cimport memset
 
 from cypool._dtypes cimport real_t
 from cypool._geometry cimport Axis
-from cypool._kernel_common cimport Tables, fill_axes, free_tables, make_tables
+from cypool._kernel_common cimport Tables, fill_axes, free_tables, lead_of, make_tables
 
 cnp.import_array()
 
@@ -282,7 +282,8 @@ def avg_pool_forward(cnp.ndarray x, cnp.ndarray out, tuple geometry,
                      bint channels_last, int nthreads, bint naive=False):
     """Fill ``out`` with window averages of ``x``.
 
-    x: IN, float32/float64, C-contiguous ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
+    x: IN, float32/float64, C-contiguous, laid out as ``(planes, D, H, W)`` or
+       ``(N, D, H, W, C)`` (any shape with those bytes; channels-last takes C from the last dim).
     out: OUT, same dtype and layout with the output sizes.
     divisor_override: 0 for none.
     """
@@ -291,8 +292,9 @@ def avg_pool_forward(cnp.ndarray x, cnp.ndarray out, tuple geometry,
     cdef Divisor rule
     rule.include_pad = count_include_pad
     rule.override = divisor_override
-    cdef Py_ssize_t lead = x.shape[0]
-    cdef Py_ssize_t channels = x.shape[4] if channels_last else 1
+    # any shape with these bytes: the facade passes its arrays without reshaping
+    cdef Py_ssize_t channels = x.shape[x.ndim - 1] if channels_last else 1
+    cdef Py_ssize_t lead = lead_of(x, ax, channels)
     cdef void* xp = cnp.PyArray_DATA(x)
     cdef void* op = cnp.PyArray_DATA(out)
     cdef int typenum = cnp.PyArray_TYPE(x)

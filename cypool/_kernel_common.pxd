@@ -7,6 +7,7 @@ loops only index arrays.  The tables are one ``malloc`` block that the caller
 frees with ``free_tables``.
 """
 
+cimport numpy as cnp
 from libc.stdlib cimport free, malloc
 
 from cypool._geometry cimport Axis, avg_bounds, max_taps
@@ -78,3 +79,10 @@ cdef inline int fill_axes(Axis* axes, tuple geometry) except -1:
         axes[a].pad_after = pad_after[a]
         axes[a].dilation = dilation[a]
     return 0
+
+
+cdef inline Py_ssize_t lead_of(cnp.ndarray x, const Axis* axes, Py_ssize_t channels):
+    """Leading count of a kernel input: planes (channels-first, ``channels`` 1)
+    or batch (channels-last), whatever shape ``x`` has with those bytes."""
+    cdef Py_ssize_t per_lead = axes[0].in_size * axes[1].in_size * axes[2].in_size * channels
+    return cnp.PyArray_SIZE(x) // per_lead if per_lead > 0 else 0

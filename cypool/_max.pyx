@@ -17,7 +17,7 @@ from libc.string cimport memset
 
 from cypool._dtypes cimport beats, lowest, max_t, real_t
 from cypool._geometry cimport Axis
-from cypool._kernel_common cimport Tables, fill_axes, free_tables, make_tables
+from cypool._kernel_common cimport Tables, fill_axes, free_tables, lead_of, make_tables
 
 cnp.import_array()
 
@@ -461,14 +461,16 @@ def max_pool_forward(cnp.ndarray x, cnp.ndarray out, cnp.ndarray indices,
                      tuple geometry, bint channels_last, int nthreads, bint naive=False):
     """Fill ``out`` (and ``indices`` unless None) from ``x``.
 
-    x: IN, C-contiguous ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
+    x: IN, C-contiguous, laid out as ``(planes, D, H, W)`` or ``(N, D, H, W, C)``
+       (any shape with those bytes; channels-last takes C from the last dim).
     out: OUT, same layout with the output sizes, same dtype as ``x``.
     indices: OUT, int64, shaped like ``out``, or None.
     """
     cdef Axis ax[3]
     fill_axes(ax, geometry)
-    cdef Py_ssize_t lead = x.shape[0]
-    cdef Py_ssize_t channels = x.shape[4] if channels_last else 1
+    # any shape with these bytes: the facade passes its arrays without reshaping
+    cdef Py_ssize_t channels = x.shape[x.ndim - 1] if channels_last else 1
+    cdef Py_ssize_t lead = lead_of(x, ax, channels)
     cdef void* xp = cnp.PyArray_DATA(x)
     cdef void* op = cnp.PyArray_DATA(out)
     cdef int64_t* ip = <int64_t*> cnp.PyArray_DATA(indices) if indices is not None else NULL

@@ -33,18 +33,17 @@ def _max_pool(nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_i
     indices = (_args.result(out_indices, out_shape, _INT64, (x, values), name="out[1] (indices)")
                if return_indices else None)
     if x.size:
-        kernel_out = plan.out_kernel_shape
         if compute == x.dtype:
             target = values
         elif x.dtype == np.bool_:
             target = values.view(np.uint8)
         else:
             target = np.empty(out_shape, compute)
+        # the kernels read only the bytes: no reshape to their (planes, D, H, W) view
         _max.max_pool_forward(
-            _args.as_kernel_input(x, compute).reshape(plan.in_kernel_shape),
-            target.reshape(kernel_out),
-            None if indices is None else indices.reshape(kernel_out),
-            plan.kernel_geometry, plan.layout.channels_last, _args.threads_for(nthreads, x.size),
+            _args.as_kernel_input(x, compute), target, indices,
+            plan.kernel_geometry, plan.layout.channels_last,
+            _args.threads_for(nthreads, x.size),
         )
         if target is not values and target.base is not values:
             np.copyto(values, target, casting="unsafe")
@@ -106,8 +105,7 @@ def _avg_pool(nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
     if x.size:
         target = values if values.dtype == compute else np.empty(out_shape, compute)
         _avg.avg_pool_forward(
-            _args.as_kernel_input(x, compute).reshape(plan.in_kernel_shape),
-            target.reshape(plan.out_kernel_shape),
+            _args.as_kernel_input(x, compute), target,
             plan.kernel_geometry, include_pad, override, plan.layout.channels_last,
             _args.threads_for(nthreads, x.size),
         )
