@@ -3,6 +3,7 @@
 One extension module per kernel family.  OpenMP is detected by compiling a
 small probe; without it the build still succeeds, serial, and says so.
 """
+import glob
 import os
 import shutil
 import subprocess
@@ -138,6 +139,7 @@ def _extensions():
                 f"cypool.{name}",
                 [os.path.join("cypool", f"{name}.pyx")],
                 include_dirs=[np.get_include(), "cypool"],
+                depends=glob.glob(os.path.join("cypool", "*.h")),
                 # Built against NumPy 2, loadable by NumPy 1.23+ (the runtime floor), whatever
                 # default a newer NumPy's headers pick.
                 define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION"),

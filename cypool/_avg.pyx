@@ -91,6 +91,14 @@ cdef inline void _row_sums_interior(const real_t* row, real_t* hs, Py_ssize_t lo
     cdef Py_ssize_t ow, j
     if hi <= lo:
         return  # no full window: the tap loop below must not run
+    if kernel == 2:  # one pass for the common small windows
+        for ow in range(lo, hi):
+            hs[ow] = row[ow * stride - pad] + row[ow * stride + 1 - pad]
+        return
+    if kernel == 3:
+        for ow in range(lo, hi):
+            hs[ow] = row[ow * stride - pad] + row[ow * stride + 1 - pad] + row[ow * stride + 2 - pad]
+        return
     for ow in range(lo, hi):
         hs[ow] = row[ow * stride - pad]
     for j in range(1, kernel):
@@ -133,19 +141,25 @@ cdef inline double _axis_factor(const Tables* t, int a, Py_ssize_t o,
 
 cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
                                    const Tables* t, const Divisor* rule,
-                                   real_t* hs, double* w_factor) noexcept nogil:
+                                   real_t* hs, const double* w_factor,
+                                   real_t* divisors) noexcept nogil:
     """One channels-first plane in two passes; hs: scratch of D*H*OW sums.
 
-    w_factor: the W-axis divisor factors (or 1).  Windows of a validated
-    average pool always hold an input element, so no divisor is 0 here.
-    Divisors are integer products, exact in double, rounded once to real_t.
+    w_factor: the W-axis divisor factors (or 1); divisors: scratch of OW, the
+    current output row's divisors.  Windows of a validated average pool
+    always hold an input element, so no divisor is 0 here.  Divisors are
+    integer products, exact in double, rounded once to real_t.
     """
     cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
     cdef Py_ssize_t r, od, oh, ow, id_, ih, n_rows
     cdef Py_ssize_t sd, nd, sh, nh
-    cdef double row_factor
-    cdef const real_t* src
+    cdef double row_factor, last_factor = 0
+    cdef bint have_divisors = False
+    cdef const real_t* src[3]
+    cdef const real_t* s0
+    cdef const real_t* s1
+    cdef const real_t* s2
     cdef real_t* orow
     for r in range(ax[0].in_size * H):
         _row_sums(x + r * W, hs + r * OW, &ax[2], t)
@@ -156,23 +170,49 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
             sh = t.first[t.offset[1] + oh]
             nh = t.count[t.offset[1] + oh]
             orow = out + (od * OH + oh) * OW
-            n_rows = 0
-            for id_ in range(sd, sd + nd):
-                for ih in range(sh, sh + nh):
-                    src = hs + (id_ * H + ih) * OW
-                    if n_rows == 0:
-                        for ow in range(OW):
-                            orow[ow] = src[ow]
-                    else:
-                        for ow in range(OW):
-                            orow[ow] = orow[ow] + src[ow]
-                    n_rows += 1
             if rule.override != 0:
                 row_factor = <double> rule.override
             else:
                 row_factor = _axis_factor(t, 0, od, rule) * _axis_factor(t, 1, oh, rule)
+            if not have_divisors or row_factor != last_factor:  # most rows share them
+                for ow in range(OW):
+                    divisors[ow] = <real_t> (row_factor * w_factor[ow])
+                last_factor = row_factor
+                have_divisors = True
+            n_rows = nd * nh
+            if n_rows <= 3:  # the common small windows: add and divide in one pass
+                n_rows = 0
+                for id_ in range(sd, sd + nd):
+                    for ih in range(sh, sh + nh):
+                        src[n_rows] = hs + (id_ * H + ih) * OW
+                        n_rows += 1
+                s0 = src[0]
+                if n_rows == 1:
+                    for ow in range(OW):
+                        orow[ow] = s0[ow] / divisors[ow]
+                elif n_rows == 2:
+                    s1 = src[1]
+                    for ow in range(OW):
+                        orow[ow] = (s0[ow] + s1[ow]) / divisors[ow]
+                else:
+                    s1 = src[1]
+                    s2 = src[2]
+                    for ow in range(OW):
+                        orow[ow] = (s0[ow] + s1[ow] + s2[ow]) / divisors[ow]
+                continue
+            n_rows = 0
+            for id_ in range(sd, sd + nd):
+                for ih in range(sh, sh + nh):
+                    s0 = hs + (id_ * H + ih) * OW
+                    if n_rows == 0:
+                        for ow in range(OW):
+                            orow[ow] = s0[ow]
+                    else:
+                        for ow in range(OW):
+                            orow[ow] = orow[ow] + s0[ow]
+                    n_rows += 1
             for ow in range(OW):
-                orow[ow] = orow[ow] / <real_t> (row_factor * w_factor[ow])
+                orow[ow] = orow[ow] / divisors[ow]
 
 
 cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
@@ -181,25 +221,27 @@ cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
     """All planes with the separable path and per-thread scratch; -1: no memory."""
     cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    cdef Py_ssize_t room = ax[0].in_size * ax[1].in_size * ax[2].out_size + 16
+    cdef Py_ssize_t OW = ax[2].out_size
+    # per thread: the row sums, then one output row's divisors
+    cdef Py_ssize_t room = ax[0].in_size * ax[1].in_size * OW + OW + 16
     cdef real_t* sums = <real_t*> malloc(nthreads * room * sizeof(real_t))
-    cdef double* w_factor = <double*> malloc((ax[2].out_size + 1) * sizeof(double))
+    cdef double* w_factor = <double*> malloc((OW + 1) * sizeof(double))
     cdef Py_ssize_t p, tid, ow
     if sums == NULL or w_factor == NULL:
         free(sums)
         free(w_factor)
         return -1
-    for ow in range(ax[2].out_size):
+    for ow in range(OW):
         w_factor[ow] = 1.0 if rule.override != 0 else _axis_factor(t, 2, ow, rule)
     if nthreads > 1:
         for p in prange(planes, schedule='static', num_threads=nthreads):
             tid = threadid()
             _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule,
-                                     sums + tid * room, w_factor)
+                                     sums + tid * room, w_factor, sums + tid * room + room - OW)
     else:
         for p in range(planes):
             _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule, sums,
-                                     w_factor)
+                                     w_factor, sums + room - OW)
     free(sums)
     free(w_factor)
     return 0

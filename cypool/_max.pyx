@@ -19,6 +19,13 @@ from cypool._dtypes cimport beats, lowest, max_t, real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport Tables, fill_axes, free_tables, lead_of, make_tables
 
+cdef extern from "_simd.h" nogil:
+    # Width-2 stride-2 windows over n_rows rows, float32/float64 (see _simd.h).
+    void cy_max_w2s2_f32(const float** rows, Py_ssize_t n_rows, float* out, Py_ssize_t n)
+    void cy_max_w2s2_f64(const double** rows, Py_ssize_t n_rows, double* out, Py_ssize_t n)
+    int cy_simd_level()
+    int cy_simd_cap(int cap)
+
 cnp.import_array()
 
 # Channels of one channels-last backward job: enough to vectorise, small
@@ -287,9 +294,14 @@ cdef void _forward_plane_direct(const max_t* x, max_t* out, int64_t* ind, const 
     cdef const max_t* rows[DIRECT_ROWS]
     cdef int32_t bases[DIRECT_ROWS]
     cdef Py_ssize_t od, oh, ow, a, b, r, n_rows
+    cdef const max_t* shifted[DIRECT_ROWS]
     cdef max_t* orow
     cdef int64_t* irow
     cdef bint with_index = ind != NULL
+    # values only, windows 2 wide at stride 2: the hand-vectorised rows of _simd.h
+    cdef bint w2s2 = (not with_index and ax[2].kernel == 2 and ax[2].stride == 2
+                      and ax[2].dilation == 1)
+    cdef Py_ssize_t start = lo * 2 - ax[2].pad_before
     for od in range(OD):
         for oh in range(OH):
             n_rows = 0
@@ -298,10 +310,15 @@ cdef void _forward_plane_direct(const max_t* x, max_t* out, int64_t* ind, const 
                     r = ((t.first[t.offset[0] + od] + a * ax[0].dilation) * H
                          + t.first[t.offset[1] + oh] + b * ax[1].dilation)
                     rows[n_rows] = x + r * W
+                    shifted[n_rows] = rows[n_rows] + start
                     bases[n_rows] = <int32_t> (r * W)
                     n_rows += 1
             orow = out + (od * OH + oh) * OW
-            if ax[2].stride == 1:
+            if (max_t is float) and w2s2:
+                cy_max_w2s2_f32(shifted, n_rows, orow + lo, hi - lo)
+            elif (max_t is double) and w2s2:
+                cy_max_w2s2_f64(shifted, n_rows, orow + lo, hi - lo)
+            elif ax[2].stride == 1:
                 _direct_interior(rows, bases, n_rows, orow, best_at, lo, hi, ax[2].kernel, 1,
                                  ax[2].dilation, ax[2].pad_before, with_index)
             elif ax[2].stride == 2:
@@ -503,6 +520,17 @@ def max_pool_forward(cnp.ndarray x, cnp.ndarray out, cnp.ndarray indices,
         raise MemoryError("cypool: out of memory for window tables")
     if status == -2:
         raise TypeError(f"max pooling kernel has no loop for dtype {x.dtype}")
+
+
+def simd_level(cap=None):
+    """The vector path of the width-2 stride-2 rows: 2 AVX2, 1 SSE2, 0 portable C.
+
+    ``cap`` (tests only) lowers it for this module, so every path can be
+    checked on one machine; ``simd_level(2)`` restores the best one.
+    """
+    if cap is not None:
+        return cy_simd_cap(cap)
+    return cy_simd_level()
 
 
 # --------------------------------------------------------------- backward

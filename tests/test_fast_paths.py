@@ -111,3 +111,41 @@ def test_avg_backward_fast_equals_naive(dtype, params, seed, include_pad, overri
         results.append(grad_in)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(results[0], results[1], rtol=tol, atol=tol)
+
+
+@pytest.fixture(params=[2, 1, 0], ids=["avx2", "sse2", "portable"])
+def simd_level(request):
+    """Every vector path of ``_simd.h`` that this CPU runs, then the best again."""
+    best = _max.simd_level(2)
+    if request.param > best:
+        pytest.skip(f"this CPU runs vector level {best} at most")
+    assert _max.simd_level(request.param) == request.param
+    yield request.param
+    _max.simd_level(2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_max_width2_stride2_rows_bit_exact(simd_level, dtype, nd):
+    """The hand-vectorised k2 s2 rows equal the general loop bit for bit:
+    ties between -0.0 and 0.0 keep the first in scan order, the last NaN wins."""
+    rng = np.random.default_rng(nd * 10 + simd_level)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for width in list(range(2, 20)) + [31, 64, 67]:
+        for padding, ceil_mode in [(0, False), (1, False), (0, True), (1, True)]:
+            spatial = (3,) * (nd - 1) + (width,)
+            x = rng.integers(-2, 2, size=(2, 3) + spatial).astype(dtype)
+            x[rng.random(x.shape) < 0.3] = -0.0
+            nan_at = rng.random(x.shape) < 0.05
+            # NaNs of two payloads, so "which NaN won" is visible in the bits
+            x[nan_at] = np.where(rng.random(nan_at.sum()) < 0.5, np.nan, -np.nan)
+            x.view(bits)[nan_at & (rng.random(x.shape) < 0.5)] |= 1
+            geom = _args.pool_geometry(nd, spatial, 2, 2, padding, 1, ceil_mode)
+            lay = _args.layout(x.shape, nd, False)
+            out_shape = lay.kernel_shape(geom.out_size)
+            fast, slow = np.empty(out_shape, dtype), np.empty(out_shape, dtype)
+            kernel_x = x.reshape(lay.kernel_shape(lay.spatial))
+            _max.max_pool_forward(kernel_x, fast, None, geom.for_kernel(), False, 1)
+            _max.max_pool_forward(kernel_x, slow, None, geom.for_kernel(), False, 1, True)
+            np.testing.assert_array_equal(fast.view(bits), slow.view(bits),
+                                          err_msg=f"width {width} padding {padding} ceil {ceil_mode}")
