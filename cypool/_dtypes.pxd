@@ -12,6 +12,10 @@ from libc.stdint cimport (
     int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
 )
 
+cdef extern from "_simd.h" nogil:
+    float cy_pick1_f32(float best, float value, int32_t* at, int32_t idx)
+    double cy_pick1_f64(double best, double value, int32_t* at, int32_t idx)
+
 ctypedef fused max_t:
     float
     double
@@ -52,3 +56,17 @@ cdef inline bint beats(max_t value, max_t best) noexcept nogil:
     gcc from vectorising the loops that use this.
     """
     return (value > best) | (value != value)
+
+
+cdef inline max_t pick_at(max_t best, max_t value, int32_t* at, int32_t idx) noexcept nogil:
+    """``best`` after ``value`` by the rule of ``beats``, ``at[0] = idx`` when
+    ``value`` wins; without branches, for loops too short to vectorise."""
+    cdef bint take
+    if max_t is float:
+        return cy_pick1_f32(best, value, at, idx)
+    elif max_t is double:
+        return cy_pick1_f64(best, value, at, idx)
+    else:
+        take = beats(value, best)
+        at[0] = idx if take else at[0]
+        return value if take else best

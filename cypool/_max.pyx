@@ -15,16 +15,23 @@ from libc.stdint cimport (
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-from cypool._dtypes cimport beats, lowest, max_t, real_t
+from cypool._dtypes cimport beats, lowest, max_t, pick_at, real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport Tables, fill_axes, free_tables, lead_of, make_tables
 
 cdef extern from "_simd.h" nogil:
-    # Width-2 stride-2 windows over n_rows rows, float32/float64 (see _simd.h).
-    void cy_max_w2s2_f32(const float** rows, Py_ssize_t n_rows, float* out, Py_ssize_t n)
-    void cy_max_w2s2_f64(const double** rows, Py_ssize_t n_rows, double* out, Py_ssize_t n)
+    # Windows 2 or 3 wide at stride 2 over n_rows rows, float32/float64 (see _simd.h).
+    void cy_max_s2_f32(const float** rows, Py_ssize_t n_rows, Py_ssize_t width, float* out,
+                       Py_ssize_t n)
+    void cy_max_s2_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t width, double* out,
+                       Py_ssize_t n)
     int cy_simd_level()
     int cy_simd_cap(int cap)
+    # Channels-last windows with the channel vectors in registers (see _simd.h).
+    Py_ssize_t cy_max_taps_f32(const float** taps, Py_ssize_t n_taps, Py_ssize_t channels,
+                               float* out, const int64_t* tap_pos, int64_t* index)
+    Py_ssize_t cy_max_taps_f64(const double** taps, Py_ssize_t n_taps, Py_ssize_t channels,
+                               double* out, const int64_t* tap_pos, int64_t* index)
 
 cnp.import_array()
 
@@ -39,6 +46,11 @@ cdef enum:
     # whose cost grows as kh + kw (measured: k3 s2 is faster separable).
     DIRECT_TAPS = 4
     DIRECT_ROWS = 9
+    # Rows of fewer windows than this take branch-free scalar picks: the
+    # vector loops would not run, and their scalar remainders branch.
+    SHORT_ROW = 8
+    # Channels-last windows of at most CL_TAPS taps (float32/64) go to _simd.h.
+    CL_TAPS = 64
 
 
 # ---------------------------------------------------------------- forward
@@ -103,6 +115,17 @@ cdef inline void _row_interior(const max_t* row, max_t* hv, int32_t* hw, int32_t
     cdef int32_t at, step = <int32_t> stride
     if hi <= lo:
         return  # no full window: the tap loop below must not run
+    if hi - lo < SHORT_ROW:
+        for ow in range(lo, hi):
+            offset = ow * stride - pad
+            at = <int32_t> (row_base + offset)
+            value = row[offset]
+            for j in range(1, kernel):
+                value = pick_at(value, row[offset + j * dilation], &at,
+                                <int32_t> (row_base + offset + j * dilation))
+            hv[ow] = value
+            hw[ow] = at
+        return
     for ow in range(lo, hi):
         hv[ow] = row[ow * stride - pad]
     if with_index:
@@ -132,14 +155,19 @@ cdef inline void _row_border(const max_t* row, max_t* hv, int32_t* hw, int32_t r
                              Py_ssize_t dilation) noexcept nogil:
     """Row maximum of one clipped window (at the edges of the row)."""
     cdef Py_ssize_t j
-    cdef max_t value
-    hv[ow] = row[first]
-    hw[ow] = <int32_t> (row_base + first)
+    cdef max_t best = row[first]
+    cdef int32_t at = <int32_t> (row_base + first)
     for j in range(1, count):
-        value = row[first + j * dilation]
-        if beats(value, hv[ow]):
-            hv[ow] = value
-            hw[ow] = <int32_t> (row_base + first + j * dilation)
+        best = pick_at(best, row[first + j * dilation], &at,
+                       <int32_t> (row_base + first + j * dilation))
+    hv[ow] = best
+    hw[ow] = at
+
+
+cdef inline bint _vector_rows(const Axis* axis, bint with_index) noexcept nogil:
+    """Whether the interior windows along W take _simd.h's rows (float32/64 only)."""
+    return (not with_index and axis.stride == 2 and axis.dilation == 1
+            and (axis.kernel == 2 or axis.kernel == 3))
 
 
 cdef inline void _row_max(const max_t* row, max_t* hv, int32_t* hw, int32_t row_base,
@@ -149,7 +177,12 @@ cdef inline void _row_max(const max_t* row, max_t* hv, int32_t* hw, int32_t row_
     cdef const Py_ssize_t* count = t.count + t.offset[2]
     cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
     cdef Py_ssize_t ow
-    if axis.stride == 1:
+    cdef const max_t* start = row + lo * 2 - axis.pad_before
+    if (max_t is float) and _vector_rows(axis, with_index):
+        cy_max_s2_f32(&start, 1, axis.kernel, hv + lo, hi - lo)
+    elif (max_t is double) and _vector_rows(axis, with_index):
+        cy_max_s2_f64(&start, 1, axis.kernel, hv + lo, hi - lo)
+    elif axis.stride == 1:
         _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, 1, axis.dilation,
                       axis.pad_before, with_index)
     elif axis.stride == 2:
@@ -197,9 +230,12 @@ cdef void _forward_plane_separable(const max_t* x, max_t* out, int64_t* ind,
                     if n_taps == 0:
                         for ow in range(OW):
                             orow[ow] = src[ow]
-                        if with_index:
+                        if with_index or OW < SHORT_ROW:
                             for ow in range(OW):
                                 best_at[ow] = src_at[ow]
+                    elif OW < SHORT_ROW:
+                        for ow in range(OW):
+                            orow[ow] = pick_at(orow[ow], src[ow], &best_at[ow], src_at[ow])
                     elif with_index:
                         for ow in range(OW):
                             # both loads unconditional, or gcc will not if-convert
@@ -248,10 +284,14 @@ cdef inline void _direct_interior(const max_t** rows, const int32_t* bases, Py_s
             if r == 0 and j == 0:
                 for ow in range(lo, hi):
                     orow[ow] = row[ow * stride + offset]
-                if with_index:
+                if with_index or hi - lo < SHORT_ROW:
                     for ow in range(lo, hi):
                         best_at[ow] = at
                         at = at + step
+            elif hi - lo < SHORT_ROW:
+                for ow in range(lo, hi):
+                    orow[ow] = pick_at(orow[ow], row[ow * stride + offset], &best_at[ow], at)
+                    at = at + step
             elif with_index:
                 for ow in range(lo, hi):
                     value = row[ow * stride + offset]
@@ -272,13 +312,10 @@ cdef inline void _direct_border(const max_t** rows, const int32_t* bases, Py_ssi
     cdef Py_ssize_t r, j
     cdef max_t best = rows[0][first]
     cdef int32_t at = <int32_t> (bases[0] + first)
-    cdef max_t value
     for r in range(n_rows):
         for j in range(count):
-            value = rows[r][first + j * dilation]
-            if beats(value, best):
-                best = value
-                at = <int32_t> (bases[r] + first + j * dilation)
+            best = pick_at(best, rows[r][first + j * dilation], &at,
+                           <int32_t> (bases[r] + first + j * dilation))
     orow[ow] = best
     best_at[ow] = at
 
@@ -298,9 +335,8 @@ cdef void _forward_plane_direct(const max_t* x, max_t* out, int64_t* ind, const 
     cdef max_t* orow
     cdef int64_t* irow
     cdef bint with_index = ind != NULL
-    # values only, windows 2 wide at stride 2: the hand-vectorised rows of _simd.h
-    cdef bint w2s2 = (not with_index and ax[2].kernel == 2 and ax[2].stride == 2
-                      and ax[2].dilation == 1)
+    # values only, windows 2 or 3 wide at stride 2: the hand-vectorised rows of _simd.h
+    cdef bint s2 = _vector_rows(&ax[2], with_index)
     cdef Py_ssize_t start = lo * 2 - ax[2].pad_before
     for od in range(OD):
         for oh in range(OH):
@@ -314,10 +350,10 @@ cdef void _forward_plane_direct(const max_t* x, max_t* out, int64_t* ind, const 
                     bases[n_rows] = <int32_t> (r * W)
                     n_rows += 1
             orow = out + (od * OH + oh) * OW
-            if (max_t is float) and w2s2:
-                cy_max_w2s2_f32(shifted, n_rows, orow + lo, hi - lo)
-            elif (max_t is double) and w2s2:
-                cy_max_w2s2_f64(shifted, n_rows, orow + lo, hi - lo)
+            if (max_t is float) and s2:
+                cy_max_s2_f32(shifted, n_rows, ax[2].kernel, orow + lo, hi - lo)
+            elif (max_t is double) and s2:
+                cy_max_s2_f64(shifted, n_rows, ax[2].kernel, orow + lo, hi - lo)
             elif ax[2].stride == 1:
                 _direct_interior(rows, bases, n_rows, orow, best_at, lo, hi, ax[2].kernel, 1,
                                  ax[2].dilation, ax[2].pad_before, with_index)
@@ -353,8 +389,11 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t plan
     cdef max_t* values = <max_t*> malloc(nthreads * value_room * sizeof(max_t))
     cdef int32_t* offsets = <int32_t*> malloc(nthreads * offset_room * sizeof(int32_t))
     cdef Py_ssize_t p, tid
+    # the direct path when the rows are _simd.h's too: no scratch pass at all
+    cdef bint vector_rows = (max_t is float or max_t is double) and _vector_rows(&ax[2], ind == NULL)
     cdef bint direct = ax[0].kernel * ax[1].kernel <= DIRECT_ROWS and (
-        ax[0].kernel * ax[1].kernel * ax[2].kernel <= DIRECT_TAPS or ax[2].stride >= ax[2].kernel)
+        ax[0].kernel * ax[1].kernel * ax[2].kernel <= DIRECT_TAPS or ax[2].stride >= ax[2].kernel
+        or vector_rows)
     if values == NULL or offsets == NULL:
         free(values)
         free(offsets)
@@ -401,7 +440,7 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
     cdef Py_ssize_t fd = t.first[t.offset[0] + od], nd = t.count[t.offset[0] + od]
     cdef Py_ssize_t fh = t.first[t.offset[1] + oh], nh = t.count[t.offset[1] + oh]
     cdef Py_ssize_t fw = t.first[t.offset[2] + ow], nw = t.count[t.offset[2] + ow]
-    cdef Py_ssize_t a, b, e, c, id_, ih, iw
+    cdef Py_ssize_t a, b, e, c, id_, ih, iw, k, done = 0
     cdef int64_t pos = (fd * H + fh) * W + fw
     cdef max_t* o = out + pixel * channels
     cdef int64_t* oi = ind + pixel * channels if ind != NULL else NULL
@@ -409,10 +448,30 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
     cdef max_t start = lowest(x)
     cdef max_t value
     cdef bint take
-    for c in range(channels):
+    cdef const max_t* taps[CL_TAPS]
+    cdef int64_t tap_pos[CL_TAPS]
+    if (max_t is float or max_t is double) and 0 < nd * nh * nw <= CL_TAPS:
+        k = 0
+        for a in range(nd):
+            id_ = fd + a * ax[0].dilation
+            for b in range(nh):
+                ih = fh + b * ax[1].dilation
+                for e in range(nw):
+                    iw = fw + e * ax[2].dilation
+                    taps[k] = x + (((n * D + id_) * H + ih) * W + iw) * channels
+                    tap_pos[k] = (id_ * H + ih) * W + iw
+                    k += 1
+        if max_t is float:
+            done = cy_max_taps_f32(taps, k, channels, o, tap_pos, oi)
+        else:
+            done = cy_max_taps_f64(taps, k, channels, o, tap_pos, oi)
+        if done == channels:
+            return
+    # the rest of the channels, one tap at a time over the output row
+    for c in range(done, channels):
         o[c] = start
     if oi != NULL:
-        for c in range(channels):
+        for c in range(done, channels):
             oi[c] = pos
     for a in range(nd):
         id_ = fd + a * ax[0].dilation
@@ -423,12 +482,12 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
                 pos = (id_ * H + ih) * W + iw
                 row = x + (((n * D + id_) * H + ih) * W + iw) * channels
                 if oi == NULL:
-                    for c in range(channels):
+                    for c in range(done, channels):
                         value = row[c]
                         o[c] = value if beats(value, o[c]) else o[c]
                 else:
                     # branch-free selects so gcc vectorises along C
-                    for c in range(channels):
+                    for c in range(done, channels):
                         value = row[c]
                         take = beats(value, o[c])
                         o[c] = value if take else o[c]

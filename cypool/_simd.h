@@ -1,13 +1,16 @@
-/* Hand-vectorised rows for the most common max pool: windows of width 2, stride 2.
+/* Hand-vectorised max pooling loops for the most common windows.
  *
- * cy_max_w2s2_f32/f64(rows, n_rows, out, n) set, for i in [0, n),
+ * cy_max_s2_f32/f64(rows, n_rows, width, out, n): windows `width` (2 or 3) wide at
+ * stride 2 along a row, over n_rows rows; for i in [0, n),
  *
- *     out[i] = the scan-order max of rows[0][2i], rows[0][2i+1], rows[1][2i], ...
+ *     out[i] = the scan-order max of rows[0][2i], ..., rows[0][2i + width - 1], rows[1][2i], ...
  *
- * with PyTorch's rule (a later value wins when it is greater or NaN), so the result is
- * bit for bit the scalar loop's: each row's pair is combined first, then the rows in
- * order.  gcc vectorises the generic loop too, but with one pass per tap and a blend
- * that costs twice these instructions; this is the memory-bound case, so it pays.
+ * cy_max_taps_f32/f64: channels-last windows, the channel vectors in registers.
+ *
+ * Both follow PyTorch's rule (a later value wins when it is greater or NaN), so the
+ * results are bit for bit the general loops': each row's window is combined first,
+ * then the rows in order.  gcc vectorises the generic loops too, but with one pass
+ * per tap and a blend that costs twice these instructions.
  *
  * Paths: AVX2 (x86-64 with gcc or clang, chosen at run time from the CPU, since wheels
  * are built for baseline x86-64), SSE2 (every x86-64), and portable C elsewhere.
@@ -18,6 +21,7 @@
 #define CYPOOL_SIMD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
 #define CY_HAVE_SSE2 1
@@ -62,16 +66,14 @@ static int cy_simd_cap(int cap) {
 
 #define CY_PICK(best, value) (((value) > (best)) | ((value) != (value)) ? (value) : (best))
 
-#define CY_W2S2_SCALAR(T, rows, n_rows, out, start, n)                      \
+#define CY_S2_SCALAR(T, rows, n_rows, width, out, start, n)                \
     for (ptrdiff_t i_ = (start); i_ < (n); i_++) {                          \
         T best_ = (rows)[0][2 * i_];                                        \
-        T v_ = (rows)[0][2 * i_ + 1];                                       \
-        best_ = CY_PICK(best_, v_);                                         \
-        for (ptrdiff_t r_ = 1; r_ < (n_rows); r_++) {                       \
-            v_ = (rows)[r_][2 * i_];                                        \
-            best_ = CY_PICK(best_, v_);                                     \
-            v_ = (rows)[r_][2 * i_ + 1];                                    \
-            best_ = CY_PICK(best_, v_);                                     \
+        for (ptrdiff_t r_ = 0; r_ < (n_rows); r_++) {                       \
+            for (ptrdiff_t j_ = (r_ == 0); j_ < (width); j_++) {            \
+                T v_ = (rows)[r_][2 * i_ + j_];                             \
+                best_ = CY_PICK(best_, v_);                                 \
+            }                                                               \
         }                                                                   \
         (out)[i_] = best_;                                                  \
     }
@@ -93,35 +95,165 @@ static inline __m128d cy_pick_pd(__m128d earlier, __m128d later) {
     return _mm_or_pd(_mm_andnot_pd(nan, m), _mm_and_pd(nan, later));
 }
 
-static inline __m128 cy_pair_ps(const float* p) {  /* max of (p[0],p[1]), (p[2],p[3]), ... */
+/* Windows of `width` (2 or 3) at stride 2 from p: 4 floats.  Width 3 reads one
+   element past the last window: the callers keep a full window after the block. */
+static inline __m128 cy_win_ps(const float* p, ptrdiff_t width) {
     __m128 a = _mm_loadu_ps(p), b = _mm_loadu_ps(p + 4);
-    return cy_pick_ps(_mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
-                      _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    __m128 best = cy_pick_ps(_mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                             _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    if (width == 3) {
+        a = _mm_loadu_ps(p + 2);
+        b = _mm_loadu_ps(p + 6);
+        best = cy_pick_ps(best, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+    }
+    return best;
 }
 
-static inline __m128d cy_pair_pd(const double* p) {
+static inline __m128d cy_win_pd(const double* p, ptrdiff_t width) {
     __m128d a = _mm_loadu_pd(p), b = _mm_loadu_pd(p + 2);
-    return cy_pick_pd(_mm_unpacklo_pd(a, b), _mm_unpackhi_pd(a, b));
+    __m128d best = cy_pick_pd(_mm_unpacklo_pd(a, b), _mm_unpackhi_pd(a, b));
+    if (width == 3) best = cy_pick_pd(best, _mm_unpacklo_pd(b, _mm_loadu_pd(p + 4)));
+    return best;
 }
 
-static ptrdiff_t cy_w2s2_f32_sse2(const float* const* rows, ptrdiff_t n_rows, float* out,
-                                  ptrdiff_t i, ptrdiff_t n) {
-    for (; i + 4 <= n; i += 4) {
-        __m128 best = cy_pair_ps(rows[0] + 2 * i);
-        for (ptrdiff_t r = 1; r < n_rows; r++) best = cy_pick_ps(best, cy_pair_ps(rows[r] + 2 * i));
+/* One lane: the tail of a row, branch-free (scalar C branches here). */
+#define CY_S2_LANE(PICK, LOAD, rows, n_rows, width, i, best)                \
+    best = LOAD((rows)[0] + 2 * (i));                                       \
+    for (ptrdiff_t r_ = 0; r_ < (n_rows); r_++)                             \
+        for (ptrdiff_t j_ = (r_ == 0); j_ < (width); j_++)                  \
+            best = PICK(best, LOAD((rows)[r_] + 2 * (i) + j_));
+
+static ptrdiff_t cy_s2_f32_sse2(const float* const* rows, ptrdiff_t n_rows, ptrdiff_t width,
+                                float* out, ptrdiff_t i, ptrdiff_t n) {
+    for (; i + 4 + (width > 2) <= n; i += 4) {
+        __m128 best = cy_win_ps(rows[0] + 2 * i, width);
+        for (ptrdiff_t r = 1; r < n_rows; r++) best = cy_pick_ps(best, cy_win_ps(rows[r] + 2 * i, width));
         _mm_storeu_ps(out + i, best);
     }
+    for (; i < n; i++) {
+        __m128 best;
+        CY_S2_LANE(cy_pick_ps, _mm_load_ss, rows, n_rows, width, i, best)
+        _mm_store_ss(out + i, best);
+    }
     return i;
 }
 
-static ptrdiff_t cy_w2s2_f64_sse2(const double* const* rows, ptrdiff_t n_rows, double* out,
-                                  ptrdiff_t i, ptrdiff_t n) {
-    for (; i + 2 <= n; i += 2) {
-        __m128d best = cy_pair_pd(rows[0] + 2 * i);
-        for (ptrdiff_t r = 1; r < n_rows; r++) best = cy_pick_pd(best, cy_pair_pd(rows[r] + 2 * i));
+static ptrdiff_t cy_s2_f64_sse2(const double* const* rows, ptrdiff_t n_rows, ptrdiff_t width,
+                                double* out, ptrdiff_t i, ptrdiff_t n) {
+    for (; i + 2 + (width > 2) <= n; i += 2) {
+        __m128d best = cy_win_pd(rows[0] + 2 * i, width);
+        for (ptrdiff_t r = 1; r < n_rows; r++) best = cy_pick_pd(best, cy_win_pd(rows[r] + 2 * i, width));
         _mm_storeu_pd(out + i, best);
     }
+    for (; i < n; i++) {
+        __m128d best;
+        CY_S2_LANE(cy_pick_pd, _mm_load_sd, rows, n_rows, width, i, best)
+        _mm_store_sd(out + i, best);
+    }
     return i;
+}
+#endif
+
+/* ------------------------------------------------------- one element */
+
+/* best after value (the same rule), and *at = idx when value wins: branch-free,
+   for the short rows and clipped windows where a mispredicted branch per element
+   costs more than the work (the compilers branch on a scalar float select). */
+#if CY_HAVE_SSE2
+static inline float cy_pick1_f32(float best, float value, int32_t* at, int32_t idx) {
+    __m128 b = _mm_set_ss(best), v = _mm_set_ss(value);
+    __m128 take = _mm_or_ps(_mm_cmplt_ss(b, v), _mm_cmpunord_ss(v, v));
+    *at = (_mm_movemask_ps(take) & 1) ? idx : *at;
+    return _mm_cvtss_f32(_mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, b)));
+}
+
+static inline double cy_pick1_f64(double best, double value, int32_t* at, int32_t idx) {
+    __m128d b = _mm_set_sd(best), v = _mm_set_sd(value);
+    __m128d take = _mm_or_pd(_mm_cmplt_sd(b, v), _mm_cmpunord_sd(v, v));
+    *at = (_mm_movemask_pd(take) & 1) ? idx : *at;
+    return _mm_cvtsd_f64(_mm_or_pd(_mm_and_pd(take, v), _mm_andnot_pd(take, b)));
+}
+#else
+static inline float cy_pick1_f32(float best, float value, int32_t* at, int32_t idx) {
+    int take = (value > best) | (value != value);
+    *at = take ? idx : *at;
+    return take ? value : best;
+}
+
+static inline double cy_pick1_f64(double best, double value, int32_t* at, int32_t idx) {
+    int take = (value > best) | (value != value);
+    *at = take ? idx : *at;
+    return take ? value : best;
+}
+#endif
+
+/* ------------------------------------------------ channels-last windows */
+
+/* out[c] = the scan-order max over the window's taps of taps[t][c], c in [0, channels),
+   by the same rule; with index != NULL, index[c] = tap_pos[winning t].  The channel
+   vectors stay in registers across the taps (a loop over `out` would load and store
+   them at every tap).  Returns the channels done; the caller finishes the rest. */
+#if CY_HAVE_SSE2
+static ptrdiff_t cy_taps_f32_sse2(const float* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
+                                 float* out, const int64_t* tap_pos, int64_t* index) {
+    ptrdiff_t c = 0;
+    for (; c + 8 <= channels; c += 8) {
+        __m128 b0 = _mm_loadu_ps(taps[0] + c), b1 = _mm_loadu_ps(taps[0] + c + 4);
+        __m128i w0 = _mm_setzero_si128(), w1 = _mm_setzero_si128();
+        for (ptrdiff_t t = 1; t < n_taps; t++) {
+            __m128 v0 = _mm_loadu_ps(taps[t] + c), v1 = _mm_loadu_ps(taps[t] + c + 4);
+            __m128 k0 = _mm_or_ps(_mm_cmplt_ps(b0, v0), _mm_cmpunord_ps(v0, v0));
+            __m128 k1 = _mm_or_ps(_mm_cmplt_ps(b1, v1), _mm_cmpunord_ps(v1, v1));
+            b0 = _mm_or_ps(_mm_and_ps(k0, v0), _mm_andnot_ps(k0, b0));
+            b1 = _mm_or_ps(_mm_and_ps(k1, v1), _mm_andnot_ps(k1, b1));
+            if (index) {
+                __m128i tt = _mm_set1_epi32((int) t);
+                __m128i m0 = _mm_castps_si128(k0), m1 = _mm_castps_si128(k1);
+                w0 = _mm_or_si128(_mm_and_si128(m0, tt), _mm_andnot_si128(m0, w0));
+                w1 = _mm_or_si128(_mm_and_si128(m1, tt), _mm_andnot_si128(m1, w1));
+            }
+        }
+        _mm_storeu_ps(out + c, b0);
+        _mm_storeu_ps(out + c + 4, b1);
+        if (index) {
+            int32_t w[8];
+            _mm_storeu_si128((__m128i*) w, w0);
+            _mm_storeu_si128((__m128i*) (w + 4), w1);
+            for (int j = 0; j < 8; j++) index[c + j] = tap_pos[w[j]];
+        }
+    }
+    return c;
+}
+
+static ptrdiff_t cy_taps_f64_sse2(const double* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
+                                 double* out, const int64_t* tap_pos, int64_t* index) {
+    ptrdiff_t c = 0;
+    for (; c + 4 <= channels; c += 4) {
+        __m128d b0 = _mm_loadu_pd(taps[0] + c), b1 = _mm_loadu_pd(taps[0] + c + 2);
+        __m128i w0 = _mm_setzero_si128(), w1 = _mm_setzero_si128();
+        for (ptrdiff_t t = 1; t < n_taps; t++) {
+            __m128d v0 = _mm_loadu_pd(taps[t] + c), v1 = _mm_loadu_pd(taps[t] + c + 2);
+            __m128d k0 = _mm_or_pd(_mm_cmplt_pd(b0, v0), _mm_cmpunord_pd(v0, v0));
+            __m128d k1 = _mm_or_pd(_mm_cmplt_pd(b1, v1), _mm_cmpunord_pd(v1, v1));
+            b0 = _mm_or_pd(_mm_and_pd(k0, v0), _mm_andnot_pd(k0, b0));
+            b1 = _mm_or_pd(_mm_and_pd(k1, v1), _mm_andnot_pd(k1, b1));
+            if (index) {
+                __m128i tt = _mm_set1_epi32((int) t);  /* both halves of each 64-bit lane */
+                __m128i m0 = _mm_castpd_si128(k0), m1 = _mm_castpd_si128(k1);
+                w0 = _mm_or_si128(_mm_and_si128(m0, tt), _mm_andnot_si128(m0, w0));
+                w1 = _mm_or_si128(_mm_and_si128(m1, tt), _mm_andnot_si128(m1, w1));
+            }
+        }
+        _mm_storeu_pd(out + c, b0);
+        _mm_storeu_pd(out + c + 2, b1);
+        if (index) {
+            int32_t w[8];
+            _mm_storeu_si128((__m128i*) w, w0);
+            _mm_storeu_si128((__m128i*) (w + 4), w1);
+            for (int j = 0; j < 4; j++) index[c + j] = tap_pos[w[2 * j]];
+        }
+    }
+    return c;
 }
 #endif
 
@@ -138,40 +270,112 @@ CY_AVX2 static inline __m256d cy_pick_pd256(__m256d earlier, __m256d later) {
                             _mm256_cmp_pd(later, later, _CMP_UNORD_Q));
 }
 
-/* Pairs of 16 floats, in the lane order 0,1,4,5,2,3,6,7 (of the 8 results): the
+/* Windows of 8 floats (4 doubles), in the lane order 0,1,4,5,2,3,6,7 (0,2,1,3): the
    shuffles stay inside 128-bit lanes; the caller restores the order once. */
-CY_AVX2 static inline __m256 cy_pair_ps256(const float* p) {
+CY_AVX2 static inline __m256 cy_win_ps256(const float* p, ptrdiff_t width) {
     __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
-    return cy_pick_ps256(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    __m256 best = cy_pick_ps256(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
+                                _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+    if (width == 3) {
+        a = _mm256_loadu_ps(p + 2);
+        b = _mm256_loadu_ps(p + 10);
+        best = cy_pick_ps256(best, _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+    }
+    return best;
 }
 
-CY_AVX2 static inline __m256d cy_pair_pd256(const double* p) {
+CY_AVX2 static inline __m256d cy_win_pd256(const double* p, ptrdiff_t width) {
     __m256d a = _mm256_loadu_pd(p), b = _mm256_loadu_pd(p + 4);
-    return cy_pick_pd256(_mm256_unpacklo_pd(a, b), _mm256_unpackhi_pd(a, b));
+    __m256d best = cy_pick_pd256(_mm256_unpacklo_pd(a, b), _mm256_unpackhi_pd(a, b));
+    if (width == 3)
+        best = cy_pick_pd256(best, _mm256_unpacklo_pd(_mm256_loadu_pd(p + 2), _mm256_loadu_pd(p + 6)));
+    return best;
 }
 
-CY_AVX2 static ptrdiff_t cy_w2s2_f32_avx2(const float* const* rows, ptrdiff_t n_rows,
-                                          float* out, ptrdiff_t i, ptrdiff_t n) {
-    for (; i + 8 <= n; i += 8) {
-        __m256 best = cy_pair_ps256(rows[0] + 2 * i);
+CY_AVX2 static ptrdiff_t cy_s2_f32_avx2(const float* const* rows, ptrdiff_t n_rows,
+                                        ptrdiff_t width, float* out, ptrdiff_t i, ptrdiff_t n) {
+    for (; i + 8 + (width > 2) <= n; i += 8) {
+        __m256 best = cy_win_ps256(rows[0] + 2 * i, width);
         for (ptrdiff_t r = 1; r < n_rows; r++)
-            best = cy_pick_ps256(best, cy_pair_ps256(rows[r] + 2 * i));
+            best = cy_pick_ps256(best, cy_win_ps256(rows[r] + 2 * i, width));
         best = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), _MM_SHUFFLE(3, 1, 2, 0)));
         _mm256_storeu_ps(out + i, best);
     }
     return i;
 }
 
-CY_AVX2 static ptrdiff_t cy_w2s2_f64_avx2(const double* const* rows, ptrdiff_t n_rows,
-                                          double* out, ptrdiff_t i, ptrdiff_t n) {
-    for (; i + 4 <= n; i += 4) {
-        __m256d best = cy_pair_pd256(rows[0] + 2 * i);
+CY_AVX2 static ptrdiff_t cy_s2_f64_avx2(const double* const* rows, ptrdiff_t n_rows,
+                                        ptrdiff_t width, double* out, ptrdiff_t i, ptrdiff_t n) {
+    for (; i + 4 + (width > 2) <= n; i += 4) {
+        __m256d best = cy_win_pd256(rows[0] + 2 * i, width);
         for (ptrdiff_t r = 1; r < n_rows; r++)
-            best = cy_pick_pd256(best, cy_pair_pd256(rows[r] + 2 * i));
+            best = cy_pick_pd256(best, cy_win_pd256(rows[r] + 2 * i, width));
         _mm256_storeu_pd(out + i, _mm256_permute4x64_pd(best, _MM_SHUFFLE(3, 1, 2, 0)));
     }
     return i;
+}
+
+/* Channels-last windows, 16 floats or 8 doubles a step (see cy_taps_f32_sse2). */
+CY_AVX2 static ptrdiff_t cy_taps_f32_avx2(const float* const* taps, ptrdiff_t n_taps,
+                                          ptrdiff_t channels, float* out,
+                                          const int64_t* tap_pos, int64_t* index) {
+    ptrdiff_t c = 0;
+    for (; c + 16 <= channels; c += 16) {
+        __m256 b0 = _mm256_loadu_ps(taps[0] + c), b1 = _mm256_loadu_ps(taps[0] + c + 8);
+        __m256 w0 = _mm256_setzero_ps(), w1 = _mm256_setzero_ps();  /* tap ordinals, as bits */
+        for (ptrdiff_t t = 1; t < n_taps; t++) {
+            __m256 v0 = _mm256_loadu_ps(taps[t] + c), v1 = _mm256_loadu_ps(taps[t] + c + 8);
+            __m256 k0 = _mm256_or_ps(_mm256_cmp_ps(b0, v0, _CMP_LT_OQ), _mm256_cmp_ps(v0, v0, _CMP_UNORD_Q));
+            __m256 k1 = _mm256_or_ps(_mm256_cmp_ps(b1, v1, _CMP_LT_OQ), _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q));
+            b0 = _mm256_blendv_ps(b0, v0, k0);
+            b1 = _mm256_blendv_ps(b1, v1, k1);
+            if (index) {
+                __m256 tt = _mm256_castsi256_ps(_mm256_set1_epi32((int) t));
+                w0 = _mm256_blendv_ps(w0, tt, k0);
+                w1 = _mm256_blendv_ps(w1, tt, k1);
+            }
+        }
+        _mm256_storeu_ps(out + c, b0);
+        _mm256_storeu_ps(out + c + 8, b1);
+        if (index) {
+            int32_t w[16];
+            _mm256_storeu_si256((__m256i*) w, _mm256_castps_si256(w0));
+            _mm256_storeu_si256((__m256i*) (w + 8), _mm256_castps_si256(w1));
+            for (int j = 0; j < 16; j++) index[c + j] = tap_pos[w[j]];
+        }
+    }
+    return c;
+}
+
+CY_AVX2 static ptrdiff_t cy_taps_f64_avx2(const double* const* taps, ptrdiff_t n_taps,
+                                          ptrdiff_t channels, double* out,
+                                          const int64_t* tap_pos, int64_t* index) {
+    ptrdiff_t c = 0;
+    for (; c + 8 <= channels; c += 8) {
+        __m256d b0 = _mm256_loadu_pd(taps[0] + c), b1 = _mm256_loadu_pd(taps[0] + c + 4);
+        __m256d w0 = _mm256_setzero_pd(), w1 = _mm256_setzero_pd();
+        for (ptrdiff_t t = 1; t < n_taps; t++) {
+            __m256d v0 = _mm256_loadu_pd(taps[t] + c), v1 = _mm256_loadu_pd(taps[t] + c + 4);
+            __m256d k0 = _mm256_or_pd(_mm256_cmp_pd(b0, v0, _CMP_LT_OQ), _mm256_cmp_pd(v0, v0, _CMP_UNORD_Q));
+            __m256d k1 = _mm256_or_pd(_mm256_cmp_pd(b1, v1, _CMP_LT_OQ), _mm256_cmp_pd(v1, v1, _CMP_UNORD_Q));
+            b0 = _mm256_blendv_pd(b0, v0, k0);
+            b1 = _mm256_blendv_pd(b1, v1, k1);
+            if (index) {
+                __m256d tt = _mm256_castsi256_pd(_mm256_set1_epi64x(t));
+                w0 = _mm256_blendv_pd(w0, tt, k0);
+                w1 = _mm256_blendv_pd(w1, tt, k1);
+            }
+        }
+        _mm256_storeu_pd(out + c, b0);
+        _mm256_storeu_pd(out + c + 4, b1);
+        if (index) {
+            int64_t w[8];
+            _mm256_storeu_si256((__m256i*) w, _mm256_castpd_si256(w0));
+            _mm256_storeu_si256((__m256i*) (w + 4), _mm256_castpd_si256(w1));
+            for (int j = 0; j < 8; j++) index[c + j] = tap_pos[w[j]];
+        }
+    }
+    return c;
 }
 #endif
 
@@ -188,20 +392,38 @@ CY_AVX2 static ptrdiff_t cy_w2s2_f64_avx2(const double* const* rows, ptrdiff_t n
 #define CY_IF_SSE2(code)
 #endif
 
-/* Each path takes outputs [i, n) in whole vectors and returns where it stopped;
-   the scalar loop finishes the row. */
-#define CY_W2S2_DISPATCH(T, SFX)                                                          \
-    static void cy_max_w2s2_##SFX(const T* const* rows, ptrdiff_t n_rows, T* out,         \
-                                  ptrdiff_t n) {                                          \
+/* Each path takes outputs [i, n) and returns where it stopped (AVX2: whole vectors;
+   SSE2: all); the portable loop finishes what is left. */
+#define CY_S2_DISPATCH(T, SFX)                                                            \
+    static void cy_max_s2_##SFX(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t width,  \
+                                T* out, ptrdiff_t n) {                                    \
         ptrdiff_t i = 0;                                                                  \
         int level = cy_simd_level();                                                      \
-        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) i = cy_w2s2_##SFX##_avx2(rows, n_rows, out, i, n);) \
-        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) i = cy_w2s2_##SFX##_sse2(rows, n_rows, out, i, n);) \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) i = cy_s2_##SFX##_avx2(rows, n_rows, width, out, i, n);) \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) i = cy_s2_##SFX##_sse2(rows, n_rows, width, out, i, n);) \
         (void) level;                                                                     \
-        CY_W2S2_SCALAR(T, rows, n_rows, out, i, n)                                        \
+        CY_S2_SCALAR(T, rows, n_rows, width, out, i, n)                                   \
     }
 
-CY_W2S2_DISPATCH(float, f32)
-CY_W2S2_DISPATCH(double, f64)
+CY_S2_DISPATCH(float, f32)
+CY_S2_DISPATCH(double, f64)
+
+/* The channels-last windows: AVX2 does every whole step of 16/8, SSE2 of 8/4; returns
+   the channels done (the caller finishes the rest). */
+#define CY_TAPS_DISPATCH(T, SFX)                                                          \
+    static ptrdiff_t cy_max_taps_##SFX(const T* const* taps, ptrdiff_t n_taps,            \
+                                       ptrdiff_t channels, T* out, const int64_t* tap_pos, \
+                                       int64_t* index) {                                  \
+        int level = cy_simd_level();                                                      \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2)                                             \
+                       return cy_taps_##SFX##_avx2(taps, n_taps, channels, out, tap_pos, index);) \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2)                                             \
+                       return cy_taps_##SFX##_sse2(taps, n_taps, channels, out, tap_pos, index);) \
+        (void) level;                                                                     \
+        return 0;                                                                         \
+    }
+
+CY_TAPS_DISPATCH(float, f32)
+CY_TAPS_DISPATCH(double, f64)
 
 #endif

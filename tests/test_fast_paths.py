@@ -126,26 +126,58 @@ def simd_level(request):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [1, 2, 3])
-def test_max_width2_stride2_rows_bit_exact(simd_level, dtype, nd):
-    """The hand-vectorised k2 s2 rows equal the general loop bit for bit:
+@pytest.mark.parametrize("width", [2, 3])
+def test_max_stride2_rows_bit_exact(simd_level, dtype, nd, width):
+    """The hand-vectorised rows (windows 2 or 3 wide, stride 2) equal the general
+    loop bit for bit:
     ties between -0.0 and 0.0 keep the first in scan order, the last NaN wins."""
     rng = np.random.default_rng(nd * 10 + simd_level)
     bits = np.uint32 if dtype == np.float32 else np.uint64
-    for width in list(range(2, 20)) + [31, 64, 67]:
+    for size in list(range(3, 24)) + [31, 64, 67]:
         for padding, ceil_mode in [(0, False), (1, False), (0, True), (1, True)]:
-            spatial = (3,) * (nd - 1) + (width,)
+            spatial = (4,) * (nd - 1) + (size,)
             x = rng.integers(-2, 2, size=(2, 3) + spatial).astype(dtype)
             x[rng.random(x.shape) < 0.3] = -0.0
             nan_at = rng.random(x.shape) < 0.05
             # NaNs of two payloads, so "which NaN won" is visible in the bits
             x[nan_at] = np.where(rng.random(nan_at.sum()) < 0.5, np.nan, -np.nan)
             x.view(bits)[nan_at & (rng.random(x.shape) < 0.5)] |= 1
-            geom = _args.pool_geometry(nd, spatial, 2, 2, padding, 1, ceil_mode)
+            geom = _args.pool_geometry(nd, spatial, width, 2, padding, 1, ceil_mode)
             lay = _args.layout(x.shape, nd, False)
             out_shape = lay.kernel_shape(geom.out_size)
             fast, slow = np.empty(out_shape, dtype), np.empty(out_shape, dtype)
-            kernel_x = x.reshape(lay.kernel_shape(lay.spatial))
+            # the exact size: a read past the row's last window would leave the buffer
+            kernel_x = x.reshape(lay.kernel_shape(lay.spatial)).copy()
             _max.max_pool_forward(kernel_x, fast, None, geom.for_kernel(), False, 1)
             _max.max_pool_forward(kernel_x, slow, None, geom.for_kernel(), False, 1, True)
             np.testing.assert_array_equal(fast.view(bits), slow.view(bits),
-                                          err_msg=f"width {width} padding {padding} ceil {ceil_mode}")
+                                          err_msg=f"size {size} padding {padding} ceil {ceil_mode}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels", [1, 3, 4, 8, 9, 16, 17, 33])
+def test_max_channels_last_register_path_bit_exact(simd_level, dtype, channels):
+    """Channels-last windows with the channel vectors in registers equal the
+    general per-channel loop (vector level 0) in values and indices."""
+    rng = np.random.default_rng(channels)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for nd, spatial, kernel, stride, padding, dilation in [
+            (2, (7, 9), 3, 2, 1, 1), (2, (6, 6), 2, 2, 0, 1), (1, (11,), 3, 1, 1, 2),
+            (3, (4, 5, 3), 2, 1, 1, 1), (2, (12, 12), 9, 1, 4, 1)]:  # 81 taps: the general loop
+        x = rng.integers(-2, 2, size=(2,) + spatial + (channels,)).astype(dtype)
+        x[rng.random(x.shape) < 0.3] = -0.0
+        x[rng.random(x.shape) < 0.05] = np.nan
+        geom = _args.pool_geometry(nd, spatial, kernel, stride, padding, dilation, False)
+        lay = _args.layout(x.shape, nd, True)
+        out_shape = lay.kernel_shape(geom.out_size)
+        kernel_x = x.reshape(lay.kernel_shape(lay.spatial))
+        results = []
+        for level in (simd_level, 0):
+            _max.simd_level(level)
+            values, indices = np.empty(out_shape, dtype), np.empty(out_shape, np.int64)
+            only = np.empty(out_shape, dtype)
+            _max.max_pool_forward(kernel_x, values, indices, geom.for_kernel(), True, 1)
+            _max.max_pool_forward(kernel_x, only, None, geom.for_kernel(), True, 1)
+            results.append((values.view(bits), indices, only.view(bits)))
+        for fast, general in zip(*results):
+            np.testing.assert_array_equal(fast, general, err_msg=f"{nd}-D kernel {kernel}")
