@@ -16,6 +16,17 @@ from cypool._dtypes cimport real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport Tables, fill_axes, free_tables, lead_of, make_tables
 
+cdef extern from "_simd.h" nogil:
+    # Channels-last window sums with the channel vectors in registers; returns the
+    # channels done (at most CY_SUM_MAX_TAPS taps).
+    Py_ssize_t cy_avg_taps_f32(const float** taps, Py_ssize_t n_taps, Py_ssize_t channels,
+                               float* out, float divisor)
+    Py_ssize_t cy_avg_taps_f64(const double** taps, Py_ssize_t n_taps, Py_ssize_t channels,
+                               double* out, double divisor)
+    enum: CY_SUM_MAX_TAPS
+    int cy_simd_level()
+    int cy_simd_cap(int cap)
+
 cnp.import_array()
 
 cdef enum:
@@ -248,41 +259,62 @@ cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
 
 
 
-cdef void _forward_pixel_cl(const real_t* x, real_t* out, Py_ssize_t pixel,
+cdef void _forward_pixel_cl(const real_t* x, real_t* out,
+                            Py_ssize_t n, Py_ssize_t od, Py_ssize_t oh, Py_ssize_t ow,
                             Py_ssize_t channels, const Axis* ax, const Tables* t,
                             const Divisor* rule) noexcept nogil:
     """One channels-last output pixel; channel loop innermost."""
     cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
-    cdef Py_ssize_t ow = pixel % OW
-    cdef Py_ssize_t rest = pixel // OW
-    cdef Py_ssize_t oh = rest % OH
-    rest = rest // OH
-    cdef Py_ssize_t od = rest % OD
-    cdef Py_ssize_t n = rest // OD
+    cdef Py_ssize_t pixel = ((n * OD + od) * OH + oh) * OW + ow
     cdef Py_ssize_t sd = t.first[t.offset[0] + od], nd = t.count[t.offset[0] + od]
     cdef Py_ssize_t sh = t.first[t.offset[1] + oh], nh = t.count[t.offset[1] + oh]
     cdef Py_ssize_t sw = t.first[t.offset[2] + ow], nw = t.count[t.offset[2] + ow]
-    cdef Py_ssize_t id_, ih, iw, c
+    cdef Py_ssize_t id_, ih, iw, c, k, done = 0
     cdef Py_ssize_t divisor = _divisor(t, od, oh, ow, rule)
     cdef real_t* o = out + pixel * channels
     cdef const real_t* row
     cdef real_t scale
-    for c in range(channels):
+    cdef const real_t* taps[CY_SUM_MAX_TAPS]
+    if divisor != 0 and nd * nh * nw <= CY_SUM_MAX_TAPS:
+        k = 0
+        for id_ in range(sd, sd + nd):
+            for ih in range(sh, sh + nh):
+                for iw in range(sw, sw + nw):
+                    taps[k] = x + (((n * D + id_) * H + ih) * W + iw) * channels
+                    k += 1
+        if real_t is float:
+            done = cy_avg_taps_f32(taps, k, channels, o, <float> divisor)
+        else:
+            done = cy_avg_taps_f64(taps, k, channels, o, <double> divisor)
+        if done == channels:
+            return
+    # the rest of the channels, one tap at a time over the output row
+    for c in range(done, channels):
         o[c] = 0
     for id_ in range(sd, sd + nd):
         for ih in range(sh, sh + nh):
             for iw in range(sw, sw + nw):
                 row = x + (((n * D + id_) * H + ih) * W + iw) * channels
-                for c in range(channels):
+                for c in range(done, channels):
                     o[c] = o[c] + row[c]
     if divisor == 0:
-        for c in range(channels):
+        for c in range(done, channels):
             o[c] = 0
     else:
         scale = <real_t> divisor
-        for c in range(channels):
+        for c in range(done, channels):
             o[c] = o[c] / scale
+
+
+cdef void _forward_row_cl(const real_t* x, real_t* out, Py_ssize_t row,
+                          Py_ssize_t channels, const Axis* ax, const Tables* t,
+                          const Divisor* rule) noexcept nogil:
+    """One channels-last output row ``row = (n*OD + od)*OH + oh``: its pixels in turn."""
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, ow
+    for ow in range(ax[2].out_size):
+        _forward_pixel_cl(x, out, row // OH // OD, row // OH % OD, row % OH, ow, channels,
+                          ax, t, rule)
 
 
 cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t channels,
@@ -308,13 +340,13 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
             for p in range(lead):
                 _forward_plane(x + p * in_plane, out + p * out_plane, ax, &t, rule)
     else:
-        pixels = lead * out_plane
+        pixels = lead * ax[0].out_size * ax[1].out_size  # output rows
         if nthreads > 1:
             for p in prange(pixels, schedule='static', num_threads=nthreads):
-                _forward_pixel_cl(x, out, p, channels, ax, &t, rule)
+                _forward_row_cl(x, out, p, channels, ax, &t, rule)
         else:
             for p in range(pixels):
-                _forward_pixel_cl(x, out, p, channels, ax, &t, rule)
+                _forward_row_cl(x, out, p, channels, ax, &t, rule)
     free_tables(&t)
     return status
 
@@ -352,6 +384,11 @@ def avg_pool_forward(cnp.ndarray x, cnp.ndarray out, tuple geometry,
         raise MemoryError("cypool: out of memory for window tables")
     if status == -2:
         raise TypeError(f"average pooling kernel has no loop for dtype {x.dtype}")
+
+
+def simd_level(cap=None):
+    """This module's vector path, as ``_max.simd_level`` (each module keeps its own)."""
+    return cy_simd_level() if cap is None else cy_simd_cap(cap)
 
 
 # --------------------------------------------------------------- backward

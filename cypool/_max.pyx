@@ -425,18 +425,13 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t plan
 
 
 cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
-                            Py_ssize_t pixel, Py_ssize_t channels,
-                            const Axis* ax, const Tables* t) noexcept nogil:
+                            Py_ssize_t n, Py_ssize_t od, Py_ssize_t oh, Py_ssize_t ow,
+                            Py_ssize_t channels, const Axis* ax, const Tables* t) noexcept nogil:
     """One channels-last output pixel, all channels; the channel loop is
     innermost and contiguous so it vectorises."""
     cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
-    cdef Py_ssize_t ow = pixel % OW
-    cdef Py_ssize_t rest = pixel // OW
-    cdef Py_ssize_t oh = rest % OH
-    rest = rest // OH
-    cdef Py_ssize_t od = rest % OD
-    cdef Py_ssize_t n = rest // OD
+    cdef Py_ssize_t pixel = ((n * OD + od) * OH + oh) * OW + ow
     cdef Py_ssize_t fd = t.first[t.offset[0] + od], nd = t.count[t.offset[0] + od]
     cdef Py_ssize_t fh = t.first[t.offset[1] + oh], nh = t.count[t.offset[1] + oh]
     cdef Py_ssize_t fw = t.first[t.offset[2] + ow], nw = t.count[t.offset[2] + ow]
@@ -494,6 +489,15 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
                         oi[c] = pos if take else oi[c]
 
 
+cdef void _forward_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t row,
+                          Py_ssize_t channels, const Axis* ax, const Tables* t) noexcept nogil:
+    """One channels-last output row ``row = (n*OD + od)*OH + oh``: its pixels in turn."""
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, ow
+    for ow in range(ax[2].out_size):
+        _forward_pixel_cl(x, out, ind, row // OH // OD, row // OH % OD, row % OH, ow, channels,
+                          ax, t)
+
+
 cdef int _forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
                   Py_ssize_t channels, bint channels_last, const Axis* ax,
                   int nthreads, bint naive) noexcept nogil:
@@ -522,13 +526,13 @@ cdef int _forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
                 _forward_plane(x + p * in_plane, out + p * out_plane,
                                ind + p * out_plane if ind != NULL else NULL, ax, &t)
     else:
-        pixels = lead * out_plane
+        pixels = lead * ax[0].out_size * ax[1].out_size  # output rows
         if nthreads > 1:
             for p in prange(pixels, schedule='static', num_threads=nthreads):
-                _forward_pixel_cl(x, out, ind, p, channels, ax, &t)
+                _forward_row_cl(x, out, ind, p, channels, ax, &t)
         else:
             for p in range(pixels):
-                _forward_pixel_cl(x, out, ind, p, channels, ax, &t)
+                _forward_row_cl(x, out, ind, p, channels, ax, &t)
     free_tables(&t)
     return status
 

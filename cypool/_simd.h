@@ -5,7 +5,8 @@
  *
  *     out[i] = the scan-order max of rows[0][2i], ..., rows[0][2i + width - 1], rows[1][2i], ...
  *
- * cy_max_taps_f32/f64: channels-last windows, the channel vectors in registers.
+ * cy_max_taps_f32/f64, cy_avg_taps_f32/f64: channels-last windows (at most
+ * CY_SUM_MAX_TAPS taps), the channel vectors in registers.
  *
  * Both follow PyTorch's rule (a later value wins when it is greater or NaN), so the
  * results are bit for bit the general loops': each row's window is combined first,
@@ -39,6 +40,9 @@
 #endif
 
 enum { CY_SIMD_SCALAR = 0, CY_SIMD_SSE2 = 1, CY_SIMD_AVX2 = 2 };
+
+/* Most taps of a channels-last window the cy_*_taps functions take. */
+enum { CY_SUM_MAX_TAPS = 64 };
 
 /* -1 until the first call; then the best path this CPU runs, lowered by cy_simd_cap. */
 static int cy_simd_level_ = -1;
@@ -187,75 +191,6 @@ static inline double cy_pick1_f64(double best, double value, int32_t* at, int32_
 }
 #endif
 
-/* ------------------------------------------------ channels-last windows */
-
-/* out[c] = the scan-order max over the window's taps of taps[t][c], c in [0, channels),
-   by the same rule; with index != NULL, index[c] = tap_pos[winning t].  The channel
-   vectors stay in registers across the taps (a loop over `out` would load and store
-   them at every tap).  Returns the channels done; the caller finishes the rest. */
-#if CY_HAVE_SSE2
-static ptrdiff_t cy_taps_f32_sse2(const float* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
-                                 float* out, const int64_t* tap_pos, int64_t* index) {
-    ptrdiff_t c = 0;
-    for (; c + 8 <= channels; c += 8) {
-        __m128 b0 = _mm_loadu_ps(taps[0] + c), b1 = _mm_loadu_ps(taps[0] + c + 4);
-        __m128i w0 = _mm_setzero_si128(), w1 = _mm_setzero_si128();
-        for (ptrdiff_t t = 1; t < n_taps; t++) {
-            __m128 v0 = _mm_loadu_ps(taps[t] + c), v1 = _mm_loadu_ps(taps[t] + c + 4);
-            __m128 k0 = _mm_or_ps(_mm_cmplt_ps(b0, v0), _mm_cmpunord_ps(v0, v0));
-            __m128 k1 = _mm_or_ps(_mm_cmplt_ps(b1, v1), _mm_cmpunord_ps(v1, v1));
-            b0 = _mm_or_ps(_mm_and_ps(k0, v0), _mm_andnot_ps(k0, b0));
-            b1 = _mm_or_ps(_mm_and_ps(k1, v1), _mm_andnot_ps(k1, b1));
-            if (index) {
-                __m128i tt = _mm_set1_epi32((int) t);
-                __m128i m0 = _mm_castps_si128(k0), m1 = _mm_castps_si128(k1);
-                w0 = _mm_or_si128(_mm_and_si128(m0, tt), _mm_andnot_si128(m0, w0));
-                w1 = _mm_or_si128(_mm_and_si128(m1, tt), _mm_andnot_si128(m1, w1));
-            }
-        }
-        _mm_storeu_ps(out + c, b0);
-        _mm_storeu_ps(out + c + 4, b1);
-        if (index) {
-            int32_t w[8];
-            _mm_storeu_si128((__m128i*) w, w0);
-            _mm_storeu_si128((__m128i*) (w + 4), w1);
-            for (int j = 0; j < 8; j++) index[c + j] = tap_pos[w[j]];
-        }
-    }
-    return c;
-}
-
-static ptrdiff_t cy_taps_f64_sse2(const double* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
-                                 double* out, const int64_t* tap_pos, int64_t* index) {
-    ptrdiff_t c = 0;
-    for (; c + 4 <= channels; c += 4) {
-        __m128d b0 = _mm_loadu_pd(taps[0] + c), b1 = _mm_loadu_pd(taps[0] + c + 2);
-        __m128i w0 = _mm_setzero_si128(), w1 = _mm_setzero_si128();
-        for (ptrdiff_t t = 1; t < n_taps; t++) {
-            __m128d v0 = _mm_loadu_pd(taps[t] + c), v1 = _mm_loadu_pd(taps[t] + c + 2);
-            __m128d k0 = _mm_or_pd(_mm_cmplt_pd(b0, v0), _mm_cmpunord_pd(v0, v0));
-            __m128d k1 = _mm_or_pd(_mm_cmplt_pd(b1, v1), _mm_cmpunord_pd(v1, v1));
-            b0 = _mm_or_pd(_mm_and_pd(k0, v0), _mm_andnot_pd(k0, b0));
-            b1 = _mm_or_pd(_mm_and_pd(k1, v1), _mm_andnot_pd(k1, b1));
-            if (index) {
-                __m128i tt = _mm_set1_epi32((int) t);  /* both halves of each 64-bit lane */
-                __m128i m0 = _mm_castpd_si128(k0), m1 = _mm_castpd_si128(k1);
-                w0 = _mm_or_si128(_mm_and_si128(m0, tt), _mm_andnot_si128(m0, w0));
-                w1 = _mm_or_si128(_mm_and_si128(m1, tt), _mm_andnot_si128(m1, w1));
-            }
-        }
-        _mm_storeu_pd(out + c, b0);
-        _mm_storeu_pd(out + c + 2, b1);
-        if (index) {
-            int32_t w[8];
-            _mm_storeu_si128((__m128i*) w, w0);
-            _mm_storeu_si128((__m128i*) (w + 4), w1);
-            for (int j = 0; j < 4; j++) index[c + j] = tap_pos[w[2 * j]];
-        }
-    }
-    return c;
-}
-#endif
 
 /* ------------------------------------------------------------------ AVX2 */
 
@@ -315,68 +250,124 @@ CY_AVX2 static ptrdiff_t cy_s2_f64_avx2(const double* const* rows, ptrdiff_t n_r
     return i;
 }
 
-/* Channels-last windows, 16 floats or 8 doubles a step (see cy_taps_f32_sse2). */
-CY_AVX2 static ptrdiff_t cy_taps_f32_avx2(const float* const* taps, ptrdiff_t n_taps,
-                                          ptrdiff_t channels, float* out,
-                                          const int64_t* tap_pos, int64_t* index) {
-    ptrdiff_t c = 0;
-    for (; c + 16 <= channels; c += 16) {
-        __m256 b0 = _mm256_loadu_ps(taps[0] + c), b1 = _mm256_loadu_ps(taps[0] + c + 8);
-        __m256 w0 = _mm256_setzero_ps(), w1 = _mm256_setzero_ps();  /* tap ordinals, as bits */
-        for (ptrdiff_t t = 1; t < n_taps; t++) {
-            __m256 v0 = _mm256_loadu_ps(taps[t] + c), v1 = _mm256_loadu_ps(taps[t] + c + 8);
-            __m256 k0 = _mm256_or_ps(_mm256_cmp_ps(b0, v0, _CMP_LT_OQ), _mm256_cmp_ps(v0, v0, _CMP_UNORD_Q));
-            __m256 k1 = _mm256_or_ps(_mm256_cmp_ps(b1, v1, _CMP_LT_OQ), _mm256_cmp_ps(v1, v1, _CMP_UNORD_Q));
-            b0 = _mm256_blendv_ps(b0, v0, k0);
-            b1 = _mm256_blendv_ps(b1, v1, k1);
-            if (index) {
-                __m256 tt = _mm256_castsi256_ps(_mm256_set1_epi32((int) t));
-                w0 = _mm256_blendv_ps(w0, tt, k0);
-                w1 = _mm256_blendv_ps(w1, tt, k1);
-            }
-        }
-        _mm256_storeu_ps(out + c, b0);
-        _mm256_storeu_ps(out + c + 8, b1);
-        if (index) {
-            int32_t w[16];
-            _mm256_storeu_si256((__m256i*) w, _mm256_castps_si256(w0));
-            _mm256_storeu_si256((__m256i*) (w + 8), _mm256_castps_si256(w1));
-            for (int j = 0; j < 16; j++) index[c + j] = tap_pos[w[j]];
-        }
-    }
-    return c;
-}
+#endif
 
-CY_AVX2 static ptrdiff_t cy_taps_f64_avx2(const double* const* taps, ptrdiff_t n_taps,
-                                          ptrdiff_t channels, double* out,
-                                          const int64_t* tap_pos, int64_t* index) {
-    ptrdiff_t c = 0;
-    for (; c + 8 <= channels; c += 8) {
-        __m256d b0 = _mm256_loadu_pd(taps[0] + c), b1 = _mm256_loadu_pd(taps[0] + c + 4);
-        __m256d w0 = _mm256_setzero_pd(), w1 = _mm256_setzero_pd();
-        for (ptrdiff_t t = 1; t < n_taps; t++) {
-            __m256d v0 = _mm256_loadu_pd(taps[t] + c), v1 = _mm256_loadu_pd(taps[t] + c + 4);
-            __m256d k0 = _mm256_or_pd(_mm256_cmp_pd(b0, v0, _CMP_LT_OQ), _mm256_cmp_pd(v0, v0, _CMP_UNORD_Q));
-            __m256d k1 = _mm256_or_pd(_mm256_cmp_pd(b1, v1, _CMP_LT_OQ), _mm256_cmp_pd(v1, v1, _CMP_UNORD_Q));
-            b0 = _mm256_blendv_pd(b0, v0, k0);
-            b1 = _mm256_blendv_pd(b1, v1, k1);
-            if (index) {
-                __m256d tt = _mm256_castsi256_pd(_mm256_set1_epi64x(t));
-                w0 = _mm256_blendv_pd(w0, tt, k0);
-                w1 = _mm256_blendv_pd(w1, tt, k1);
-            }
-        }
-        _mm256_storeu_pd(out + c, b0);
-        _mm256_storeu_pd(out + c + 4, b1);
-        if (index) {
-            int64_t w[8];
-            _mm256_storeu_si256((__m256i*) w, _mm256_castpd_si256(w0));
-            _mm256_storeu_si256((__m256i*) (w + 4), _mm256_castpd_si256(w1));
-            for (int j = 0; j < 8; j++) index[c + j] = tap_pos[w[j]];
-        }
+/* ------------------------------------------------ channels-last windows */
+
+/* The window's taps are rows of channels; each function takes channels [c, channels)
+   in whole steps (two vectors, then one) and returns where it stopped; the dispatcher
+   hands the rest to the narrower paths, down to single lanes, so every channel stays
+   in a register across the taps.
+
+   max: out[c] = the scan-order max over the taps by the rule above; with index !=
+   NULL, index[c] = tap_pos[the winning tap] (the ordinal rides in a vector of the
+   same lanes, 32-bit copies of it filling each lane).
+   avg: out[c] = (0 + taps[0][c] + taps[1][c] + ...) / divisor, in tap order. */
+
+#define CY_MAX_STEP(V, LOADU, TAKE, BLEND, TAPV, b, w, c)                              \
+    V b = LOADU(taps[0] + (c)), w = TAPV(0);                                           \
+    for (ptrdiff_t t = 1; t < n_taps; t++) {                                           \
+        V v_ = LOADU(taps[t] + (c)), k_ = TAKE(b, v_);                                 \
+        b = BLEND(b, v_, k_);                                                          \
+        if (index) w = BLEND(w, TAPV(t), k_);                                          \
     }
-    return c;
-}
+
+#define CY_DEFINE_MAX_TAPS(NAME, ATTR, T, V, LANES, WSTEP, LOADU, STOREU, TAKE, BLEND, TAPV, WSTORE) \
+    ATTR static ptrdiff_t NAME(const T* const* taps, ptrdiff_t n_taps, ptrdiff_t c,        \
+                               ptrdiff_t channels, T* out, const int64_t* tap_pos,         \
+                               int64_t* index) {                                           \
+        int32_t w_[16];                                                                    \
+        for (; c + 2 * (LANES) <= channels; c += 2 * (LANES)) {                            \
+            V b0, w0, b1, w1;                                                              \
+            {CY_MAX_STEP(V, LOADU, TAKE, BLEND, TAPV, b0_, w0_, c) b0 = b0_; w0 = w0_;}    \
+            {CY_MAX_STEP(V, LOADU, TAKE, BLEND, TAPV, b1_, w1_, c + (LANES)) b1 = b1_; w1 = w1_;} \
+            STOREU(out + c, b0);                                                           \
+            STOREU(out + c + (LANES), b1);                                                 \
+            if (index) {                                                                   \
+                WSTORE(w_, w0);                                                            \
+                WSTORE(w_ + 8, w1);                                                        \
+                for (int j = 0; j < (LANES); j++) {                                        \
+                    index[c + j] = tap_pos[w_[j * (WSTEP)]];                               \
+                    index[c + (LANES) + j] = tap_pos[w_[8 + j * (WSTEP)]];                 \
+                }                                                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (; c + (LANES) <= channels; c += (LANES)) {                                    \
+            CY_MAX_STEP(V, LOADU, TAKE, BLEND, TAPV, b0, w0, c)                            \
+            STOREU(out + c, b0);                                                           \
+            if (index) {                                                                   \
+                WSTORE(w_, w0);                                                            \
+                for (int j = 0; j < (LANES); j++) index[c + j] = tap_pos[w_[j * (WSTEP)]]; \
+            }                                                                              \
+        }                                                                                  \
+        return c;                                                                          \
+    }
+
+#define CY_SUM_STEP(V, LOADU, ADD, ZERO, s, c)                                         \
+    V s = ZERO();                                                                      \
+    for (ptrdiff_t t = 0; t < n_taps; t++) s = ADD(s, LOADU(taps[t] + (c)));
+
+#define CY_DEFINE_AVG_TAPS(NAME, ATTR, T, V, LANES, LOADU, STOREU, ADD, DIV, SET1, ZERO)    \
+    ATTR static ptrdiff_t NAME(const T* const* taps, ptrdiff_t n_taps, ptrdiff_t c,        \
+                               ptrdiff_t channels, T* out, T divisor) {                    \
+        V d = SET1(divisor);                                                               \
+        for (; c + 2 * (LANES) <= channels; c += 2 * (LANES)) {                            \
+            CY_SUM_STEP(V, LOADU, ADD, ZERO, s0, c)                                        \
+            CY_SUM_STEP(V, LOADU, ADD, ZERO, s1, c + (LANES))                              \
+            STOREU(out + c, DIV(s0, d));                                                   \
+            STOREU(out + c + (LANES), DIV(s1, d));                                         \
+        }                                                                                  \
+        for (; c + (LANES) <= channels; c += (LANES)) {                                    \
+            CY_SUM_STEP(V, LOADU, ADD, ZERO, s0, c)                                        \
+            STOREU(out + c, DIV(s0, d));                                                   \
+        }                                                                                  \
+        return c;                                                                          \
+    }
+
+#if CY_HAVE_SSE2
+#define CY_TAKE_PS(b, v) _mm_or_ps(_mm_cmplt_ps(b, v), _mm_cmpunord_ps(v, v))
+#define CY_TAKE_SS(b, v) _mm_or_ps(_mm_cmplt_ss(b, v), _mm_cmpunord_ss(v, v))
+#define CY_TAKE_PD(b, v) _mm_or_pd(_mm_cmplt_pd(b, v), _mm_cmpunord_pd(v, v))
+#define CY_TAKE_SD(b, v) _mm_or_pd(_mm_cmplt_sd(b, v), _mm_cmpunord_sd(v, v))
+#define CY_BLEND_PS(a, b, m) _mm_or_ps(_mm_and_ps(m, b), _mm_andnot_ps(m, a))
+#define CY_BLEND_PD(a, b, m) _mm_or_pd(_mm_and_pd(m, b), _mm_andnot_pd(m, a))
+#define CY_TAPV_PS(t) _mm_castsi128_ps(_mm_set1_epi32((int) (t)))
+#define CY_TAPV_PD(t) _mm_castsi128_pd(_mm_set1_epi32((int) (t)))
+#define CY_WSTORE_PS(p, w) _mm_storeu_si128((__m128i*) (p), _mm_castps_si128(w))
+#define CY_WSTORE_PD(p, w) _mm_storeu_si128((__m128i*) (p), _mm_castpd_si128(w))
+CY_DEFINE_MAX_TAPS(cy_max_taps_f32_sse2, , float, __m128, 4, 1, _mm_loadu_ps, _mm_storeu_ps,
+                   CY_TAKE_PS, CY_BLEND_PS, CY_TAPV_PS, CY_WSTORE_PS)
+CY_DEFINE_MAX_TAPS(cy_max_taps_f32_lane, , float, __m128, 1, 1, _mm_load_ss, _mm_store_ss,
+                   CY_TAKE_SS, CY_BLEND_PS, CY_TAPV_PS, CY_WSTORE_PS)
+CY_DEFINE_MAX_TAPS(cy_max_taps_f64_sse2, , double, __m128d, 2, 2, _mm_loadu_pd, _mm_storeu_pd,
+                   CY_TAKE_PD, CY_BLEND_PD, CY_TAPV_PD, CY_WSTORE_PD)
+CY_DEFINE_MAX_TAPS(cy_max_taps_f64_lane, , double, __m128d, 1, 2, _mm_load_sd, _mm_store_sd,
+                   CY_TAKE_SD, CY_BLEND_PD, CY_TAPV_PD, CY_WSTORE_PD)
+CY_DEFINE_AVG_TAPS(cy_avg_taps_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps,
+                   _mm_add_ps, _mm_div_ps, _mm_set1_ps, _mm_setzero_ps)
+CY_DEFINE_AVG_TAPS(cy_avg_taps_f32_lane, , float, __m128, 1, _mm_load_ss, _mm_store_ss,
+                   _mm_add_ss, _mm_div_ss, _mm_set1_ps, _mm_setzero_ps)
+CY_DEFINE_AVG_TAPS(cy_avg_taps_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd,
+                   _mm_add_pd, _mm_div_pd, _mm_set1_pd, _mm_setzero_pd)
+CY_DEFINE_AVG_TAPS(cy_avg_taps_f64_lane, , double, __m128d, 1, _mm_load_sd, _mm_store_sd,
+                   _mm_add_sd, _mm_div_sd, _mm_set1_pd, _mm_setzero_pd)
+#endif
+
+#if CY_HAVE_AVX2
+#define CY_TAKE_PS256(b, v) _mm256_or_ps(_mm256_cmp_ps(b, v, _CMP_LT_OQ), _mm256_cmp_ps(v, v, _CMP_UNORD_Q))
+#define CY_TAKE_PD256(b, v) _mm256_or_pd(_mm256_cmp_pd(b, v, _CMP_LT_OQ), _mm256_cmp_pd(v, v, _CMP_UNORD_Q))
+#define CY_TAPV_PS256(t) _mm256_castsi256_ps(_mm256_set1_epi32((int) (t)))
+#define CY_TAPV_PD256(t) _mm256_castsi256_pd(_mm256_set1_epi32((int) (t)))
+#define CY_WSTORE_PS256(p, w) _mm256_storeu_si256((__m256i*) (p), _mm256_castps_si256(w))
+#define CY_WSTORE_PD256(p, w) _mm256_storeu_si256((__m256i*) (p), _mm256_castpd_si256(w))
+CY_DEFINE_MAX_TAPS(cy_max_taps_f32_avx2, CY_AVX2, float, __m256, 8, 1, _mm256_loadu_ps,
+                   _mm256_storeu_ps, CY_TAKE_PS256, _mm256_blendv_ps, CY_TAPV_PS256, CY_WSTORE_PS256)
+CY_DEFINE_MAX_TAPS(cy_max_taps_f64_avx2, CY_AVX2, double, __m256d, 4, 2, _mm256_loadu_pd,
+                   _mm256_storeu_pd, CY_TAKE_PD256, _mm256_blendv_pd, CY_TAPV_PD256, CY_WSTORE_PD256)
+CY_DEFINE_AVG_TAPS(cy_avg_taps_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps,
+                   _mm256_storeu_ps, _mm256_add_ps, _mm256_div_ps, _mm256_set1_ps, _mm256_setzero_ps)
+CY_DEFINE_AVG_TAPS(cy_avg_taps_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd,
+                   _mm256_storeu_pd, _mm256_add_pd, _mm256_div_pd, _mm256_set1_pd, _mm256_setzero_pd)
 #endif
 
 /* ------------------------------------------------------------- dispatch */
@@ -408,22 +399,30 @@ CY_AVX2 static ptrdiff_t cy_taps_f64_avx2(const double* const* taps, ptrdiff_t n
 CY_S2_DISPATCH(float, f32)
 CY_S2_DISPATCH(double, f64)
 
-/* The channels-last windows: AVX2 does every whole step of 16/8, SSE2 of 8/4; returns
-   the channels done (the caller finishes the rest). */
-#define CY_TAPS_DISPATCH(T, SFX)                                                          \
-    static ptrdiff_t cy_max_taps_##SFX(const T* const* taps, ptrdiff_t n_taps,            \
-                                       ptrdiff_t channels, T* out, const int64_t* tap_pos, \
-                                       int64_t* index) {                                  \
+/* Channels-last windows (at most CY_SUM_MAX_TAPS taps): the widest path first, the
+   narrower ones for what is left; returns the channels done (all, with SSE2). */
+#define CY_TAPS_DISPATCH(OP, T, SFX, ARGS)                                                \
+    static ptrdiff_t cy_##OP##_taps_##SFX ARGS {                                          \
+        ptrdiff_t c = 0;                                                                  \
         int level = cy_simd_level();                                                      \
-        CY_IF_AVX2(if (level >= CY_SIMD_AVX2)                                             \
-                       return cy_taps_##SFX##_avx2(taps, n_taps, channels, out, tap_pos, index);) \
-        CY_IF_SSE2(if (level >= CY_SIMD_SSE2)                                             \
-                       return cy_taps_##SFX##_sse2(taps, n_taps, channels, out, tap_pos, index);) \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) c = cy_##OP##_taps_##SFX##_avx2(CY_##OP##_CALL);) \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) {                                           \
+            c = cy_##OP##_taps_##SFX##_sse2(CY_##OP##_CALL);                              \
+            c = cy_##OP##_taps_##SFX##_lane(CY_##OP##_CALL);                              \
+        })                                                                                \
         (void) level;                                                                     \
-        return 0;                                                                         \
+        return c;                                                                         \
     }
+#define CY_max_CALL taps, n_taps, c, channels, out, tap_pos, index
+#define CY_avg_CALL taps, n_taps, c, channels, out, divisor
 
-CY_TAPS_DISPATCH(float, f32)
-CY_TAPS_DISPATCH(double, f64)
+CY_TAPS_DISPATCH(max, float, f32, (const float* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
+                                   float* out, const int64_t* tap_pos, int64_t* index))
+CY_TAPS_DISPATCH(max, double, f64, (const double* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
+                                    double* out, const int64_t* tap_pos, int64_t* index))
+CY_TAPS_DISPATCH(avg, float, f32, (const float* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
+                                   float* out, float divisor))
+CY_TAPS_DISPATCH(avg, double, f64, (const double* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
+                                    double* out, double divisor))
 
 #endif

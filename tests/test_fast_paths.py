@@ -119,9 +119,11 @@ def simd_level(request):
     best = _max.simd_level(2)
     if request.param > best:
         pytest.skip(f"this CPU runs vector level {best} at most")
-    assert _max.simd_level(request.param) == request.param
+    for module in (_max, _avg):
+        assert module.simd_level(request.param) == request.param
     yield request.param
-    _max.simd_level(2)
+    for module in (_max, _avg):
+        module.simd_level(2)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -156,9 +158,9 @@ def test_max_stride2_rows_bit_exact(simd_level, dtype, nd, width):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("channels", [1, 3, 4, 8, 9, 16, 17, 33])
-def test_max_channels_last_register_path_bit_exact(simd_level, dtype, channels):
+def test_channels_last_register_path_bit_exact(simd_level, dtype, channels):
     """Channels-last windows with the channel vectors in registers equal the
-    general per-channel loop (vector level 0) in values and indices."""
+    general per-channel loop (vector level 0): max values and indices, averages."""
     rng = np.random.default_rng(channels)
     bits = np.uint32 if dtype == np.float32 else np.uint64
     for nd, spatial, kernel, stride, padding, dilation in [
@@ -174,10 +176,15 @@ def test_max_channels_last_register_path_bit_exact(simd_level, dtype, channels):
         results = []
         for level in (simd_level, 0):
             _max.simd_level(level)
+            _avg.simd_level(level)
             values, indices = np.empty(out_shape, dtype), np.empty(out_shape, np.int64)
             only = np.empty(out_shape, dtype)
             _max.max_pool_forward(kernel_x, values, indices, geom.for_kernel(), True, 1)
             _max.max_pool_forward(kernel_x, only, None, geom.for_kernel(), True, 1)
-            results.append((values.view(bits), indices, only.view(bits)))
+            averages = np.zeros(out_shape, dtype)
+            if dilation == 1:  # the same sums in the same order: equal bits
+                _avg.avg_pool_forward(np.nan_to_num(kernel_x), averages, geom.for_kernel(),
+                                      True, 0, True, 1)
+            results.append((values.view(bits), indices, only.view(bits), averages.view(bits)))
         for fast, general in zip(*results):
             np.testing.assert_array_equal(fast, general, err_msg=f"{nd}-D kernel {kernel}")
