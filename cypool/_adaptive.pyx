@@ -234,35 +234,9 @@ cdef void _avg_plane_columns(const real_t* x, real_t* out, const Shape* s, const
                 o += 1
 
 
-cdef inline double _plane_sum(const real_t* v, Py_ssize_t n) noexcept nogil:
-    """Sum of a whole plane: blocks of SUM_BLOCK values summed in eight
-    independent partial sums of the input type (the adds pipeline and
-    vectorise instead of waiting on one another), the block sums added in
-    double so long float32 planes keep their precision."""
-    cdef real_t acc[8]
-    cdef Py_ssize_t i, j, block, body
-    cdef double total = 0
-    cdef Py_ssize_t done = 0
-    while done < n:
-        block = n - done if n - done < SUM_BLOCK else SUM_BLOCK
-        body = block - block % 8
-        for j in range(8):
-            acc[j] = 0
-        i = 0
-        while i < body:
-            for j in range(8):
-                acc[j] = acc[j] + v[done + i + j]
-            i += 8
-        for i in range(body, block):
-            acc[0] = acc[0] + v[done + i]
-        total += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
-        done += block
-    return total
-
-
 cdef extern from *:
     """
-    /* Sum of a float32 plane of fewer than SUM_BLOCK values with _plane_sum's
+    /* Sum of at most SUM_BLOCK float32 values with _plane_sum's
        additions, addition for addition: eight partial sums (two vectors),
        the tail into the first, then ((a0 + a1) + (a2 + a3)) + ((a4 + a5) +
        (a6 + a7)).  Written with SSE2 intrinsics where there are some: from
@@ -302,6 +276,38 @@ cdef extern from *:
     #endif
     """
     float cypool_small_sum(const float* v, Py_ssize_t n) nogil
+
+
+cdef inline double _plane_sum(const real_t* v, Py_ssize_t n) noexcept nogil:
+    """Sum of a whole plane: blocks of SUM_BLOCK values summed in eight
+    independent partial sums of the input type (the adds pipeline and
+    vectorise instead of waiting on one another), the block sums added in
+    double so long float32 planes keep their precision."""
+    cdef real_t acc[8]
+    cdef Py_ssize_t i, j, block, body
+    cdef double total = 0
+    cdef Py_ssize_t done = 0
+    while done < n:
+        block = n - done if n - done < SUM_BLOCK else SUM_BLOCK
+        if real_t is float:  # the same additions, vectorised by hand
+            total += cypool_small_sum(v + done, block)
+            done += block
+            continue
+        body = block - block % 8
+        for j in range(8):
+            acc[j] = 0
+        i = 0
+        while i < body:
+            for j in range(8):
+                acc[j] = acc[j] + v[done + i + j]
+            i += 8
+        for i in range(body, block):
+            acc[0] = acc[0] + v[done + i]
+        total += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+        done += block
+    return total
+
+
 
 
 cdef inline void _plane_means(const real_t* x, real_t* out, Py_ssize_t n, double size,
