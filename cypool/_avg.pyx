@@ -24,6 +24,11 @@ cdef extern from "_simd.h" nogil:
     Py_ssize_t cy_avg_taps_f64(const double** taps, Py_ssize_t n_taps, Py_ssize_t channels,
                                double* out, double divisor)
     enum: CY_SUM_MAX_TAPS
+    # Averages of windows 2 or 3 wide at stride 2 over n_rows rows (see _simd.h).
+    void cy_avg_s2_f32(const float** rows, Py_ssize_t n_rows, Py_ssize_t width, float* out,
+                       const float* divisors, Py_ssize_t n)
+    void cy_avg_s2_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t width, double* out,
+                       const double* divisors, Py_ssize_t n)
     int cy_simd_level()
     int cy_simd_cap(int cap)
 
@@ -34,6 +39,9 @@ cdef enum:
     CHANNEL_BLOCK = 64
     # Largest per-thread scratch (elements) of the separable paths.
     SCRATCH_LIMIT = 1 << 22
+    # Windows of at most DIRECT_ROWS rows, 2 or 3 wide at stride 2 along W, are
+    # summed straight from their rows (_forward_plane_direct).
+    DIRECT_ROWS = 9
 
 
 cdef struct Divisor:
@@ -150,6 +158,23 @@ cdef inline double _axis_factor(const Tables* t, int a, Py_ssize_t o,
     return <double> t.count[t.offset[a] + o]
 
 
+cdef inline void _divisor_row(const Tables* t, Py_ssize_t od, Py_ssize_t oh,
+                              const Divisor* rule, const double* w_factor, Py_ssize_t OW,
+                              real_t* divisors, double* last_factor) noexcept nogil:
+    """The divisors of output row (od, oh) into ``divisors``, unless the row
+    before had the same (most rows do); ``last_factor``: 0 before the first row."""
+    cdef double row_factor
+    cdef Py_ssize_t ow
+    if rule.override != 0:
+        row_factor = <double> rule.override
+    else:
+        row_factor = _axis_factor(t, 0, od, rule) * _axis_factor(t, 1, oh, rule)
+    if row_factor != last_factor[0]:
+        for ow in range(OW):
+            divisors[ow] = <real_t> (row_factor * w_factor[ow])
+        last_factor[0] = row_factor
+
+
 cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
                                    const Tables* t, const Divisor* rule,
                                    real_t* hs, const double* w_factor,
@@ -165,8 +190,7 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
     cdef Py_ssize_t r, od, oh, ow, id_, ih, n_rows
     cdef Py_ssize_t sd, nd, sh, nh
-    cdef double row_factor, last_factor = 0
-    cdef bint have_divisors = False
+    cdef double last_factor = 0  # none yet: factors are never 0
     cdef const real_t* src[3]
     cdef const real_t* s0
     cdef const real_t* s1
@@ -181,15 +205,7 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
             sh = t.first[t.offset[1] + oh]
             nh = t.count[t.offset[1] + oh]
             orow = out + (od * OH + oh) * OW
-            if rule.override != 0:
-                row_factor = <double> rule.override
-            else:
-                row_factor = _axis_factor(t, 0, od, rule) * _axis_factor(t, 1, oh, rule)
-            if not have_divisors or row_factor != last_factor:  # most rows share them
-                for ow in range(OW):
-                    divisors[ow] = <real_t> (row_factor * w_factor[ow])
-                last_factor = row_factor
-                have_divisors = True
+            _divisor_row(t, od, oh, rule, w_factor, OW, divisors, &last_factor)
             n_rows = nd * nh
             if n_rows <= 3:  # the common small windows: add and divide in one pass
                 n_rows = 0
@@ -226,6 +242,59 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
                 orow[ow] = orow[ow] / divisors[ow]
 
 
+cdef inline bint _direct(const Axis* ax) noexcept nogil:
+    """Whether channels-first planes take _forward_plane_direct."""
+    return (ax[2].stride == 2 and (ax[2].kernel == 2 or ax[2].kernel == 3)
+            and ax[0].kernel * ax[1].kernel <= DIRECT_ROWS)
+
+
+cdef void _forward_plane_direct(const real_t* x, real_t* out, const Axis* ax,
+                                const Tables* t, const Divisor* rule, const double* w_factor,
+                                real_t* divisors) noexcept nogil:
+    """One channels-first plane summed straight from each window's rows (see
+    _direct): _simd.h's rows for the full windows, the same additions as the
+    separable path (each row's taps left to right, then the rows in order)
+    for the clipped ones, so the same bits with no scratch pass."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
+    cdef const Py_ssize_t* first_w = t.first + t.offset[2]
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef const real_t* rows[DIRECT_ROWS]
+    cdef const real_t* shifted[DIRECT_ROWS]
+    cdef Py_ssize_t od, oh, ow, id_, ih, r, j, n_rows
+    cdef Py_ssize_t start = lo * 2 - ax[2].pad_before
+    cdef double last_factor = 0
+    cdef real_t total, row_sum
+    cdef real_t* orow
+    for od in range(OD):
+        for oh in range(OH):
+            n_rows = 0
+            for id_ in range(t.first[t.offset[0] + od],
+                             t.first[t.offset[0] + od] + t.count[t.offset[0] + od]):
+                for ih in range(t.first[t.offset[1] + oh],
+                                t.first[t.offset[1] + oh] + t.count[t.offset[1] + oh]):
+                    rows[n_rows] = x + (id_ * H + ih) * W
+                    shifted[n_rows] = rows[n_rows] + start
+                    n_rows += 1
+            _divisor_row(t, od, oh, rule, w_factor, OW, divisors, &last_factor)
+            orow = out + (od * OH + oh) * OW
+            if real_t is float:
+                cy_avg_s2_f32(shifted, n_rows, ax[2].kernel, orow + lo, divisors + lo, hi - lo)
+            else:
+                cy_avg_s2_f64(shifted, n_rows, ax[2].kernel, orow + lo, divisors + lo, hi - lo)
+            for ow in range(OW):
+                if lo <= ow < hi:
+                    continue
+                total = 0
+                for r in range(n_rows):
+                    row_sum = 0
+                    for j in range(count_w[ow]):
+                        row_sum = row_sum + rows[r][first_w[ow] + j]
+                    total = row_sum if r == 0 else total + row_sum
+                orow[ow] = total / divisors[ow]
+
+
 cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
                             const Axis* ax, const Tables* t, const Divisor* rule,
                             int nthreads) noexcept nogil:
@@ -238,6 +307,9 @@ cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
     cdef real_t* sums = <real_t*> malloc(nthreads * room * sizeof(real_t))
     cdef double* w_factor = <double*> malloc((OW + 1) * sizeof(double))
     cdef Py_ssize_t p, tid, ow
+    # with vector paths only: at level 0 (other CPUs, or capped by the tests) the
+    # separable path, whose additions these are, runs instead
+    cdef bint direct = _direct(ax) and cy_simd_level() > 0
     if sums == NULL or w_factor == NULL:
         free(sums)
         free(w_factor)
@@ -247,12 +319,20 @@ cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
     if nthreads > 1:
         for p in prange(planes, schedule='static', num_threads=nthreads):
             tid = threadid()
-            _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule,
-                                     sums + tid * room, w_factor, sums + tid * room + room - OW)
+            if direct:
+                _forward_plane_direct(x + p * in_plane, out + p * out_plane, ax, t, rule,
+                                      w_factor, sums + tid * room + room - OW)
+            else:
+                _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule,
+                                         sums + tid * room, w_factor, sums + tid * room + room - OW)
     else:
         for p in range(planes):
-            _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule, sums,
-                                     w_factor, sums + room - OW)
+            if direct:
+                _forward_plane_direct(x + p * in_plane, out + p * out_plane, ax, t, rule,
+                                      w_factor, sums + room - OW)
+            else:
+                _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule,
+                                         sums, w_factor, sums + room - OW)
     free(sums)
     free(w_factor)
     return 0

@@ -5,6 +5,8 @@
  *
  *     out[i] = the scan-order max of rows[0][2i], ..., rows[0][2i + width - 1], rows[1][2i], ...
  *
+ * cy_avg_s2_f32/f64: the same windows' averages, with a divisor per output.
+ *
  * cy_max_taps_f32/f64, cy_avg_taps_f32/f64: channels-last windows (at most
  * CY_SUM_MAX_TAPS taps), the channel vectors in registers.
  *
@@ -82,6 +84,23 @@ static int cy_simd_cap(int cap) {
         (out)[i_] = best_;                                                  \
     }
 
+/* Windows `width` (2 or 3) wide at stride 2 from p, combined by OP in scan order: one
+   vector of them.  EVEN / ODD pick the even / odd elements of two vectors (in the
+   256-bit forms, lane by lane: windows 0,1,4,5,2,3,6,7 for floats, 0,2,1,3 for doubles;
+   the callers restore the order once).  Width 3 reads one element past the last window:
+   the callers keep a full window after the vector. */
+#define CY_DEFINE_WIN(NAME, ATTR, T, V, HALF, LOADU, EVEN, ODD, OP)                       \
+    ATTR static inline V NAME(const T* p, ptrdiff_t width) {                               \
+        V a = LOADU(p), b = LOADU(p + (HALF));                                             \
+        V r = OP(EVEN(a, b), ODD(a, b));                                                   \
+        if (width == 3) r = OP(r, EVEN(LOADU(p + 2), LOADU(p + 2 + (HALF))));              \
+        return r;                                                                          \
+    }
+#define CY_EVEN_PS(a, b) _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))
+#define CY_ODD_PS(a, b) _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))
+#define CY_EVEN_PS256(a, b) _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))
+#define CY_ODD_PS256(a, b) _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1))
+
 /* ------------------------------------------------------------------ SSE2 */
 
 #if CY_HAVE_SSE2
@@ -99,26 +118,12 @@ static inline __m128d cy_pick_pd(__m128d earlier, __m128d later) {
     return _mm_or_pd(_mm_andnot_pd(nan, m), _mm_and_pd(nan, later));
 }
 
-/* Windows of `width` (2 or 3) at stride 2 from p: 4 floats.  Width 3 reads one
-   element past the last window: the callers keep a full window after the block. */
-static inline __m128 cy_win_ps(const float* p, ptrdiff_t width) {
-    __m128 a = _mm_loadu_ps(p), b = _mm_loadu_ps(p + 4);
-    __m128 best = cy_pick_ps(_mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
-                             _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
-    if (width == 3) {
-        a = _mm_loadu_ps(p + 2);
-        b = _mm_loadu_ps(p + 6);
-        best = cy_pick_ps(best, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
-    }
-    return best;
-}
-
-static inline __m128d cy_win_pd(const double* p, ptrdiff_t width) {
-    __m128d a = _mm_loadu_pd(p), b = _mm_loadu_pd(p + 2);
-    __m128d best = cy_pick_pd(_mm_unpacklo_pd(a, b), _mm_unpackhi_pd(a, b));
-    if (width == 3) best = cy_pick_pd(best, _mm_unpacklo_pd(b, _mm_loadu_pd(p + 4)));
-    return best;
-}
+CY_DEFINE_WIN(cy_win_ps, , float, __m128, 4, _mm_loadu_ps, CY_EVEN_PS, CY_ODD_PS, cy_pick_ps)
+CY_DEFINE_WIN(cy_win_pd, , double, __m128d, 2, _mm_loadu_pd, _mm_unpacklo_pd, _mm_unpackhi_pd,
+              cy_pick_pd)
+CY_DEFINE_WIN(cy_sum_win_ps, , float, __m128, 4, _mm_loadu_ps, CY_EVEN_PS, CY_ODD_PS, _mm_add_ps)
+CY_DEFINE_WIN(cy_sum_win_pd, , double, __m128d, 2, _mm_loadu_pd, _mm_unpacklo_pd, _mm_unpackhi_pd,
+              _mm_add_pd)
 
 /* One lane: the tail of a row, branch-free (scalar C branches here). */
 #define CY_S2_LANE(PICK, LOAD, rows, n_rows, width, i, best)                \
@@ -205,27 +210,14 @@ CY_AVX2 static inline __m256d cy_pick_pd256(__m256d earlier, __m256d later) {
                             _mm256_cmp_pd(later, later, _CMP_UNORD_Q));
 }
 
-/* Windows of 8 floats (4 doubles), in the lane order 0,1,4,5,2,3,6,7 (0,2,1,3): the
-   shuffles stay inside 128-bit lanes; the caller restores the order once. */
-CY_AVX2 static inline __m256 cy_win_ps256(const float* p, ptrdiff_t width) {
-    __m256 a = _mm256_loadu_ps(p), b = _mm256_loadu_ps(p + 8);
-    __m256 best = cy_pick_ps256(_mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)),
-                                _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
-    if (width == 3) {
-        a = _mm256_loadu_ps(p + 2);
-        b = _mm256_loadu_ps(p + 10);
-        best = cy_pick_ps256(best, _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
-    }
-    return best;
-}
-
-CY_AVX2 static inline __m256d cy_win_pd256(const double* p, ptrdiff_t width) {
-    __m256d a = _mm256_loadu_pd(p), b = _mm256_loadu_pd(p + 4);
-    __m256d best = cy_pick_pd256(_mm256_unpacklo_pd(a, b), _mm256_unpackhi_pd(a, b));
-    if (width == 3)
-        best = cy_pick_pd256(best, _mm256_unpacklo_pd(_mm256_loadu_pd(p + 2), _mm256_loadu_pd(p + 6)));
-    return best;
-}
+CY_DEFINE_WIN(cy_win_ps256, CY_AVX2, float, __m256, 8, _mm256_loadu_ps, CY_EVEN_PS256, CY_ODD_PS256,
+              cy_pick_ps256)
+CY_DEFINE_WIN(cy_win_pd256, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd, _mm256_unpacklo_pd,
+              _mm256_unpackhi_pd, cy_pick_pd256)
+CY_DEFINE_WIN(cy_sum_win_ps256, CY_AVX2, float, __m256, 8, _mm256_loadu_ps, CY_EVEN_PS256,
+              CY_ODD_PS256, _mm256_add_ps)
+CY_DEFINE_WIN(cy_sum_win_pd256, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd, _mm256_unpacklo_pd,
+              _mm256_unpackhi_pd, _mm256_add_pd)
 
 CY_AVX2 static ptrdiff_t cy_s2_f32_avx2(const float* const* rows, ptrdiff_t n_rows,
                                         ptrdiff_t width, float* out, ptrdiff_t i, ptrdiff_t n) {
@@ -250,6 +242,43 @@ CY_AVX2 static ptrdiff_t cy_s2_f64_avx2(const double* const* rows, ptrdiff_t n_r
     return i;
 }
 
+#endif
+
+/* ------------------------------------------------- average, stride 2 */
+
+/* out[i] = (((r0[2i] + r0[2i+1] (+ r0[2i+2])) + (r1[2i] + ...)) + ...) / divisors[i]: each
+   row's window summed left to right, then the rows in order (the separable path's
+   additions, so the same bits); width 2 or 3 as for the max rows. */
+#define CY_DEFINE_AVG_S2(NAME, ATTR, T, V, LANES, WIN, ADD, DIV, LOADU, STOREU, FIX)        \
+    ATTR static ptrdiff_t NAME(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t width,    \
+                               T* out, const T* divisors, ptrdiff_t i, ptrdiff_t n) {      \
+        for (; i + (LANES) + (width > 2) <= n; i += (LANES)) {                             \
+            V total = WIN(rows[0] + 2 * i, width);                                         \
+            for (ptrdiff_t r = 1; r < n_rows; r++) total = ADD(total, WIN(rows[r] + 2 * i, width)); \
+            STOREU(out + i, DIV(FIX(total), LOADU(divisors + i)));                         \
+        }                                                                                  \
+        return i;                                                                          \
+    }
+#define CY_NO_FIX(v) (v)
+
+#if CY_HAVE_SSE2
+
+
+CY_DEFINE_AVG_S2(cy_avg_s2_f32_sse2, , float, __m128, 4, cy_sum_win_ps, _mm_add_ps, _mm_div_ps,
+                 _mm_loadu_ps, _mm_storeu_ps, CY_NO_FIX)
+CY_DEFINE_AVG_S2(cy_avg_s2_f64_sse2, , double, __m128d, 2, cy_sum_win_pd, _mm_add_pd, _mm_div_pd,
+                 _mm_loadu_pd, _mm_storeu_pd, CY_NO_FIX)
+#endif
+
+#if CY_HAVE_AVX2
+/* FIX restores the natural lane order of the 256-bit windows (see CY_DEFINE_WIN). */
+#define CY_FIX_PS256(v) \
+    _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)))
+#define CY_FIX_PD256(v) _mm256_permute4x64_pd(v, _MM_SHUFFLE(3, 1, 2, 0))
+CY_DEFINE_AVG_S2(cy_avg_s2_f32_avx2, CY_AVX2, float, __m256, 8, cy_sum_win_ps256, _mm256_add_ps,
+                 _mm256_div_ps, _mm256_loadu_ps, _mm256_storeu_ps, CY_FIX_PS256)
+CY_DEFINE_AVG_S2(cy_avg_s2_f64_avx2, CY_AVX2, double, __m256d, 4, cy_sum_win_pd256, _mm256_add_pd,
+                 _mm256_div_pd, _mm256_loadu_pd, _mm256_storeu_pd, CY_FIX_PD256)
 #endif
 
 /* ------------------------------------------------ channels-last windows */
@@ -424,5 +453,29 @@ CY_TAPS_DISPATCH(avg, float, f32, (const float* const* taps, ptrdiff_t n_taps, p
                                    float* out, float divisor))
 CY_TAPS_DISPATCH(avg, double, f64, (const double* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
                                     double* out, double divisor))
+
+/* Average rows at stride 2: the vector paths, then the same additions one output at a
+   time for what is left. */
+#define CY_AVG_S2_DISPATCH(T, SFX)                                                        \
+    static void cy_avg_s2_##SFX(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t width,  \
+                                T* out, const T* divisors, ptrdiff_t n) {                 \
+        ptrdiff_t i = 0;                                                                  \
+        int level = cy_simd_level();                                                      \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) i = cy_avg_s2_##SFX##_avx2(rows, n_rows, width, out, divisors, i, n);) \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) i = cy_avg_s2_##SFX##_sse2(rows, n_rows, width, out, divisors, i, n);) \
+        (void) level;                                                                     \
+        for (; i < n; i++) {                                                              \
+            T total = 0;                                                                  \
+            for (ptrdiff_t r = 0; r < n_rows; r++) {                                      \
+                T row = rows[r][2 * i] + rows[r][2 * i + 1];                              \
+                if (width == 3) row = row + rows[r][2 * i + 2];                           \
+                total = r == 0 ? row : total + row;                                       \
+            }                                                                             \
+            out[i] = total / divisors[i];                                                 \
+        }                                                                                 \
+    }
+
+CY_AVG_S2_DISPATCH(float, f32)
+CY_AVG_S2_DISPATCH(double, f64)
 
 #endif

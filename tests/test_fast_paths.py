@@ -188,3 +188,39 @@ def test_channels_last_register_path_bit_exact(simd_level, dtype, channels):
             results.append((values.view(bits), indices, only.view(bits), averages.view(bits)))
         for fast, general in zip(*results):
             np.testing.assert_array_equal(fast, general, err_msg=f"{nd}-D kernel {kernel}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("width", [2, 3])
+def test_avg_stride2_rows_bit_exact(simd_level, dtype, nd, width):
+    """Averages of windows 2 or 3 wide at stride 2, summed straight from their rows
+    (vector levels 1 and 2), equal the separable path's (level 0) bit for bit:
+    the same additions in the same order, every divisor rule."""
+    if simd_level == 0:
+        pytest.skip("level 0 is the separable path itself")
+    rng = np.random.default_rng(nd * 10 + width)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for size in list(range(3, 20)) + [31, 64, 67]:
+        for padding, ceil_mode, include_pad, override in [
+                (0, False, True, 0), (1, False, True, 0), (1, True, False, 0),
+                (0, True, True, 3), (1, False, False, -2)]:
+            spatial = (4,) * (nd - 1) + (size,)
+            x = rng.standard_normal((2, 3) + spatial).astype(dtype)
+            x[rng.random(x.shape) < 0.2] = -0.0
+            try:
+                geom = _args.pool_geometry(nd, spatial, width, 2, padding, 1, ceil_mode)
+            except ValueError:
+                continue
+            lay = _args.layout(x.shape, nd, False)
+            out_shape = lay.kernel_shape(geom.out_size)
+            kernel_x = x.reshape(lay.kernel_shape(lay.spatial)).copy()
+            results = []
+            for level in (simd_level, 0):
+                _avg.simd_level(level)
+                out = np.empty(out_shape, dtype)
+                _avg.avg_pool_forward(kernel_x, out, geom.for_kernel(), include_pad, override,
+                                      False, 1)
+                results.append(out.view(bits))
+            np.testing.assert_array_equal(*results, err_msg=f"size {size} padding {padding} "
+                                          f"ceil {ceil_mode} {include_pad} {override}")
