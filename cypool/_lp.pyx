@@ -37,6 +37,11 @@ cdef enum:
     SCRATCH_LIMIT = 1 << 22
     # Channels-last values powered per vector loop (a stack buffer).
     POWER_CHUNK = 256
+    # Planes side by side in the small-plane path (its vector lanes).
+    LANES = 16
+    # Largest plane (elements) of the small-plane path; larger planes have
+    # rows long enough for the separable path's vector loops.
+    SMALL_PLANE = 256
 
 
 cdef extern from *:
@@ -171,6 +176,121 @@ cdef extern from *:
     """
     void cypool_powf_row(const float* src, float* dst, Py_ssize_t n, double p, int parity,
                          int whole, int half) nogil
+
+
+cdef extern from *:
+    """
+    /* dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols:
+       the small-plane path's moves between planes and 16 lanes.  SSE2 moves
+       4x4 (float) or 2x2 (double) blocks, element by element the edges. */
+    #if defined(__SSE2__) || defined(_M_X64)
+    #include <emmintrin.h>
+    #define CYPOOL_LANES_SSE2 1
+    #else
+    #define CYPOOL_LANES_SSE2 0
+    #endif
+
+    #define CYPOOL_TRANSPOSE(T, SUF, B, ...)                                                  \
+        static void cypool_transpose_##SUF(const T* src, Py_ssize_t src_stride, Py_ssize_t rows, \
+                                           Py_ssize_t cols, T* dst, Py_ssize_t dst_stride)     \
+        {                                                                                      \
+            Py_ssize_t r0 = 0, c0 = 0, r, c;                                                   \
+            if (CYPOOL_LANES_SSE2)                                                             \
+                for (r0 = 0; r0 + B <= rows; r0 += B)                                          \
+                    for (c0 = 0; c0 + B <= cols; c0 += B) {                                    \
+                        const T* s_ = src + r0 * src_stride + c0;                              \
+                        T* d_ = dst + c0 * dst_stride + r0;                                    \
+                        __VA_ARGS__                                                            \
+                    }                                                                          \
+            for (r = 0; r < rows; r++)  /* the columns past the blocks, then the rows */       \
+                for (c = r < r0 ? c0 : 0; c < cols; c++)                                       \
+                    dst[c * dst_stride + r] = src[r * src_stride + c];                         \
+        }
+
+    #if CYPOOL_LANES_SSE2
+    CYPOOL_TRANSPOSE(float, ps, 4, {
+        __m128 a0 = _mm_loadu_ps(s_), a1 = _mm_loadu_ps(s_ + src_stride);
+        __m128 a2 = _mm_loadu_ps(s_ + 2 * src_stride), a3 = _mm_loadu_ps(s_ + 3 * src_stride);
+        _MM_TRANSPOSE4_PS(a0, a1, a2, a3);
+        _mm_storeu_ps(d_, a0);
+        _mm_storeu_ps(d_ + dst_stride, a1);
+        _mm_storeu_ps(d_ + 2 * dst_stride, a2);
+        _mm_storeu_ps(d_ + 3 * dst_stride, a3);
+    })
+    CYPOOL_TRANSPOSE(double, pd, 2, {
+        __m128d a0 = _mm_loadu_pd(s_), a1 = _mm_loadu_pd(s_ + src_stride);
+        _mm_storeu_pd(d_, _mm_unpacklo_pd(a0, a1));
+        _mm_storeu_pd(d_ + dst_stride, _mm_unpackhi_pd(a0, a1));
+    })
+    #else
+    CYPOOL_TRANSPOSE(float, ps, 4, {})
+    CYPOOL_TRANSPOSE(double, pd, 2, {})
+    #endif
+
+    /* PyTorch's (sign(q) * relu(|q|) * K) with q the mean of x**p over one
+       window of 16 lanes: result[l] = (sum / count + 0) * k (+ 0 turns -0
+       into +0), the sum in the separable path's order (each row of taps from
+       its first, then the rows in order), so that a plane's results do not
+       depend on which path its size takes (dask's chunks must match).
+       first: the window's first tap; its taps are nd x nh x nw, plane_step
+       and row_step elements apart along D and H, 16 along W.  The sums stay
+       in registers (gcc unrolls a 16-lane loop and keeps them in memory). */
+    #if CYPOOL_LANES_SSE2
+    #define CYPOOL_LANE_SUMS(T, V, SUF, N)                                                  \
+        static void cypool_lane_sums_##SUF(const T* first, Py_ssize_t nd, Py_ssize_t nh,    \
+                                           Py_ssize_t nw, Py_ssize_t plane_step,            \
+                                           Py_ssize_t row_step, T count, T k, T* result)    \
+        {                                                                                   \
+            V acc[N], row[N];                                                               \
+            for (Py_ssize_t d = 0; d < nd; d++)                                             \
+                for (Py_ssize_t h = 0; h < nh; h++) {                                       \
+                    const T* tap = first + d * plane_step + h * row_step;                   \
+                    for (int v = 0; v < N; v++) row[v] = _mm_loadu_##SUF(tap + v * (16 / N)); \
+                    for (Py_ssize_t w = 1; w < nw; w++)                                     \
+                        for (int v = 0; v < N; v++)                                         \
+                            row[v] = _mm_add_##SUF(row[v], _mm_loadu_##SUF(tap + w * 16 + v * (16 / N))); \
+                    for (int v = 0; v < N; v++)                                             \
+                        acc[v] = (d | h) ? _mm_add_##SUF(acc[v], row[v]) : row[v];          \
+                }                                                                           \
+            for (int v = 0; v < N; v++) {                                                   \
+                V q = _mm_div_##SUF(acc[v], _mm_set1_##SUF(count));                         \
+                q = _mm_add_##SUF(q, _mm_setzero_##SUF());                                  \
+                _mm_storeu_##SUF(result + v * (16 / N), _mm_mul_##SUF(q, _mm_set1_##SUF(k))); \
+            }                                                                               \
+        }
+    CYPOOL_LANE_SUMS(float, __m128, ps, 4)
+    CYPOOL_LANE_SUMS(double, __m128d, pd, 8)
+    #else
+    #define CYPOOL_LANE_SUMS(T, SUF)                                                        \
+        static void cypool_lane_sums_##SUF(const T* first, Py_ssize_t nd, Py_ssize_t nh,    \
+                                           Py_ssize_t nw, Py_ssize_t plane_step,            \
+                                           Py_ssize_t row_step, T count, T k, T* result)    \
+        {                                                                                   \
+            T acc[16], row[16];                                                             \
+            for (Py_ssize_t d = 0; d < nd; d++)                                             \
+                for (Py_ssize_t h = 0; h < nh; h++) {                                       \
+                    const T* tap = first + d * plane_step + h * row_step;                   \
+                    for (int l = 0; l < 16; l++) row[l] = tap[l];                           \
+                    for (Py_ssize_t w = 1; w < nw; w++)                                     \
+                        for (int l = 0; l < 16; l++) row[l] = row[l] + tap[w * 16 + l];     \
+                    for (int l = 0; l < 16; l++) acc[l] = (d | h) ? acc[l] + row[l] : row[l]; \
+                }                                                                           \
+            for (int l = 0; l < 16; l++) result[l] = (acc[l] / count + (T) 0) * k;          \
+        }
+    CYPOOL_LANE_SUMS(float, ps)
+    CYPOOL_LANE_SUMS(double, pd)
+    #endif
+    """
+    void cypool_lane_sums_ps(const float* first, Py_ssize_t nd, Py_ssize_t nh, Py_ssize_t nw,
+                             Py_ssize_t plane_step, Py_ssize_t row_step, float count, float k,
+                             float* result) nogil
+    void cypool_lane_sums_pd(const double* first, Py_ssize_t nd, Py_ssize_t nh, Py_ssize_t nw,
+                             Py_ssize_t plane_step, Py_ssize_t row_step, double count, double k,
+                             double* result) nogil
+    void cypool_transpose_ps(const float* src, Py_ssize_t src_stride, Py_ssize_t rows,
+                             Py_ssize_t cols, float* dst, Py_ssize_t dst_stride) nogil
+    void cypool_transpose_pd(const double* src, Py_ssize_t src_stride, Py_ssize_t rows,
+                             Py_ssize_t cols, double* dst, Py_ssize_t dst_stride) nogil
 
 cdef enum PowerKind:
     POWER_ZERO
@@ -726,6 +846,85 @@ cdef void _backward_block_cl(const real_t* grad_out, const real_t* x, real_t* gr
                                                       xi[p * channels + c], norm)
 
 
+# ------------------------------------------ channels-first, small planes
+#
+# Small planes leave the separable path's vector loops a few iterations per
+# row and its per-row calls dominate.  Here LANES planes are transposed side
+# by side, so that they are the channels of a channels-last plane: the powers
+# and roots are vector loops over the whole block and every window's sum is
+# LANES-wide vector adds, in the separable path's order (bit-identical to it:
+# a plane's results do not depend on its size, which dask's chunks change).
+
+cdef inline void _lane_maxima(const real_t* lanes, Py_ssize_t H, Py_ssize_t W,
+                              const Window* w, real_t* result) noexcept nogil:
+    """Largest ``|x|`` of one window of LANES planes (``p = inf``), by max
+    pooling's rule in scan order."""
+    cdef Py_ssize_t id_, ih, iw, lane
+    cdef real_t value
+    cdef const real_t* src
+    for lane in range(LANES):
+        result[lane] = -INFINITY
+    for id_ in range(w.start[0], w.start[0] + w.count[0]):
+        for ih in range(w.start[1], w.start[1] + w.count[1]):
+            for iw in range(w.start[2], w.start[2] + w.count[2]):
+                src = lanes + ((id_ * H + ih) * W + iw) * LANES
+                for lane in range(LANES):
+                    value = abs(src[lane])
+                    result[lane] = value if beats(value, result[lane]) else result[lane]
+
+
+cdef void _forward_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssize_t planes,
+                         const Axis* ax, const Tables* t, const Norm* norm,
+                         real_t* scratch) noexcept nogil:
+    """Planes ``[block * LANES, ...)`` (at most LANES of them) of
+    ``planes``; scratch: ``2 * LANES`` times the input plane and LANES times
+    the output plane."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t first = block * LANES
+    cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
+    cdef Py_ssize_t o, i, lane
+    cdef real_t* lanes = scratch                            # the planes, transposed
+    cdef real_t* powered = scratch + in_plane * LANES       # their x**p
+    cdef real_t* totals = powered + in_plane * LANES        # window totals, then results
+    cdef const real_t* window_input = lanes
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef real_t k = <real_t> norm.kernel_numel
+    cdef const real_t* first_tap
+    cdef Window w
+    if real_t is float:
+        cypool_transpose_ps(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+    else:
+        cypool_transpose_pd(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+    if width < LANES:
+        # the missing planes' lanes compute on zeros and are not written back
+        for i in range(in_plane):
+            for lane in range(width, LANES):
+                lanes[i * LANES + lane] = 0
+    if not norm.is_inf and norm.forward.kind != POWER_ONE:
+        _power_row(lanes, powered, in_plane * LANES, &norm.forward)
+        window_input = powered
+    for o in range(out_plane):
+        _step(t, ax, o, &w)
+        if norm.is_inf:
+            _lane_maxima(lanes, H, W, &w, totals + o * LANES)
+            continue
+        # _window_value's scaled mean, its root below for the whole block
+        first_tap = window_input + ((w.start[0] * H + w.start[1]) * W + w.start[2]) * LANES
+        if real_t is float:
+            cypool_lane_sums_ps(first_tap, w.count[0], w.count[1], w.count[2], H * W * LANES,
+                                W * LANES, <float> _size(&w), k, lanes + o * LANES)
+        else:
+            cypool_lane_sums_pd(first_tap, w.count[0], w.count[1], w.count[2], H * W * LANES,
+                                W * LANES, <double> _size(&w), k, lanes + o * LANES)
+    if not norm.is_inf:
+        _power_row(lanes, totals, out_plane * LANES, &norm.root)
+    if real_t is float:
+        cypool_transpose_ps(totals, LANES, out_plane, width, out + first * out_plane, out_plane)
+    else:
+        cypool_transpose_pd(totals, LANES, out_plane, width, out + first * out_plane, out_plane)
+
+
 # ---------------------------------------------------------------- drivers
 
 cdef Norm _norm(double p, const Axis* ax):
@@ -755,7 +954,7 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
     if (not channels_last and not naive
             and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT
             and ax[2].in_size <= SCRATCH_LIMIT):
-        status = _separable(x, NULL, out, lead, ax, &t, norm, nthreads)
+        status = _fast_planes(x, NULL, out, lead, ax, &t, norm, nthreads)
     elif not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
@@ -775,43 +974,58 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
     return status
 
 
-cdef inline void _separable_plane(const real_t* x, const real_t* grad_out, real_t* result,
-                                  Py_ssize_t p, const Axis* ax, const Tables* t,
-                                  const Norm* norm, real_t* scratch) noexcept nogil:
-    """Channels-first plane ``p`` by the separable path: forward when
-    ``grad_out`` is NULL, else backward; scratch as :func:`_separable` lays it out."""
+cdef inline bint _by_lanes(const Axis* ax, const real_t* grad_out) noexcept nogil:
+    """Whether the forward takes :func:`_forward_lanes` (small planes)."""
+    return grad_out == NULL and ax[0].in_size * ax[1].in_size * ax[2].in_size <= SMALL_PLANE
+
+
+cdef inline void _fast_job(const real_t* x, const real_t* grad_out, real_t* result,
+                           Py_ssize_t job, Py_ssize_t planes, const Axis* ax, const Tables* t,
+                           const Norm* norm, real_t* scratch) noexcept nogil:
+    """Job ``job`` of :func:`_fast_planes`: a block of LANES small planes
+    forward, else channels-first plane ``job`` by the separable path, forward
+    when ``grad_out`` is NULL, else backward; scratch as :func:`_fast_planes`
+    lays it out."""
     cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
     cdef Py_ssize_t sums = ax[0].in_size * ax[1].in_size * ax[2].out_size
     cdef real_t* hs = scratch + out_plane + 16
-    if grad_out == NULL:
-        _forward_plane_separable(x + p * in_plane, result + p * out_plane, ax, t, norm, hs,
+    if _by_lanes(ax, grad_out):
+        _forward_lanes(x, result, job, planes, ax, t, norm, scratch)
+    elif grad_out == NULL:
+        _forward_plane_separable(x + job * in_plane, result + job * out_plane, ax, t, norm, hs,
                                  hs + sums + 16)
     else:
-        _backward_plane_fast(grad_out + p * out_plane, x + p * in_plane, result + p * in_plane,
-                             ax, t, norm, scratch, hs, hs + sums + 16)
+        _backward_plane_fast(grad_out + job * out_plane, x + job * in_plane,
+                             result + job * in_plane, ax, t, norm, scratch, hs, hs + sums + 16)
 
 
-cdef int _separable(const real_t* x, const real_t* grad_out, real_t* result, Py_ssize_t planes,
-                    const Axis* ax, const Tables* t, const Norm* norm,
-                    int nthreads) noexcept nogil:
-    """All channels-first planes by the separable path, forward (``grad_out``
+cdef int _fast_planes(const real_t* x, const real_t* grad_out, real_t* result, Py_ssize_t planes,
+                      const Axis* ax, const Tables* t, const Norm* norm,
+                      int nthreads) noexcept nogil:
+    """All channels-first planes by the fast paths, forward (``grad_out``
     NULL, ``result`` the pooled planes) or backward (``result`` the gradient),
-    with per-thread scratch: window totals (backward), sums along W, a row;
-    -1: no memory."""
+    with per-thread scratch: for small planes forward, LANES transposed input
+    planes, their powers and LANES output planes; else window totals
+    (backward), sums along W and a row; -1: no memory."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
     cdef Py_ssize_t sums = ax[0].in_size * ax[1].in_size * ax[2].out_size
     cdef Py_ssize_t room = out_plane + sums + ax[2].in_size + 48
+    cdef Py_ssize_t jobs = planes
+    cdef Py_ssize_t job
+    if _by_lanes(ax, grad_out):
+        room = (2 * in_plane + out_plane) * LANES
+        jobs = (planes + LANES - 1) // LANES
     cdef real_t* scratch = <real_t*> malloc(nthreads * room * sizeof(real_t))
-    cdef Py_ssize_t p
     if scratch == NULL:
         return -1
     if nthreads > 1:
-        for p in prange(planes, schedule='static', num_threads=nthreads):
-            _separable_plane(x, grad_out, result, p, ax, t, norm, scratch + threadid() * room)
+        for job in prange(jobs, schedule='static', num_threads=nthreads):
+            _fast_job(x, grad_out, result, job, planes, ax, t, norm, scratch + threadid() * room)
     else:
-        for p in range(planes):
-            _separable_plane(x, grad_out, result, p, ax, t, norm, scratch)
+        for job in range(jobs):
+            _fast_job(x, grad_out, result, job, planes, ax, t, norm, scratch)
     free(scratch)
     return 0
 
@@ -830,7 +1044,7 @@ cdef int _backward(const real_t* grad_out, const real_t* x, real_t* grad_in, Py_
     if (not channels_last and not naive and not norm.is_inf
             and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT
             and ax[2].in_size <= SCRATCH_LIMIT and out_plane <= SCRATCH_LIMIT):
-        status = _separable(x, grad_out, grad_in, lead, ax, &t, norm, nthreads)
+        status = _fast_planes(x, grad_out, grad_in, lead, ax, &t, norm, nthreads)
     elif not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):

@@ -339,3 +339,89 @@ def test_lp_backward_fast_equals_naive(dtype, p, params, seed):
     tol = _close(dtype, 8)["rtol"]
     np.testing.assert_allclose(results[0], results[1], rtol=tol,
                                atol=tol * max(1.0, float(np.abs(results[1]).max(initial=0))))
+
+
+# ------------------------------------------------------- LP, small planes
+
+#: (spatial, kernel, stride, ceil_mode): 7x7, 8x8, 14x14, odd, clipped
+#: ceil-mode windows, 1-D and 3-D planes, all under the small-plane limit.
+LP_SMALL = [((7, 7), 2, 2, False), ((7, 7), 3, 2, False), ((7, 7), 3, 2, True),
+            ((8, 8), 2, 2, False), ((14, 14), 2, 2, False), ((9, 5), (2, 3), (2, 1), True),
+            ((1, 1), 1, 1, False), ((3, 11), 3, 2, True), ((16, 16), 2, 2, False),
+            ((13,), 3, 2, True), ((4, 5, 6), 2, 2, True)]
+
+#: Exponents whose powers and roots both paths take alike, so that integer
+#: data (exact sums in any order) gives the naive loop's bits: float32 takes
+#: vector powers where the naive loop calls powf, float64 pow in both.
+LP_EXACT = {np.float32: [1.0, 2.0, math.inf], np.float64: [1.0, 2.0, 3.0, 4.0, 7.0, math.inf]}
+
+
+def _lp_small_case(case, planes, dtype, p):
+    spatial, kernel, stride, ceil_mode = case
+    nd = len(spatial)
+    geom = _args.pool_geometry(nd, spatial, kernel, stride, 0, 1, ceil_mode)
+    rng = np.random.default_rng([planes, nd, len(case[0]) + sum(spatial),
+                                 int(p * 10) if p != math.inf else 99])
+    return nd, geom, rng
+
+
+def _assert_identical(got, want):
+    np.testing.assert_array_equal(got, want)
+    numbers = ~np.isnan(want)
+    np.testing.assert_array_equal(np.signbit(got[numbers]), np.signbit(want[numbers]))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", NORMS)
+@pytest.mark.parametrize("case", LP_SMALL)
+@pytest.mark.parametrize("planes", [1, 15, 16, 17, 40])
+def test_lp_small_planes_equal_naive(dtype, p, case, planes):
+    """The small-plane path (planes transposed side by side) against the
+    naive loop, with partial blocks of planes, NaN, infinities and signed
+    zeros, at 1 and 2 threads: bit for bit on integer data where both take
+    the same powers, else within the powers' last bits."""
+    nd, geom, rng = _lp_small_case(case, planes, dtype, p)
+    exact = p in LP_EXACT[dtype]
+    shape = (1, planes) + case[0]
+    x = rng.integers(-3, 4, size=shape).astype(dtype)
+    if not exact:
+        # no cancelling sums, so that relative tolerances hold
+        x = np.abs(x + rng.standard_normal(shape)).astype(dtype)
+    noise = rng.random(shape)
+    x[noise < 0.03] = np.nan
+    x[(noise >= 0.03) & (noise < 0.05)] = np.inf
+    x[(noise >= 0.05) & (noise < 0.06)] = -np.inf
+    x.reshape(-1)[::7] = -0.0
+    x[0, 0] = -0.0  # a whole plane of negative zeros
+    lay = _args.layout(x.shape, nd, False)
+    want = _lp_run(x, lay, geom, p, 1, True)
+    for threads in (1, 2):
+        got = _lp_run(x, lay, geom, p, threads, False)
+        if exact:
+            _assert_identical(got, want)
+        else:
+            np.testing.assert_allclose(got, want, equal_nan=True, **_close(dtype, 4))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("p", NORMS)
+@pytest.mark.parametrize("case", [c for c in LP_SMALL if not c[3]])
+@pytest.mark.parametrize("planes", [3, 17])
+def test_lp_small_planes_equal_separable(dtype, p, case, planes):
+    """Small planes give the bits the same planes give inside planes too
+    large for the small-plane path (the separable path): a plane's results
+    must not depend on its size (dask computes chunks with halos)."""
+    nd, geom, rng = _lp_small_case(case, planes, dtype, p)
+    spatial = case[0]
+    x = _values(rng, (1, planes) + spatial, dtype)
+    # zeros after the last window along every axis: the same windows and more
+    big = tuple(n + 20 for n in spatial)
+    padded = np.zeros((1, planes) + big, dtype)
+    padded[(slice(None), slice(None)) + tuple(slice(0, n) for n in spatial)] = x
+    big_geom = _args.pool_geometry(nd, big, case[1], case[2], 0, 1, False)
+    for threads in (1, 2):
+        got = _lp_run(x, _args.layout(x.shape, nd, False), geom, p, threads, False)
+        whole = _lp_run(padded, _args.layout(padded.shape, nd, False), big_geom, p, threads,
+                        False)
+        _assert_identical(got, whole[(slice(None), slice(None))
+                                     + tuple(slice(0, n) for n in geom.out_size)])
