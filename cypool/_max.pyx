@@ -112,37 +112,39 @@ cdef inline void _row_interior(const max_t* row, max_t* hv, int32_t* hw, int32_t
     cdef Py_ssize_t ow, j, offset
     cdef max_t value
     cdef bint take
-    cdef int32_t at, step = <int32_t> stride
+    # offsets as a 32-bit induction variable (64-bit products would not
+    # vectorise), unsigned: the step past the last window may leave int32
+    cdef uint32_t at, step = <uint32_t> stride
+    cdef int32_t best_at
     if hi <= lo:
         return  # no full window: the tap loop below must not run
     if hi - lo < SHORT_ROW:
         for ow in range(lo, hi):
             offset = ow * stride - pad
-            at = <int32_t> (row_base + offset)
+            best_at = <int32_t> (row_base + offset)
             value = row[offset]
             for j in range(1, kernel):
-                value = pick_at(value, row[offset + j * dilation], &at,
+                value = pick_at(value, row[offset + j * dilation], &best_at,
                                 <int32_t> (row_base + offset + j * dilation))
             hv[ow] = value
-            hw[ow] = at
+            hw[ow] = best_at
         return
     for ow in range(lo, hi):
         hv[ow] = row[ow * stride - pad]
     if with_index:
-        # offsets as an int32 induction variable: 64-bit products would not vectorise
-        at = <int32_t> (row_base + lo * stride - pad)
+        at = <uint32_t> (row_base + lo * stride - pad)
         for ow in range(lo, hi):
-            hw[ow] = at
+            hw[ow] = <int32_t> at
             at = at + step
     for j in range(1, kernel):
         offset = j * dilation - pad
         if with_index:
-            at = <int32_t> (row_base + lo * stride + offset)
+            at = <uint32_t> (row_base + lo * stride + offset)
             for ow in range(lo, hi):
                 value = row[ow * stride + offset]
                 take = beats(value, hv[ow])
                 hv[ow] = value if take else hv[ow]
-                hw[ow] = at if take else hw[ow]
+                hw[ow] = <int32_t> at if take else hw[ow]
                 at = at + step
         else:
             for ow in range(lo, hi):
@@ -269,7 +271,8 @@ cdef inline void _direct_interior(const max_t** rows, const int32_t* bases, Py_s
                                   bint with_index) noexcept nogil:
     cdef Py_ssize_t r, j, ow, offset
     cdef const max_t* row
-    cdef int32_t base, at, step = <int32_t> stride
+    cdef int32_t base
+    cdef uint32_t at, step = <uint32_t> stride  # unsigned: see _row_interior
     cdef max_t value
     cdef bint take
     if hi <= lo:
@@ -279,25 +282,25 @@ cdef inline void _direct_interior(const max_t** rows, const int32_t* bases, Py_s
         base = bases[r]
         for j in range(kernel):
             offset = j * dilation - pad
-            # offsets as an int32 induction variable: 64-bit products would not vectorise
-            at = <int32_t> (base + lo * stride + offset)
+            at = <uint32_t> (base + lo * stride + offset)
             if r == 0 and j == 0:
                 for ow in range(lo, hi):
                     orow[ow] = row[ow * stride + offset]
                 if with_index or hi - lo < SHORT_ROW:
                     for ow in range(lo, hi):
-                        best_at[ow] = at
+                        best_at[ow] = <int32_t> at
                         at = at + step
             elif hi - lo < SHORT_ROW:
                 for ow in range(lo, hi):
-                    orow[ow] = pick_at(orow[ow], row[ow * stride + offset], &best_at[ow], at)
+                    orow[ow] = pick_at(orow[ow], row[ow * stride + offset], &best_at[ow],
+                                       <int32_t> at)
                     at = at + step
             elif with_index:
                 for ow in range(lo, hi):
                     value = row[ow * stride + offset]
                     take = beats(value, orow[ow])
                     orow[ow] = value if take else orow[ow]
-                    best_at[ow] = at if take else best_at[ow]
+                    best_at[ow] = <int32_t> at if take else best_at[ow]
                     at = at + step
             else:
                 for ow in range(lo, hi):
