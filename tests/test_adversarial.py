@@ -31,16 +31,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(cypool.__file__)))
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 FORWARD = sorted(name for name in OPS if not name.endswith("_backward"))
 BACKWARD = sorted(name for name in OPS if name.endswith("_backward"))
-DATA = ("x", "grad_output", "indices")   # the array arguments
+DATA = ("x", "grad_output", "indices", "_random_samples")   # the array arguments
 WINDOWED = sorted(name for name in OPS if "kernel_size" in fixed_case(name).kwargs)
-PADDED = [name for name in WINDOWED if "padding" in fixed_case(name).kwargs]  # LP has none
+STRIDED = [name for name in WINDOWED if "stride" in fixed_case(name).kwargs]  # not fractional
+PADDED = [name for name in STRIDED if "padding" in fixed_case(name).kwargs]  # LP has none
 
 # The README's table rows, by id (the test of row `x` is `test_x`, except where noted).
 ROWS = [
     "kernel", "stride", "padding", "padding_over_limit", "dilation", "tuples", "ndim",
     "zero_size", "dtypes", "byte_order", "lists_and_scalars", "views", "out", "out_overlap",
     "indices", "grad_output", "huge_sizes", "huge_windows", "huge_plane", "nan_inf",
-    "num_threads",
+    "num_threads", "random_state",
 ]
 
 
@@ -87,7 +88,7 @@ def test_kernel(name, value):
     _refuses(name, "kernel_size", value)
 
 
-@pytest.mark.parametrize("name", WINDOWED)
+@pytest.mark.parametrize("name", STRIDED)
 @pytest.mark.parametrize("value", [0, -5, 2**31, 2**64])
 def test_stride(name, value):
     _refuses(name, "stride", value)
@@ -194,6 +195,22 @@ def _results(result):
     return result if isinstance(result, tuple) else (result,)
 
 
+def _arrays(case):
+    """The case's array arguments (those it passes) as arrays."""
+    return {k: np.asarray(v) for k, v in case.kwargs.items() if k in DATA and v is not None}
+
+
+def _passes_every_array(case):
+    """True unless the case leaves out an optional array (fractional's
+    ``_random_samples`` for ``rng``, stochastic backward's ``indices`` or ``x``)."""
+    return all(case.kwargs[k] is not None for k in DATA if k in case.kwargs)
+
+
+def _full_case(name):
+    return next(case for case in map(functools.partial(fixed_case, name), range(100))
+                if _passes_every_array(case))
+
+
 def _assert_same_results(got, want):
     for g, w in zip(_results(got), _results(want)):
         assert g.dtype == w.dtype
@@ -211,7 +228,7 @@ def test_dtypes(name, dtype):
     _refuses(name, first, np.zeros(a.shape, dtype), np.dtype(dtype).name)
 
 
-@pytest.mark.parametrize("name", [n for n in sorted(OPS) if n.startswith("avg_pool")])
+@pytest.mark.parametrize("name", [n for n in FORWARD if n.startswith(("avg_pool", "stochastic"))])
 def test_dtypes_bool_in_averages(name):
     first, a = _first(fixed_case(name))
     _refuses(name, first, np.zeros(a.shape, bool), "bool")
@@ -221,12 +238,12 @@ def test_dtypes_bool_in_averages(name):
 def test_byte_order(name):
     """Big-endian arrays give the native result (they once gave silently wrong
     maxima for integers and a TypeError for floats)."""
-    for seed in range(100):  # a case with multi-byte data
+    for seed in range(100):  # a case with multi-byte data in every array it can take
         case = fixed_case(name, seed)
-        native = {k: np.asarray(v) for k, v in case.kwargs.items() if k in DATA}
+        native = _arrays(case)
         swapped = {k: v.astype(v.dtype.newbyteorder(">")) for k, v in native.items()
                    if v.dtype.kind in "iuf" and v.dtype.itemsize > 1}
-        if swapped:
+        if swapped and _passes_every_array(case):
             break
     got, want = case.call(**dict(native, **swapped)), case.call(**native)
     for g, w in zip(_results(got), _results(want)):
@@ -287,8 +304,8 @@ def _read_only(a):
 @pytest.mark.parametrize("view", sorted(VIEWS))
 def test_views(name, view):
     """Every array argument passed as a view gives the contiguous result and is not modified."""
-    case = fixed_case(name)
-    arrays = {k: np.ascontiguousarray(v) for k, v in case.kwargs.items() if k in DATA}
+    case = _full_case(name)
+    arrays = {k: np.ascontiguousarray(v) for k, v in _arrays(case).items()}
     views = {k: VIEWS[view](v) for k, v in arrays.items()}
     _assert_same_results(case.call(**views), case.call(**arrays))
     for k in arrays:
@@ -350,6 +367,26 @@ both = np.zeros(y.size, np.int64)
 refused(lambda: cypool.max_pool2d(x, 2, return_indices=True,
                                   out=(both.view(np.float64).reshape(y.shape), both.reshape(y.shape))),
         "overlap")
+# fractional and stochastic pooling (the same (2, 3, 4, 4) result shape as y)
+sampled = [lambda **kw: cypool.fractional_max_pool2d(x, 2, 4, rng=0, **kw),
+           lambda **kw: cypool.stochastic_pool2d(x, 2, rng=0, **kw)]
+for pool in sampled:
+    refused(lambda: pool(out=inside_x), "overlap")
+    refused(lambda: pool(return_indices=True, out=(both.view(np.float64).reshape(y.shape),
+                                                   both.reshape(y.shape))), "overlap")
+# backward out= over the indices they read, or over stochastic eval's x
+for pool, backward in [
+        (sampled[0], lambda g, i, out: cypool.fractional_max_pool2d_backward(g, i, x.shape, out=out)),
+        (sampled[1], lambda g, i, out: cypool.stochastic_pool2d_backward(g, x.shape, 2, indices=i,
+                                                                         out=out))]:
+    _, idx = pool(return_indices=True)
+    buf = np.zeros(x.size, np.int64)
+    buf[:idx.size] = idx.ravel()
+    refused(lambda: backward(np.ones(idx.shape), buf[:idx.size].reshape(idx.shape),
+                             buf.view(np.float64).reshape(x.shape)), "overlap")
+x_copy = x.copy()
+refused(lambda: cypool.stochastic_pool2d_backward(np.ones(y.shape), x.shape, 2, training=False,
+                                                  x=x_copy, out=x_copy), "overlap")
 print("ok")
 """
 
@@ -362,7 +399,18 @@ def test_out_overlap():
 # ------------------------------------------------------------- backward
 
 INDICES_SNIPPET = """
-import itertools
+def bad_indices_refused(call, idx, plane):
+    \"\"\"call(indices) refuses offsets outside the plane, past int64, other dtypes and shapes.\"\"\"
+    for bad in (plane, plane + 1, 2**31, 2**62, -1, -plane, -2**63):
+        broken = idx.copy()
+        broken.flat[0] = bad
+        refused(lambda: call(broken), "indices", "input plane")
+    refused(lambda: call(idx.astype(np.uint64) + np.uint64(2**63)), "indices", "int64")
+    for dtype in (np.float64, np.float32, bool, np.complex64, object):
+        refused(lambda: call(idx.astype(dtype)), "indices")
+    for wrong in (idx[..., :-1], idx[:1], idx.reshape(-1), idx[..., None]):
+        refused(lambda: call(wrong), "indices")
+
 for nd in (1, 2, 3):
     shape = (2, 3) + (6,) * nd
     x = np.random.default_rng(nd).standard_normal(shape)
@@ -373,31 +421,32 @@ for nd in (1, 2, 3):
         y, idx = pool(xl, 2, return_indices=True, channels_last=channels_last)
         g = np.ones_like(y)
         plane = 6 ** nd
-        for bad in (plane, plane + 1, 2**31, 2**62, -1, -plane, -2**63):
-            broken = idx.copy()
-            broken.flat[0] = bad
-            refused(lambda: backward(g, broken, xl.shape, channels_last=channels_last,
-                                     num_threads=2), "indices", "input plane")
-            refused(lambda: backward(g[0], broken[0], xl.shape[1:], channels_last=channels_last),
-                    "indices", "input plane")
+        bad_indices_refused(lambda i: backward(g, i, xl.shape, channels_last=channels_last,
+                                               num_threads=2), idx, plane)
+        bad_indices_refused(lambda i: backward(g[0], i, xl.shape[1:], channels_last=channels_last),
+                            idx[0], plane)
         for dtype in (np.int32, np.int16, np.uint8, np.uint64):
             if np.iinfo(dtype).max >= idx.max():
                 np.testing.assert_array_equal(backward(g, idx.astype(dtype), xl.shape, channels_last=channels_last),
                                               backward(g, idx, xl.shape, channels_last=channels_last))
-        refused(lambda: backward(g, idx.astype(np.uint64) + np.uint64(2**63), xl.shape,
-                                 channels_last=channels_last), "indices", "int64")
-        for dtype in (np.float64, np.float32, bool, np.complex64, object):
-            refused(lambda: backward(g, idx.astype(dtype), xl.shape, channels_last=channels_last),
-                    "indices")
-        for wrong in (idx[..., :-1], idx[:1], idx.reshape(-1), idx[..., None]):
-            refused(lambda: backward(g, wrong, xl.shape, channels_last=channels_last), "indices")
+        # fractional backward (max pooling's scatter) and stochastic training backward
+        if nd > 1:
+            y, idx = getattr(cypool, f"fractional_max_pool{nd}d")(
+                xl, 2, 3, return_indices=True, rng=0, channels_last=channels_last)
+            bad_indices_refused(lambda i: getattr(cypool, f"fractional_max_pool{nd}d_backward")(
+                np.ones_like(y), i, xl.shape, channels_last=channels_last, num_threads=2), idx, plane)
+        y, idx = getattr(cypool, f"stochastic_pool{nd}d")(xl, 2, rng=0, return_indices=True,
+                                                          channels_last=channels_last)
+        bad_indices_refused(lambda i: getattr(cypool, f"stochastic_pool{nd}d_backward")(
+            np.ones_like(y), xl.shape, 2, indices=i, x=xl, channels_last=channels_last), idx, plane)
 print("ok")
 """
 
 
 def test_indices():
-    """Out of range, negative, of the wrong dtype or shape, in every max backward
-    and both layouts: refused before the scatter, in a separate interpreter."""
+    """Out of range, negative, of the wrong dtype or shape, in every max, fractional
+    and stochastic backward and both layouts: refused before the scatter, in a
+    separate interpreter."""
     assert run_isolated(INDICES_SNIPPET).strip().endswith("ok")
 
 
@@ -428,6 +477,9 @@ for shape in [(2**40, 2**40, 1, 1), (1, 1, 2**40, 2**40), (0, 1, 2**40, 2**40),
               (1, 1, 2**33 + 1, 2**31), (1, 1, 2**64, 1), (2**31, 2**31, 2, 2)]:
     refused(lambda: cypool.max_pool2d_backward(g1, idx, shape), "input_shape", "2**62")
     refused(lambda: cypool.avg_pool2d_backward(g1, shape, 2**31 - 1, padding="same"), "input_shape")
+    refused(lambda: cypool.fractional_max_pool2d_backward(g1, idx, shape), "input_shape", "2**62")
+    refused(lambda: cypool.stochastic_pool2d_backward(g1, shape, 2**31 - 1, padding="same",
+                                                      indices=idx), "input_shape", "2**62")
 for nd in (1, 3):
     shape = (1, 1) + (2**21,) * nd if nd == 3 else (1, 1, 2**62)
     refused(lambda: getattr(cypool, f"max_pool{nd}d_backward")(np.ones((1, 1) + (1,) * nd),
@@ -436,12 +488,16 @@ for nd in (1, 3):
 view = np.broadcast_to(np.uint8(1), (2**31, 2**31, 1))
 refused(lambda: cypool.max_pool1d(view, 1), "x", "2**62")
 refused(lambda: cypool.avg_pool1d(view, 1), "x", "2**62")
+refused(lambda: cypool.stochastic_pool1d(view, 1, rng=0), "x", "2**62")
+refused(lambda: cypool.fractional_max_pool2d(view[..., None], 1, 1, rng=0), "x", "2**62")
 # a view of 2**52 elements is legal but cannot be pooled into memory: MemoryError, no crash
 view = np.broadcast_to(np.float32(1), (2**26, 2**26, 1))
-try:
-    cypool.max_pool1d(view, 1)
-except MemoryError as exc:
-    print("MemoryError:", str(exc)[:80])
+for pool in (lambda: cypool.max_pool1d(view, 1), lambda: cypool.stochastic_pool1d(view, 1, rng=0),
+             lambda: cypool.fractional_max_pool2d(view[..., None], 1, 1, rng=0)):
+    try:
+        pool()
+    except MemoryError as exc:
+        print("MemoryError:", str(exc)[:80])
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB
 assert peak < 1_000_000, peak
 print("ok")
@@ -456,7 +512,8 @@ def test_huge_sizes():
 
 def test_huge_windows():
     """The largest kernels, strides and padding the validation lets through give
-    the documented result (window geometry is computed in 64 bits)."""
+    the documented result (window geometry is computed in 64 bits), in max,
+    average and stochastic pooling; fractional pooling refuses them."""
     big = 2**31 - 1
     x = np.arange(1.0, 4.0).reshape(1, 1, 3)
     for channels_last in (False, True):
@@ -474,6 +531,21 @@ def test_huge_windows():
     # the 3-D divisor (2**31 - 1)**3 is past 2**63: computed in floating point
     np.testing.assert_allclose(cypool.avg_pool3d(one[..., np.newaxis], big, padding=big // 2),
                                np.full((1, 1, 1, 1, 1), 1.0 / big**3), rtol=1e-12)
+    # stochastic: every window holds the whole row (S = 6, Q = 14); each element
+    # gets 3 * (2 a S - Q) / S**2 back in eval mode
+    for channels_last in (False, True):
+        xl = x.reshape(1, 3, 1) if channels_last else x
+        kw = dict(channels_last=channels_last)
+        mean = cypool.stochastic_pool1d(xl, big, 1, "same", training=False, **kw)
+        np.testing.assert_allclose(mean.ravel(), [14 / 6] * 3)
+        got, idx = cypool.stochastic_pool1d(xl, big, 1, big // 2, rng=0, return_indices=True, **kw)
+        np.testing.assert_array_equal(got.ravel(), x.ravel()[idx.ravel()])
+        grad = cypool.stochastic_pool1d_backward(np.ones(xl.shape), xl.shape, big, 1, big // 2,
+                                                 training=False, x=xl, **kw)
+        np.testing.assert_allclose(grad.ravel(), 3 * (12 * x.ravel() - 14) / 36)
+    # fractional: a kernel past the input leaves no room for a window
+    with pytest.raises(ValueError, match="kernel_size - 1 <= input size"):
+        cypool.fractional_max_pool2d(one, big, 1, rng=0)
 
 
 def test_huge_windows_max_channels_first():
@@ -523,6 +595,66 @@ def test_num_threads_many_threads_is_safe():
     x = np.random.default_rng(0).standard_normal((2, 16, 64, 64)).astype(np.float32)
     want = cypool.max_pool2d(x, 3, 2, 1, num_threads=1)
     np.testing.assert_array_equal(cypool.max_pool2d(x, 3, 2, 1, num_threads=64), want)
+
+
+# ------------------------------------------------------------ random state
+
+SAMPLED = [name for name in FORWARD if name.startswith(("fractional", "stochastic"))]
+
+
+def _draws(name, x, channels_last):
+    """The number of uniforms a call of :func:`_sampled` draws (SPEC: ``(N, C, nd)``
+    fractional samples, one per stochastic output), and that call."""
+    nd = int(name[-2])
+    pool = getattr(cypool, name)
+    if name.startswith("fractional"):
+        call = functools.partial(pool, x, 2, output_ratio=0.5, return_indices=True,
+                                 channels_last=channels_last)
+        return x.shape[0] * x.shape[-1 if channels_last else 1] * nd, call
+    call = functools.partial(pool, x, 3, 2, 1, return_indices=True, channels_last=channels_last)
+    return call(rng=0)[0].size, call
+
+
+@pytest.mark.parametrize("name", SAMPLED)
+def test_random_state(name):
+    """Bad ``rng`` and ``_random_samples`` are refused by name; a seed gives the
+    same result in both layouts and for 1 or 2 threads (an input large enough
+    for the threaded kernels), and a Generator ends where ``random`` of the
+    same number of draws leaves it."""
+    for value in (1.5, np.float64(3), -1, "0", True, np.random.RandomState(0),
+                  np.random.PCG64(0), np.random.SeedSequence(0)):
+        _refuses(name, "rng", value)
+    if name.startswith("fractional"):
+        case = fixed_case(name)
+        need = case.extra["samples_shape"]
+        for samples, words in [
+                (np.full(need[:2] + (need[2] + 1,), 0.5), ["(N'"]),
+                (np.full((need[0] - 1,) + need[1:], 0.5), ["N' >= the batch size"]),
+                (0.5, ["shape"]), ([[0.5], [0.5, 0.5]], ["array-like"]),
+                (np.ones(need), ["[0, 1)"]), (np.full(need, -0.25), ["[0, 1)"]),
+                (np.full(need, np.nan), ["[0, 1)"]), (np.full(need, 2**64 - 1, np.uint64), ["[0, 1)"]),
+                (np.zeros(need, np.complex64), ["complex64"]), (np.zeros(need, bool), ["bool"]),
+                (np.zeros(need, object), ["object"])]:
+            with pytest.raises((ValueError, TypeError)) as info:
+                case.call(rng=None, _random_samples=samples)
+            assert all(w in str(info.value) for w in ["_random_samples"] + words), str(info.value)
+        _refuses(name, "_random_samples", np.zeros(need), "rng", "not both")
+    nd = int(name[-2])
+    # more than 2**17 elements: the threaded kernels
+    x = np.random.default_rng(1).standard_normal((2, 64) + {1: (1100,), 2: (36, 36), 3: (12,) * 3}[nd])
+    count, first = _draws(name, x, False)
+    want = first(rng=5, num_threads=1)
+    count_last, last = _draws(name, np.ascontiguousarray(np.moveaxis(x, 1, -1)), True)
+    assert count_last == count
+    for threads in (1, 2):
+        _assert_same_results(first(rng=np.random.default_rng(5), num_threads=threads), want)
+        got = last(rng=5, num_threads=threads)
+        _assert_same_results(tuple(np.moveaxis(a, -1, 1) for a in got), want)
+    for bits in (np.random.PCG64, np.random.MT19937):
+        used, fresh = np.random.Generator(bits(3)), np.random.Generator(bits(3))
+        first(rng=used)
+        fresh.random(count)
+        assert used.random() == fresh.random(), bits.__name__
 
 
 # ------------------------------------------------------------------ README

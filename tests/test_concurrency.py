@@ -1,9 +1,11 @@
-"""Concurrency and processes: many Python threads, thread-count changes,
-fork while threads are busy, and KeyboardInterrupt during long calls.
+"""Concurrency and processes: many Python threads, a Generator shared between
+them, thread-count changes, fork while threads are busy, and KeyboardInterrupt
+during long calls.
 
 Every op of the table in tests/fuzz/ops.py takes part (tests/test_pool.py
 has the original max/avg version of the first test; the plain fork test is
-tests/test_process.py's).
+tests/test_process.py's); fractional and stochastic pooling also share one
+``rng`` Generator between threads.
 """
 
 import os
@@ -66,6 +68,36 @@ def test_many_threads_give_the_serial_results():
     start = threading.Barrier(THREADS)
     _run_threads([lambda: _hammer(work, failures, start)] * THREADS)
     assert failures == []
+
+
+def test_threads_sharing_a_generator_take_disjoint_draws():
+    """Stochastic and fractional calls from many threads on one shared
+    ``rng`` Generator: each call takes its own block of draws, so the results
+    are those of the same number of serial calls (in some order) and the
+    generator ends where those leave it."""
+    x = np.abs(np.random.default_rng(4).standard_normal((2, 8, 12, 12)))
+    calls = {"stochastic": lambda rng: cypool.stochastic_pool2d(x, 2, rng=rng, return_indices=True),
+             "fractional": lambda rng: cypool.fractional_max_pool2d(x, 2, 5, return_indices=True,
+                                                                    rng=rng)}
+    rounds = 10
+    for name, call in calls.items():
+        shared, fresh = np.random.default_rng(11), np.random.default_rng(11)
+        got = []
+        start = threading.Barrier(THREADS)
+
+        def worker():
+            start.wait()
+            for _ in range(rounds):
+                values, indices = call(shared)
+                got.append(values.tobytes() + indices.tobytes())  # list.append is atomic
+
+        _run_threads([worker] * THREADS)
+        serial = []
+        for _ in range(THREADS * rounds):
+            values, indices = call(fresh)
+            serial.append(values.tobytes() + indices.tobytes())
+        assert sorted(got) == sorted(serial), name
+        assert shared.random() == fresh.random(), name
 
 
 def test_thread_count_changes_mid_run():

@@ -4,7 +4,7 @@ Each input picks an op of the table (tests/fuzz/ops.py), builds a case from
 the fuzzer's bytes (shapes, dtypes, layouts, views, window arguments), then
 replaces up to three arguments with edge values (zero, negative, past 2**31,
 2**63 and 2**64, floats, NaN, strings, None, bools, tuples of every length,
-arrays, the op's own invalid replacements).  The call must return (and, with
+arrays, ratios, samples, a RandomState, the op's own invalid replacements).  The call must return (and, with
 no replacement, agree with the reference) or raise ValueError/TypeError with
 a message; any other exception, a crash or a hang (libFuzzer's -timeout) is a
 finding, saved as a crash file: turn it into a test in tests/test_adversarial.py.
@@ -29,7 +29,10 @@ _TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EDGES = (0, 1, 2, 3, -1, -2, 2**31 - 1, 2**31, 2**62, 2**63, -2**63, 2**64, 1.5, float("nan"),
          float("inf"), "same", "valid", "SAME", "", "x", None, True, False, (), (1,), (2, 2),
          (1, 1, 1), (1, 2, 3, 4), (2**31, 1), (0, 1), [1.5, 2], (None, 1), np.int64(2),
-         np.array([1, 2]), np.float32(2.0), b"2", 4096, 4097)
+         np.array([1, 2]), np.float32(2.0), b"2", 4096, 4097,
+         # output ratios, samples and rngs of fractional and stochastic pooling
+         0.5, 1.0, -0.0, (0.5, 0.5), np.zeros((2, 3, 2)), np.full((1, 1, 3), 0.99),
+         np.random.RandomState(0))
 # Known slow, reported and marked xfail in tests/test_adversarial.py
 # (test_huge_windows_max_channels_first): keep them out so a run stays bounded.
 SLOW_KERNEL = 4096
@@ -45,9 +48,31 @@ def _ints(value):
     return []
 
 
+def _result_bound(case):
+    """An upper bound of the result's elements of the ops whose result can be
+    far larger than ``x``: unpooling (``(in - 1) * stride + kernel`` per axis,
+    or an output_size within a stride of it) and adaptive pooling (output_size);
+    0 for the others."""
+    args = case.kwargs
+    forward = not case.op.endswith("backward")
+    if forward and case.op.startswith("max_unpool"):
+        factors = _ints(args.get("kernel_size")) + _ints(args.get("stride"))
+    elif forward and case.op.startswith("adaptive"):
+        factors = _ints(args.get("output_size"))
+    else:
+        return 0
+    try:
+        size = np.asarray(args.get("x")).size
+    except Exception:  # an edge value that is no array: refused before any allocation
+        return 0
+    return size * (2 * max([abs(v) for v in factors] + [1])) ** case.nd
+
+
 def _too_costly(case):
     """Valid-looking calls that are merely big (or hit the known slow path)."""
     args = case.kwargs
+    if _result_bound(case) > LARGEST:
+        return True
     if case.op.startswith("max_pool") and not case.op.endswith("backward") \
             and args.get("channels_last") is not True \
             and any(abs(v) > SLOW_KERNEL for v in _ints(args.get("kernel_size"))):
@@ -80,7 +105,7 @@ def one_input(data, ops, choices, check):
             value = EDGES[fdp.ConsumeIntInRange(0, len(EDGES) - 1)]
         case.kwargs[argument] = value
         replaced.append(argument)
-    if _too_costly(case):
+    if replaced and _too_costly(case):  # drawn cases are small by construction
         return
     if not replaced:
         check(case)

@@ -265,10 +265,13 @@ class Layout:
         return self.user(np.empty(self.shape(spatial), np.bool_)).shape
 
 
+WIDE = 700   # channels of the layouts with enough elements for the threaded paths
+
+
 def draw_layout(choose):
     batch = choose.pick((None, 0, 1, 2))   # None: unbatched
     # Now and then enough channels (and so elements) for the threaded paths.
-    channels = 700 if choose.integer(0, 15) == 0 else choose.integer(1, 3)
+    channels = WIDE if choose.integer(0, 15) == 0 else choose.integer(1, 3)
     return Layout(1 if batch is None else batch, batch is not None, channels, choose.flag())
 
 
@@ -326,9 +329,11 @@ def _per_axis_arg(choose, values_):
     return list(values_) if choose.integer(0, 3) == 0 else tuple(values_)
 
 
-def draw_window(choose, nd, dilated=True, padded=True):
+def draw_window(choose, nd, dilated=True, padded=True, sparse=False):
+    """``sparse`` (for WIDE layouts): at most 2 taps per axis, windows 3 or 4
+    apart, so that a reference looping over every tap stays quick."""
     side, max_kernel, max_dilation = LIMITS[nd]
-    kernel = tuple(choose.integer(1, max_kernel) for _ in range(nd))
+    kernel = tuple(choose.integer(1, 2 if sparse else max_kernel) for _ in range(nd))
     dilation = tuple(choose.integer(1, max_dilation) if dilated else 1 for _ in range(nd))
     mode = choose.pick(("int", "tuple", "same", "valid")) if padded else "valid"
     if mode == "int":
@@ -343,13 +348,14 @@ def draw_window(choose, nd, dilated=True, padded=True):
     for k, d, p in zip(kernel, dilation, pads):
         need = 1 if mode == "same" else max(1, d * (k - 1) + 1 - 2 * p)
         spatial.append(choose.pick(tuple(s for s in SIDES if need <= s <= side)))
-    stride_mode = choose.pick(("none", "int", "tuple"))
+    stride_mode = choose.pick(("int", "tuple") if sparse else ("none", "int", "tuple"))
+    shortest = 3 if sparse else 1
     if stride_mode == "none":
         stride = None
     elif stride_mode == "int":
-        stride = choose.integer(1, 4)
+        stride = choose.integer(shortest, 4)
     else:
-        stride = tuple(choose.integer(1, 4) for _ in range(nd))
+        stride = tuple(choose.integer(shortest, 4) for _ in range(nd))
     args = dict(kernel_size=_per_axis_arg(choose, kernel), stride=stride, padding=padding,
                 ceil_mode=choose.flag())
     if dilated:
@@ -458,26 +464,32 @@ def build_max_backward(nd):
         lay = draw_layout(choose)
         x_cf = values(choose, lay.shape(win.spatial), np.float64)
         _, idx_cf = ref.max_pool(x_cf, nd, **win.ref_args())
-        grad_dtype = choose.pick(GRAD_DTYPES)
-        grad_cf = values(choose, idx_cf.shape, grad_dtype)
-        index_dtype = choose.pick((np.int64, np.int32))
-        grad = present(choose, lay.user(grad_cf))
-        indices = present(choose, lay.user(idx_cf).astype(index_dtype))
-        shape = lay.user_shape(win.spatial)
-        input_shape = choose.pick((shape, list(shape), np.array(shape, np.int64)))
-
-        def expect():
-            work = grad_cf.astype(np.float64 if grad_dtype.kind in "iu" else grad_dtype)
-            got = ref.max_pool_backward(work, idx_cf, x_cf.shape)
-            return lay.user(got.astype(_grad_result(grad_dtype)))
-
-        kwargs = dict(grad_output=grad, indices=indices, input_shape=input_shape,
-                      channels_last=lay.channels_last, num_threads=num_threads(choose))
         bad_index = ref.has_out_of_plane_index(idx_cf, x_cf.shape, nd)
-        return Case(f"max_pool{nd}d_backward", kwargs, expect, close(_scale(grad_cf)), nd,
-                    win.kernel, INDEX_RANGE if bad_index else None, (grad, indices),
-                    dict(plane=math.prod(win.spatial)))
+        return _scatter_case(f"max_pool{nd}d_backward", choose, lay, win.spatial, idx_cf, nd,
+                             win.kernel, INDEX_RANGE if bad_index else None)
     return build
+
+
+def _scatter_case(name, choose, lay, spatial, idx_cf, nd, kernel, rejected=None):
+    """A case of a max-style backward (``grad_output, indices, input_shape``):
+    the gradient added at ``idx_cf`` inside each input plane of ``spatial``."""
+    grad_dtype = choose.pick(GRAD_DTYPES)
+    grad_cf = values(choose, idx_cf.shape, grad_dtype)
+    index_dtype = choose.pick((np.int64, np.int32))
+    grad = present(choose, lay.user(grad_cf))
+    indices = present(choose, lay.user(idx_cf).astype(index_dtype))
+    shape = lay.user_shape(spatial)
+    input_shape = choose.pick((shape, list(shape), np.array(shape, np.int64)))
+
+    def expect():
+        work = grad_cf.astype(np.float64 if grad_dtype.kind in "iu" else grad_dtype)
+        got = ref.max_pool_backward(work, idx_cf, lay.shape(spatial))
+        return lay.user(got.astype(_grad_result(grad_dtype)))
+
+    kwargs = dict(grad_output=grad, indices=indices, input_shape=input_shape,
+                  channels_last=lay.channels_last, num_threads=num_threads(choose))
+    return Case(name, kwargs, expect, close(_scale(grad_cf)), nd, kernel, rejected,
+                (grad, indices), dict(plane=math.prod(spatial)))
 
 
 def build_avg(nd):
@@ -771,12 +783,14 @@ def draw_unpool(choose, nd):
     return Unpool(kernel, args, spatial, out_spatial)
 
 
-def _unpool_indices(choose, shape, plane):
+def _plane_indices(choose, shape, plane):
     """Flat indices into planes of ``plane`` elements: distinct when they fit."""
     rng = np.random.default_rng(choose.integer(0, 2**32 - 1))
-    count = math.prod(shape[2:])
-    planes = [rng.choice(plane, count, replace=count > plane) for _ in range(math.prod(shape[:2]))]
-    return np.array(planes, np.int64).reshape(shape)
+    planes, count = math.prod(shape[:2]), math.prod(shape[2:])
+    if count > plane:
+        return rng.integers(0, plane, size=shape, dtype=np.int64)
+    # the first ``count`` positions of a random order of each plane
+    return np.argsort(rng.random((planes, plane)), axis=1)[:, :count].reshape(shape)
 
 
 def build_unpool(nd):
@@ -787,7 +801,7 @@ def build_unpool(nd):
         lay = draw_layout(choose)
         dtype = choose.pick(MAX_DTYPES)
         cf = values(choose, lay.shape(geo.spatial), dtype)
-        idx_cf = _unpool_indices(choose, cf.shape, math.prod(geo.out_spatial))
+        idx_cf = _plane_indices(choose, cf.shape, math.prod(geo.out_spatial))
         x = present(choose, lay.user(cf))
         indices = present(choose, lay.user(idx_cf).astype(choose.pick((np.int64, np.int32))))
 
@@ -809,7 +823,7 @@ def build_unpool_backward(nd):
         lay = draw_layout(choose)
         grad_dtype = choose.pick(GRAD_DTYPES)
         grad_cf = values(choose, lay.shape(geo.out_spatial), grad_dtype)
-        idx_cf = _unpool_indices(choose, lay.shape(geo.spatial), math.prod(geo.out_spatial))
+        idx_cf = _plane_indices(choose, lay.shape(geo.spatial), math.prod(geo.out_spatial))
         grad = present(choose, lay.user(grad_cf))
         indices = present(choose, lay.user(idx_cf))
 
@@ -821,6 +835,189 @@ def build_unpool_backward(nd):
                       num_threads=num_threads(choose))
         return Case(f"max_unpool{nd}d_backward", kwargs, expect, exact, nd, geo.kernel,
                     inputs=(grad, indices), extra=dict(plane=math.prod(geo.out_spatial)))
+    return build
+
+
+# ------------------------------------------------------------ fractional
+
+@dataclass(frozen=True)
+class Fractional:
+    """A drawn fractional max pooling geometry: ``out_spatial`` windows of
+    ``kernel`` over ``spatial`` (``out + kernel - 1 <= in`` per axis)."""
+    kernel: Tuple[int, ...]
+    args: dict          # kernel_size, output_size, output_ratio as passed
+    spatial: Tuple[int, ...]
+    out_spatial: Tuple[int, ...]
+
+
+def draw_fractional(choose, nd, few_windows=False):
+    """Sizes, kernel and output sizes, given as ``output_size`` or, when every
+    output is smaller than its input, as an ``output_ratio`` that gives them;
+    ``few_windows`` (WIDE layouts): kernels and outputs of at most 2, so the
+    reference, which loops over every tap, stays quick."""
+    import reference_sample as rs
+
+    side, max_kernel, _ = LIMITS[nd]
+    top = 2 if few_windows else max_kernel
+    spatial = tuple(choose.pick(tuple(s for s in SIDES if s <= side)) for _ in range(nd))
+    kernel = tuple(choose.integer(1, min(top, L)) for L in spatial)
+    out = tuple(choose.integer(1, min(L - k + 1, top if few_windows else L))
+                for L, k in zip(spatial, kernel))
+    if all(o < L for o, L in zip(out, spatial)) and choose.flag():
+        # int(L * (o + 0.5) / L) is o, whatever the rounding of the ratio
+        size, ratio = None, _per_axis_arg(choose, tuple((o + 0.5) / L for o, L in zip(out, spatial)))
+    else:
+        size, ratio = _per_axis_arg(choose, out), None
+    args = dict(kernel_size=_per_axis_arg(choose, kernel), output_size=size, output_ratio=ratio)
+    return Fractional(kernel, args, spatial, rs.fractional_output_size(spatial, nd, size, ratio))
+
+
+def _sample_dtype(dtype):
+    """The dtype fractional pooling computes its window starts in (SPEC: the
+    input's float dtype, float64 for integer and bool input)."""
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _draw_samples(choose, shape, dtype):
+    """``_random_samples`` of ``shape`` in ``dtype``: uniform in [0, 1), or all
+    0, or all the largest value below 1."""
+    top = np.nextafter(dtype.type(1), dtype.type(0))
+    kind = choose.pick(("uniform", "uniform", "zero", "top"))
+    if kind == "uniform":
+        rng = np.random.default_rng(choose.integer(0, 2**32 - 1))
+        return np.minimum(rng.random(shape).astype(dtype), top)
+    return np.full(shape, 0 if kind == "zero" else top, dtype)
+
+
+def build_fractional(nd):
+    import reference_sample as rs
+
+    def build(choose):
+        lay = draw_layout(choose)
+        geo = draw_fractional(choose, nd, few_windows=lay.channels == WIDE)
+        dtype = choose.pick(MAX_DTYPES)
+        cf = values(choose, lay.shape(geo.spatial), dtype)
+        x = present(choose, lay.user(cf))
+        sample_dtype = _sample_dtype(dtype)
+        need = (lay.batch, lay.channels, nd)
+        # rng: an int seed, never a Generator, so that every call of the case
+        # draws the same samples; float16's own draws are cypool's business
+        if sample_dtype != np.float16 and choose.flag():
+            seed = choose.integer(0, 2**32 - 1)
+            samples = np.random.default_rng(seed).random(need, dtype=sample_dtype)
+            given = dict(_random_samples=None, rng=choose.pick((seed, np.uint32(seed))))
+        else:
+            samples = _draw_samples(choose, (lay.batch + choose.integer(0, 1),) + need[1:],
+                                    sample_dtype)
+            passed = samples.astype(choose.pick((sample_dtype, np.float64)))  # widening is exact
+            given = dict(_random_samples=present(choose, passed), rng=None)
+        return_indices = choose.flag()
+
+        def expect():
+            got, idx = rs.fractional_max_pool(cf.astype(_max_compute(dtype)), nd, geo.kernel,
+                                              geo.out_spatial, samples)
+            got = lay.user(got.astype(dtype))
+            return (got, lay.user(idx)) if return_indices else got
+
+        kwargs = dict(x=x, **geo.args, return_indices=return_indices, **given,
+                      channels_last=lay.channels_last, num_threads=num_threads(choose))
+        arrays = tuple(a for a in (x, given["_random_samples"]) if a is not None)
+        return Case(f"fractional_max_pool{nd}d", kwargs, expect, exact, nd, geo.kernel,
+                    inputs=arrays, extra=dict(spatial=geo.spatial, samples_shape=need))
+    return build
+
+
+def build_fractional_backward(nd):
+    def build(choose):
+        # any offsets inside the input plane are valid indices, not only a forward pass's
+        lay = draw_layout(choose)
+        geo = draw_fractional(choose, nd)
+        idx_cf = _plane_indices(choose, lay.shape(geo.out_spatial), math.prod(geo.spatial))
+        return _scatter_case(f"fractional_max_pool{nd}d_backward", choose, lay, geo.spatial,
+                             idx_cf, nd, geo.kernel)
+    return build
+
+
+# ------------------------------------------------------------ stochastic
+
+STOCHASTIC_SLACK = 10   # backward: x is rounded to the gradient's compute dtype first
+
+
+def _stochastic_window(choose, nd, lay):
+    """A drawn window without dilation or ceil mode (stochastic pooling has
+    neither) and the window arguments to pass."""
+    win = draw_window(choose, nd, dilated=False, sparse=lay.channels == WIDE)
+    win = Window(nd, win.kernel, dict(win.args, ceil_mode=False), win.spatial)
+    return win, {k: win.args[k] for k in ("kernel_size", "stride", "padding")}
+
+
+def build_stochastic(nd):
+    import reference_sample as rs
+
+    def build(choose):
+        lay = draw_layout(choose)
+        win, window_args = _stochastic_window(choose, nd, lay)
+        dtype = choose.pick(AVG_DTYPES)
+        cf = values(choose, lay.shape(win.spatial), dtype)
+        x = present(choose, lay.user(cf))
+        training = choose.flag()
+        return_indices = training and choose.flag()
+        # an int seed (see build_fractional); eval draws nothing but still checks rng
+        seed = choose.integer(0, 2**32 - 1)
+        rng = seed if training or choose.flag() else None
+
+        def expect():
+            # SPEC: the draws are rng.random((N, C, *out)), in channels-first order
+            uniforms = (np.random.default_rng(seed).random(lay.shape(win.out_spatial()))
+                        if training else None)
+            got, idx = rs.stochastic_pool(cf, nd, **window_args, training=training,
+                                          uniforms=uniforms)
+            return (lay.user(got), lay.user(idx)) if return_indices else lay.user(got)
+
+        kwargs = dict(x=x, **window_args, training=training, rng=rng,
+                      return_indices=return_indices, channels_last=lay.channels_last,
+                      num_threads=num_threads(choose))
+        # eval's float64 quotient reaches float16 through float32, the reference's directly
+        compare = close(_scale(cf)) if dtype == np.float16 and not training else exact
+        return Case(f"stochastic_pool{nd}d", kwargs, expect, compare, nd, win.kernel,
+                    inputs=(x,))
+    return build
+
+
+def build_stochastic_backward(nd):
+    import reference_sample as rs
+
+    def build(choose):
+        lay = draw_layout(choose)
+        win, window_args = _stochastic_window(choose, nd, lay)
+        grad_dtype = choose.pick(GRAD_DTYPES)
+        grad_cf = values(choose, lay.shape(win.out_spatial()), grad_dtype)
+        x_cf = values(choose, lay.shape(win.spatial), choose.pick(AVG_DTYPES))
+        # training routes each gradient to its sampled offset: any offset in the plane is valid
+        idx_cf = _plane_indices(choose, grad_cf.shape, math.prod(win.spatial))
+        training = choose.flag()
+        with_x = not training or choose.flag()   # training takes x to mask non-positive picks
+        grad = present(choose, lay.user(grad_cf))
+        x = present(choose, lay.user(x_cf))
+        indices = present(choose, lay.user(idx_cf).astype(choose.pick((np.int64, np.int32))))
+        shape = lay.user_shape(win.spatial)
+
+        def expect():
+            got = rs.stochastic_pool_backward(grad_cf, x_cf, nd, **window_args,
+                                              training=training, indices=idx_cf,
+                                              mask_with_x=with_x)
+            return lay.user(got)
+
+        kwargs = dict(grad_output=grad,
+                      input_shape=choose.pick((shape, list(shape), np.array(shape, np.int64))),
+                      **window_args, training=training, indices=indices if training else None,
+                      x=x if with_x else None, channels_last=lay.channels_last,
+                      num_threads=num_threads(choose))
+        return Case(f"stochastic_pool{nd}d_backward", kwargs, expect,
+                    close(_scale(grad_cf), STOCHASTIC_SLACK), nd, win.kernel,
+                    inputs=tuple(a for a in (grad, kwargs["indices"], kwargs["x"])
+                                 if a is not None),
+                    extra=dict(plane=math.prod(win.spatial), indices=indices, x=x))
     return build
 
 
@@ -863,7 +1060,10 @@ COMMON_BADS = (
 
 
 def _array(case, name):
-    return np.asarray(case.kwargs[name])
+    """The case's ``name`` array; for an optional one it does not pass (stochastic
+    backward's ``indices`` or ``x``), the valid one kept in ``case.extra``."""
+    value = case.kwargs[name]
+    return np.asarray(case.extra[name] if value is None else value)
 
 
 def _as_dtype(name, dtype):
@@ -921,7 +1121,7 @@ OUT_BADS = tuple(_bad_out(kind) for kind in ("shape", "dtype", "strided", "read-
 
 def _set_first_index(value):
     def make(case):
-        a = np.array(case.kwargs["indices"], dtype=np.int64)
+        a = _array(case, "indices").astype(np.int64)
         if a.size == 0:
             raise Skip
         a.flat[0] = value(case)
@@ -988,6 +1188,71 @@ UNPOOL_WINDOW_BADS = tuple(
 )
 
 
+# fractional max pooling: a kernel and an output size or ratio, no stride or padding
+def _past_input(case):
+    return tuple(L + 1 for L in case.extra["spatial"])
+
+
+def _bad_samples(shape=lambda need: need, value=0.5, dtype=np.float64):
+    """``_random_samples`` of ``shape(need)`` (``need``: the valid ``(N, C, nd)``)
+    filled with ``value``; a bad value needs a row that is read (N > 0)."""
+    def make(case):
+        need = case.extra["samples_shape"]
+        if min(shape(need)) < 0 or (value != 0.5 and need[0] == 0):
+            raise Skip
+        return np.full(shape(need), value, dtype)
+    return Bad("_random_samples", make)
+
+
+RNG_BADS = (
+    Bad("rng", 1.5), Bad("rng", -1), Bad("rng", "seed"), Bad("rng", True),
+    Bad("rng", lambda case: np.random.RandomState(0)),
+)
+FRACTIONAL_BADS = tuple(b for b in WINDOW_BADS if b.argument == "kernel_size") + (
+    Bad("kernel_size", lambda case: max(case.extra["spatial"]) + 1),
+    Bad("output_size", _past_input), Bad("output_size", lambda case: (2**31,) * case.nd),
+) + OUTPUT_SIZE_BADS + (
+    Bad("output_ratio", 0), Bad("output_ratio", 1.0), Bad("output_ratio", 1.5),
+    Bad("output_ratio", -0.1), Bad("output_ratio", float("nan")), Bad("output_ratio", 1e-9),
+    Bad("output_ratio", "half"), Bad("output_ratio", True),
+    Bad("output_ratio", lambda case: (0.5,) * (case.nd + 1)),
+    _bad_samples(lambda need: need[:2] + (need[2] + 1,)),
+    _bad_samples(lambda need: (need[0], need[1] + 1, need[2])),
+    _bad_samples(lambda need: (need[0] - 1,) + need[1:]),   # fewer rows than the batch
+    _bad_samples(lambda need: need[1:]),
+    _bad_samples(value=1.0), _bad_samples(value=-0.25), _bad_samples(value=np.nan),
+    _bad_samples(value=np.inf), _bad_samples(dtype=np.complex128), _bad_samples(dtype=np.bool_),
+    _bad_samples(dtype=object), Bad("_random_samples", "abc"),
+    Bad("return_indices", 1), Bad("return_indices", "yes"),
+) + RNG_BADS
+
+
+def _when(flag, is_set, bad):
+    """``bad`` for a case whose boolean argument ``flag`` is ``is_set`` (the
+    replacement is valid otherwise: Skip)."""
+    def make(case):
+        if case.kwargs[flag] != is_set:
+            raise Skip
+        return bad.value(case)
+    return Bad(bad.argument, make, bad.names)
+
+
+# stochastic pooling: no dilation or ceil mode; return_indices only with
+# training; the backward takes indices (training) or x (eval)
+STOCHASTIC_WINDOW_BADS = tuple(b for b in WINDOW_BADS if b.argument != "ceil_mode")
+TRAINING_BADS = (Bad("training", 1), Bad("training", None), Bad("training", "yes"))
+STOCHASTIC_BADS = STOCHASTIC_WINDOW_BADS + TRAINING_BADS + RNG_BADS + (
+    Bad("return_indices", 1), Bad("return_indices", "yes"),
+    _when("training", False, Bad("return_indices", True)),
+    _when("return_indices", True, Bad("training", False, ("training", "return_indices"))),
+)
+STOCHASTIC_BACKWARD_BADS = STOCHASTIC_WINDOW_BADS + TRAINING_BADS + tuple(
+    _when("training", True, bad) for bad in INDEX_BADS + (Bad("indices", None),)) + (
+    _when("training", False, Bad("indices", lambda case: case.extra["indices"])),
+    _when("training", False, Bad("x", None)),
+    _flat("x"), _as_dtype("x", np.complex128), _as_dtype("x", object), _as_dtype("x", np.bool_),
+)
+
 # -------------------------------------------------------------- the table
 
 def _ops():
@@ -1049,6 +1314,22 @@ def _ops():
             f"max_unpool{nd}d_backward", build_unpool_backward(nd),
             # the indices' shape is the result's: any spatial size is valid
             COMMON_BADS + OUT_BADS + GRAD_DTYPE_BADS + INDEX_BADS[:5] + INDEX_BADS[6:])
+    for nd in (2, 3):
+        table[f"fractional_max_pool{nd}d"] = Op(
+            f"fractional_max_pool{nd}d", build_fractional(nd),
+            FRACTIONAL_BADS + COMMON_BADS + OUT_BADS
+            + _input_bads("x", np.complex64, object, "U1"))
+        table[f"fractional_max_pool{nd}d_backward"] = Op(
+            f"fractional_max_pool{nd}d_backward", build_fractional_backward(nd),
+            COMMON_BADS + OUT_BADS + INPUT_SHAPE_BADS + GRAD_BADS + INDEX_BADS)
+    for nd in (1, 2, 3):
+        table[f"stochastic_pool{nd}d"] = Op(
+            f"stochastic_pool{nd}d", build_stochastic(nd),
+            STOCHASTIC_BADS + COMMON_BADS + OUT_BADS
+            + _input_bads("x", np.complex128, object, np.bool_))
+        table[f"stochastic_pool{nd}d_backward"] = Op(
+            f"stochastic_pool{nd}d_backward", build_stochastic_backward(nd),
+            STOCHASTIC_BACKWARD_BADS + COMMON_BADS + OUT_BADS + INPUT_SHAPE_BADS + GRAD_BADS)
     return {name: op for name, op in table.items() if hasattr(cypool, name)}
 
 
