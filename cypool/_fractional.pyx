@@ -57,9 +57,10 @@ def interval_starts(samples, Py_ssize_t in_size, Py_ssize_t out_size, Py_ssize_t
     starts[:, out_size - 1] = in_size - kernel
     if starts.size and (starts.min() < 0 or starts.max() > in_size - kernel):
         raise ValueError(
-            f"fractional max pooling: the samples give a window start outside [0, "
+            f"fractional max pooling: with x in {samples.dtype.name}, the samples "
+            f"(_random_samples or rng's draws) give a window start outside [0, "
             f"{in_size - kernel}] for input size {in_size}, kernel_size {kernel}, output size "
-            f"{out_size} in {samples.dtype.name}; use a wider float dtype"
+            f"{out_size} (rounding in {samples.dtype.name}); pass x in a wider float dtype"
         )
     return starts
 
