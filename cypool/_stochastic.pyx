@@ -23,7 +23,18 @@ channels-first order ``(N, C, *out)``: either given as an array (in the
 output's layout), or, for NumPy's default bit generator PCG64, drawn inside
 the kernel from a copy of the generator's state (``Stream``): the same
 values, but every thread jumps straight to its planes' draws instead of
-waiting on one sequential draw of them all.
+waiting on one sequential draw of them all, and the fast paths draw them
+where they are used (a plane at a time channels-first, one stream per
+channel along each row channels-last), so results never depend on the
+thread count.  With AVX2 four states of a stream step at once, each lane
+jumping four draws (32-bit multiplies in vector registers, faster than the
+scalar multiplier's 128-bit steps).
+
+Three implementations, each exact against the one before it (the tests
+compare them): the general loop, window by window (``naive=True``); vector
+loops that gcc vectorises, a row (or a pixel's channels) at a time; and on
+CPUs with AVX2 (chosen at run time, ``_simd.h``), lane kernels that take
+four windows per instruction, which the vector loops back up.
 """
 
 cimport numpy as cnp
@@ -40,22 +51,34 @@ from cypool._kernel_common cimport Tables, fill_axes, free_tables, make_tables
 cnp.import_array()
 
 cdef enum:
-    # Channels of one channels-last backward job (see _max.pyx).
+    # Channels of one channels-last job (see _max.pyx).
     CHANNEL_BLOCK = 64
-    # Windows of at most MAX_TAPS elements take the vector paths (their
-    # running sums sit in per-thread scratch, MAX_TAPS rows of it).
-    MAX_TAPS = 64
+    # Output pixels of one channels-last drawing block.
+    PIXEL_BLOCK = 32
+
+
+cdef extern from "_simd.h" nogil:
+    # the CPU's vector level, once per process (CY_SIMD_AVX2 picks the lane kernels below)
+    int cy_simd_level()
+    enum:
+        CY_SIMD_AVX2
 
 
 cdef extern from *:
     """
+    #include <float.h>
+    #include <stdint.h>
     #include <string.h>
+
+    /* Windows of at most CYPOOL_MAX_TAPS elements take the vector paths (their
+       running sums sit in per-thread scratch, or in registers, one per tap). */
+    #define CYPOOL_MAX_TAPS 64
 
     /* NumPy's PCG64: a 128-bit LCG, state = state * M + inc, each step's
        output the XSL-RR of the new state; random() is (output >> 11) * 2**-53.
-       128-bit arithmetic on two uint64 halves, so MSVC builds it too. */
-    #include <stdint.h>
-
+       cypool_u128 (two uint64 halves) is the portable form, which MSVC
+       builds too; the hot loops step a cypool_state, a native unsigned
+       __int128 where the compiler has one (gcc, clang). */
     typedef struct { uint64_t hi, lo; } cypool_u128;
 
     static CYTHON_INLINE cypool_u128 cypool_u128_of(uint64_t hi, uint64_t lo)
@@ -93,49 +116,322 @@ cdef extern from *:
 
     static const cypool_u128 cypool_pcg64_mult = {2549297995355413924ULL, 4865540595714422341ULL};
 
-    /* the state after delta steps (PCG's jump-ahead, O(log delta)) */
-    static cypool_u128 cypool_pcg64_advance(cypool_u128 state, cypool_u128 inc, uint64_t delta)
+    /* delta steps at once: state -> state * mult + plus (PCG's jump-ahead) */
+    typedef struct { cypool_u128 mult, plus; } cypool_jump;
+
+    static cypool_jump cypool_pcg64_jump(cypool_u128 inc, uint64_t delta)
     {
-        cypool_u128 acc_mult = cypool_u128_of(0, 1), acc_plus = cypool_u128_of(0, 0);
+        cypool_jump j;
         cypool_u128 cur_mult = cypool_pcg64_mult, cur_plus = inc, one = cypool_u128_of(0, 1);
         cypool_u128 zero = cypool_u128_of(0, 0);
+        j.mult = one;
+        j.plus = zero;
         while (delta > 0) {
             if (delta & 1) {
-                acc_mult = cypool_muladd128(acc_mult, cur_mult, zero);
-                acc_plus = cypool_muladd128(acc_plus, cur_mult, cur_plus);
+                j.mult = cypool_muladd128(j.mult, cur_mult, zero);
+                j.plus = cypool_muladd128(j.plus, cur_mult, cur_plus);
             }
             cur_plus = cypool_muladd128(cypool_muladd128(cur_mult, one, one), cur_plus, zero);
             cur_mult = cypool_muladd128(cur_mult, cur_mult, zero);
             delta >>= 1;
         }
-        return cypool_muladd128(acc_mult, state, acc_plus);
+        return j;
     }
 
-    static CYTHON_INLINE double cypool_pcg64_uniform(cypool_u128* state, cypool_u128 inc)
+    /* the state after delta steps, O(log delta) */
+    static cypool_u128 cypool_pcg64_advance(cypool_u128 state, cypool_u128 inc, uint64_t delta)
     {
-        uint64_t mixed, rot;
-        *state = cypool_muladd128(*state, cypool_pcg64_mult, inc);
-        mixed = state->hi ^ state->lo;
-        rot = state->hi >> 58;
+        cypool_jump j = cypool_pcg64_jump(inc, delta);
+        return cypool_muladd128(j.mult, state, j.plus);
+    }
+
+    #if defined(__SIZEOF_INT128__)
+    typedef unsigned __int128 cypool_state;
+
+    static CYTHON_INLINE cypool_state cypool_state_of(cypool_u128 s)
+    {
+        return ((cypool_state) s.hi << 64) | s.lo;
+    }
+
+    static CYTHON_INLINE cypool_state cypool_step(cypool_state s, cypool_state mult,
+                                                  cypool_state plus)
+    {
+        return s * mult + plus;
+    }
+
+    #define CYPOOL_STATE_HI(s) ((uint64_t) ((s) >> 64))
+    #define CYPOOL_STATE_LO(s) ((uint64_t) (s))
+    #else
+    typedef cypool_u128 cypool_state;
+
+    static CYTHON_INLINE cypool_state cypool_state_of(cypool_u128 s)
+    {
+        return s;
+    }
+
+    static CYTHON_INLINE cypool_state cypool_step(cypool_state s, cypool_state mult,
+                                                  cypool_state plus)
+    {
+        return cypool_muladd128(s, mult, plus);
+    }
+
+    #define CYPOOL_STATE_HI(s) ((s).hi)
+    #define CYPOOL_STATE_LO(s) ((s).lo)
+    #endif
+
+    static CYTHON_INLINE cypool_state cypool_jump_apply(cypool_jump j, cypool_state s)
+    {
+        return cypool_step(s, cypool_state_of(j.mult), cypool_state_of(j.plus));
+    }
+
+    /* random() of a state (its high and low halves) */
+    static CYTHON_INLINE double cypool_pcg64_output(uint64_t hi, uint64_t lo)
+    {
+        uint64_t mixed = hi ^ lo, rot = hi >> 58;
         mixed = (mixed >> rot) | (mixed << ((0 - rot) & 63));
         return (double) (mixed >> 11) * (1.0 / 9007199254740992.0);
     }
 
-    /* out[i] = draw start + i of the stream, for 0 <= i < n: two interleaved
-       halves, so the 128-bit steps of one do not wait on the other's (more
-       halves spill the states out of registers and are slower). */
+    /* out[i] = draw start + i of the stream, for 0 <= i < n: the plain loop */
     static void cypool_pcg64_uniforms(cypool_u128 state, cypool_u128 inc, uint64_t start,
                                       double* out, Py_ssize_t n)
     {
-        Py_ssize_t first = (n + 1) / 2, second = n - first, i;
-        cypool_u128 a = cypool_pcg64_advance(state, inc, start);
-        cypool_u128 b = cypool_pcg64_advance(state, inc, start + (uint64_t) first);
-        for (i = 0; i < second; i++) {
-            out[i] = cypool_pcg64_uniform(&a, inc);
-            out[first + i] = cypool_pcg64_uniform(&b, inc);
+        cypool_state s = cypool_state_of(cypool_pcg64_advance(state, inc, start));
+        cypool_state mult = cypool_state_of(cypool_pcg64_mult), plus = cypool_state_of(inc);
+        Py_ssize_t i;
+        for (i = 0; i < n; i++) {
+            s = cypool_step(s, mult, plus);
+            out[i] = cypool_pcg64_output(CYPOOL_STATE_HI(s), CYPOOL_STATE_LO(s));
         }
-        if (first > second)
-            out[second] = cypool_pcg64_uniform(&a, inc);
+    }
+
+    /* The jumps of four lanes as the AVX2 step (cypool_lanes_muladd) takes
+       them, word by word: the multiplier's low half in 32-bit pieces, its high
+       half in 32-bit pieces, the addend's high and low halves, and its low half
+       with the sign bit flipped (for unsigned compares). */
+    #define CYPOOL_LANE_WORDS 7
+
+    static void cypool_lane_words(uint64_t words[CYPOOL_LANE_WORDS][4], const cypool_jump* lanes[4])
+    {
+        int l;
+        for (l = 0; l < 4; l++) {
+            words[0][l] = lanes[l]->mult.lo & 0xffffffffULL;
+            words[1][l] = lanes[l]->mult.lo >> 32;
+            words[2][l] = lanes[l]->mult.hi & 0xffffffffULL;
+            words[3][l] = lanes[l]->mult.hi >> 32;
+            words[4][l] = lanes[l]->plus.hi;
+            words[5][l] = lanes[l]->plus.lo;
+            words[6][l] = lanes[l]->plus.lo ^ 0x8000000000000000ULL;
+        }
+    }
+
+    /* What the fast paths draw with: a stream's increment, and for the AVX2
+       lanes the jumps of 1, 2, 3 and 4 steps (their start) and of 4 (their step). */
+    typedef struct {
+        cypool_state inc;
+        uint64_t ramp[CYPOOL_LANE_WORDS][4];
+        uint64_t four[CYPOOL_LANE_WORDS][4];
+    } cypool_draws;
+
+    static cypool_draws cypool_draws_of(cypool_u128 inc)
+    {
+        cypool_draws d;
+        cypool_jump ahead[4];
+        const cypool_jump* ramp[4] = {&ahead[0], &ahead[1], &ahead[2], &ahead[3]};
+        const cypool_jump* four[4] = {&ahead[3], &ahead[3], &ahead[3], &ahead[3]};
+        int k;
+        d.inc = cypool_state_of(inc);
+        for (k = 0; k < 4; k++)
+            ahead[k] = cypool_pcg64_jump(inc, (uint64_t) k + 1);
+        cypool_lane_words(d.ramp, ramp);
+        cypool_lane_words(d.four, four);
+        return d;
+    }
+
+    #if CY_HAVE_AVX2
+    #include <immintrin.h>
+
+    /* Four states of one stream, draws j, j + 4, j + 8, ... in lane j: a step of
+       each is a jump of four, s * M4 + C4 modulo 2**128, in 32-bit pieces
+       (vpmuludq), which the vector pipes do faster than the scalar multiplier
+       steps one state at a time. */
+    typedef struct { __m256i hi, lo; } cypool_lanes128;
+    typedef struct { __m256i m_lo0, m_lo1, m_hi0, m_hi1, c_hi, c_lo, c_lo_signed; } cypool_lanes_jump;
+
+    CY_AVX2 static inline cypool_lanes_jump cypool_lanes_jump_of(const uint64_t words[CYPOOL_LANE_WORDS][4])
+    {
+        cypool_lanes_jump k;
+        k.m_lo0 = _mm256_loadu_si256((const __m256i*) words[0]);
+        k.m_lo1 = _mm256_loadu_si256((const __m256i*) words[1]);
+        k.m_hi0 = _mm256_loadu_si256((const __m256i*) words[2]);
+        k.m_hi1 = _mm256_loadu_si256((const __m256i*) words[3]);
+        k.c_hi = _mm256_loadu_si256((const __m256i*) words[4]);
+        k.c_lo = _mm256_loadu_si256((const __m256i*) words[5]);
+        k.c_lo_signed = _mm256_loadu_si256((const __m256i*) words[6]);
+        return k;
+    }
+
+    /* x * M + C per lane: the low 128 bits of the product of the 64-bit halves
+       x = xh:xl and M = mh:ml are xl * ml (all 128 bits, from four 32-bit
+       products, summed so no 64-bit lane overflows) + (xh * ml + xl * mh) << 64
+       (their low 64 bits, three products each) */
+    CY_AVX2 static inline cypool_lanes128 cypool_lanes_muladd(cypool_lanes128 x, const cypool_lanes_jump* k)
+    {
+        const __m256i low32 = _mm256_set1_epi64x(0xffffffffLL);
+        const __m256i sign = _mm256_set1_epi64x((long long) 0x8000000000000000ULL);
+        __m256i xl1 = _mm256_srli_epi64(x.lo, 32), xh1 = _mm256_srli_epi64(x.hi, 32);
+        __m256i p00 = _mm256_mul_epu32(x.lo, k->m_lo0), p01 = _mm256_mul_epu32(x.lo, k->m_lo1);
+        __m256i p10 = _mm256_mul_epu32(xl1, k->m_lo0), p11 = _mm256_mul_epu32(xl1, k->m_lo1);
+        /* t, w < 2**64: (2**32 - 1)**2 + 2 * (2**32 - 1) */
+        __m256i t = _mm256_add_epi64(p10, _mm256_srli_epi64(p00, 32));
+        __m256i w = _mm256_add_epi64(p01, _mm256_and_si256(t, low32));
+        __m256i low = _mm256_blend_epi32(p00, _mm256_slli_epi64(w, 32), 0xAA);
+        __m256i high = _mm256_add_epi64(p11, _mm256_add_epi64(_mm256_srli_epi64(t, 32),
+                                                               _mm256_srli_epi64(w, 32)));
+        __m256i cross = _mm256_add_epi64(
+            _mm256_add_epi64(_mm256_mul_epu32(x.hi, k->m_lo1), _mm256_mul_epu32(xh1, k->m_lo0)),
+            _mm256_add_epi64(_mm256_mul_epu32(x.lo, k->m_hi1), _mm256_mul_epu32(xl1, k->m_hi0)));
+        __m256i carry;
+        cypool_lanes128 r;
+        high = _mm256_add_epi64(_mm256_add_epi64(high, _mm256_slli_epi64(cross, 32)),
+                                _mm256_add_epi64(_mm256_mul_epu32(x.hi, k->m_lo0),
+                                                 _mm256_mul_epu32(x.lo, k->m_hi0)));
+        r.lo = _mm256_add_epi64(low, k->c_lo);
+        /* a carry out of the low half iff r.lo < c_lo unsigned: -1 then */
+        carry = _mm256_cmpgt_epi64(k->c_lo_signed, _mm256_xor_si256(r.lo, sign));
+        r.hi = _mm256_sub_epi64(_mm256_add_epi64(high, k->c_hi), carry);
+        return r;
+    }
+
+    /* cypool_pcg64_output of four states.  The uint64 v = output >> 11 < 2**53
+       to double, which AVX2 lacks, already scaled by 2**-53: its high 21 bits
+       h in the mantissa of 2**31 (2**31 + h * 2**-21) and its low 32 bits l in
+       that of 0.5 (0.5 + l * 2**-53); less 2**31 + 0.5 their sum is v * 2**-53,
+       every step exact. */
+    CY_AVX2 static inline __m256d cypool_lanes_output(cypool_lanes128 s)
+    {
+        const __m256i width = _mm256_set1_epi64x(64);
+        const __m256i low_magic = _mm256_castpd_si256(_mm256_set1_pd(0.5));
+        const __m256i high_magic = _mm256_castpd_si256(_mm256_set1_pd(2147483648.0));
+        const __m256d both_magic = _mm256_set1_pd(2147483648.0 + 0.5);
+        __m256i x = _mm256_xor_si256(s.hi, s.lo), rot = _mm256_srli_epi64(s.hi, 58);
+        x = _mm256_or_si256(_mm256_srlv_epi64(x, rot), _mm256_sllv_epi64(x, _mm256_sub_epi64(width, rot)));
+        x = _mm256_srli_epi64(x, 11);
+        return _mm256_add_pd(
+            _mm256_sub_pd(_mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(x, 32), high_magic)),
+                          both_magic),
+            _mm256_castsi256_pd(_mm256_blend_epi32(x, low_magic, 0xAA)));
+    }
+
+    /* u[l * step] = v[l] for l < count */
+    CY_AVX2 static inline void cypool_lanes_store(double* u, Py_ssize_t step, __m256d v, Py_ssize_t count)
+    {
+        double lane[4];
+        Py_ssize_t l;
+        if (step == 1 && count == 4) {
+            _mm256_storeu_pd(u, v);
+            return;
+        }
+        _mm256_storeu_pd(lane, v);
+        for (l = 0; l < count; l++)
+            u[l * step] = lane[l];
+    }
+
+    CY_AVX2 static inline cypool_lanes128 cypool_lanes_start(cypool_state s, const cypool_lanes_jump* ramp)
+    {
+        cypool_lanes128 x;
+        x.hi = _mm256_set1_epi64x((long long) CYPOOL_STATE_HI(s));
+        x.lo = _mm256_set1_epi64x((long long) CYPOOL_STATE_LO(s));
+        return cypool_lanes_muladd(x, ramp);
+    }
+
+    CY_AVX2 static inline cypool_state cypool_lanes_state(cypool_lanes128 x, Py_ssize_t lane)
+    {
+        uint64_t hi[4], lo[4];
+        _mm256_storeu_si256((__m256i*) hi, x.hi);
+        _mm256_storeu_si256((__m256i*) lo, x.lo);
+        return cypool_state_of(cypool_u128_of(hi[lane], lo[lane]));
+    }
+
+    /* cypool_pcg64_draw2 in lanes, n > 0: the two streams' lanes interleaved,
+       or (two == 0) the first stream alone */
+    CY_AVX2 static inline __attribute__((always_inline)) void
+    cypool_pcg64_lanes_draw(cypool_state* a, cypool_state* b, const cypool_draws* d, double* ua,
+                            double* ub, Py_ssize_t n, Py_ssize_t step, int two)
+    {
+        cypool_lanes_jump ramp = cypool_lanes_jump_of(d->ramp), four = cypool_lanes_jump_of(d->four);
+        cypool_lanes128 x = cypool_lanes_start(*a, &ramp), y = x;
+        Py_ssize_t i;
+        if (two)
+            y = cypool_lanes_start(*b, &ramp);
+        for (i = 0; i + 4 < n; i += 4) {
+            cypool_lanes_store(ua + i * step, step, cypool_lanes_output(x), 4);
+            x = cypool_lanes_muladd(x, &four);
+            if (two) {
+                cypool_lanes_store(ub + i * step, step, cypool_lanes_output(y), 4);
+                y = cypool_lanes_muladd(y, &four);
+            }
+        }
+        /* the lane of the last draw holds the state after all n */
+        cypool_lanes_store(ua + i * step, step, cypool_lanes_output(x), n - i);
+        *a = cypool_lanes_state(x, n - 1 - i);
+        if (two) {
+            cypool_lanes_store(ub + i * step, step, cypool_lanes_output(y), n - i);
+            *b = cypool_lanes_state(y, n - 1 - i);
+        }
+    }
+
+    CY_AVX2 static void cypool_pcg64_draw2_avx2(cypool_state* a, cypool_state* b, const cypool_draws* d,
+                                                double* ua, double* ub, Py_ssize_t n, Py_ssize_t step)
+    {
+        if (a == b)
+            cypool_pcg64_lanes_draw(a, b, d, ua, ub, n, step, 0);
+        else
+            cypool_pcg64_lanes_draw(a, b, d, ua, ub, n, step, 1);
+    }
+    #endif
+
+    /* ua[i * step] and ub[i * step] for i < n: the next n draws of *a and of *b
+       (b == a, ub == ua: of one stream).  Without AVX2 the two streams' 128-bit
+       steps interleave, so one does not wait on the other's (one stream is
+       stepped twice over, into the same places). */
+    static void cypool_pcg64_draw2(cypool_state* a, cypool_state* b, const cypool_draws* d,
+                                   double* ua, double* ub, Py_ssize_t n, Py_ssize_t step,
+                                   int avx2)
+    {
+        cypool_state mult = cypool_state_of(cypool_pcg64_mult), x = *a, y = *b;
+        Py_ssize_t i;
+        if (n <= 0)
+            return;
+    #if CY_HAVE_AVX2
+        if (avx2) {
+            cypool_pcg64_draw2_avx2(a, b, d, ua, ub, n, step);
+            return;
+        }
+    #endif
+        for (i = 0; i < n; i++) {
+            x = cypool_step(x, mult, d->inc);
+            y = cypool_step(y, mult, d->inc);
+            ua[i * step] = cypool_pcg64_output(CYPOOL_STATE_HI(x), CYPOOL_STATE_LO(x));
+            ub[i * step] = cypool_pcg64_output(CYPOOL_STATE_HI(y), CYPOOL_STATE_LO(y));
+        }
+        *a = x;
+        *b = y;
+    }
+
+    /* u[0 .. n): the next n draws of *state, as two interleaved halves; half is
+       the jump of (n + 1) / 2 steps.  Leaves *state after them. */
+    static void cypool_pcg64_draw_run(cypool_state* state, const cypool_draws* d, cypool_jump half,
+                                      double* u, Py_ssize_t n, int avx2)
+    {
+        Py_ssize_t first = (n + 1) / 2, second = n - first;
+        cypool_state a = *state, b = cypool_jump_apply(half, a);
+        cypool_pcg64_draw2(&a, &b, d, u, u + first, second, 1, avx2);
+        if (first > second) {
+            a = cypool_step(a, cypool_state_of(cypool_pcg64_mult), d->inc);
+            u[second] = cypool_pcg64_output(CYPOOL_STATE_HI(a), CYPOOL_STATE_LO(a));
+        }
+        *state = b;
     }
 
     /* max(a, 0) keeping NaN, as a double, for the vector loops.  float: a bit
@@ -156,15 +452,263 @@ cdef extern from *:
         return a <= 0.0 ? 0.0 : a;
     }
     """
+    enum:
+        CYPOOL_MAX_TAPS
     ctypedef struct cypool_u128:
         uint64_t hi
         uint64_t lo
+    ctypedef struct cypool_state:
+        pass
+    ctypedef struct cypool_jump:
+        pass
     cypool_u128 cypool_u128_of(uint64_t hi, uint64_t lo) nogil
+    cypool_jump cypool_pcg64_jump(cypool_u128 inc, uint64_t delta) nogil
     cypool_u128 cypool_pcg64_advance(cypool_u128 state, cypool_u128 inc, uint64_t delta) nogil
+    cypool_state cypool_state_of(cypool_u128 s) nogil
+    cypool_state cypool_jump_apply(cypool_jump j, cypool_state s) nogil
+    ctypedef struct cypool_draws:
+        pass
+    cypool_draws cypool_draws_of(cypool_u128 inc) nogil
+    void cypool_pcg64_draw2(cypool_state* a, cypool_state* b, const cypool_draws* d, double* ua,
+                            double* ub, Py_ssize_t n, Py_ssize_t step, bint avx2) nogil
+    void cypool_pcg64_draw_run(cypool_state* state, const cypool_draws* d, cypool_jump half,
+                               double* u, Py_ssize_t n, bint avx2) nogil
     void cypool_pcg64_uniforms(cypool_u128 state, cypool_u128 inc, uint64_t start, double* out,
                                Py_ssize_t n) nogil
     double cypool_positive_float(float a) nogil
     double cypool_positive_double(double a) nogil
+
+
+cdef extern from *:
+    """
+    /* The rows of one lane kernel call: row r's taps are r * x elements further
+       on in x, their plane offsets r * index further on, its uniforms r * u and
+       its results r * out further on. */
+    typedef struct { Py_ssize_t count, x, index, u, out; } cypool_rows;
+
+    static const cypool_rows cypool_one_row = {1, 0, 0, 0, 0};
+
+    /* Lane kernels: four windows at once, one per 64-bit lane, in float64 as the
+       general loop (tap k of lane l is x[tap_at[k] + l * step], its plane offset
+       tap_index[k] + l * index_step; the caller's windows all have n_taps taps).
+       AVX2 only, chosen at run time (CY_AVX2 enables no FMA, so a + b * b stays
+       two roundings, as in the general loop).  Each takes lanes [i, n) in groups
+       of four and returns where it stopped (n unless n - i < 4); the caller
+       does the rest. */
+    #if CY_HAVE_AVX2
+    /* a+ = max(0, a) as doubles: a NaN stays (max returns its second operand
+       when unordered); -0.0 stays -0.0, which sums and compares as +0 and,
+       adding nothing, is never taken */
+    CY_AVX2 static inline __m256d cypool_lanes_f32(const float* at, int step)
+    {
+        __m128 v;
+        if (step == 1)
+            v = _mm_loadu_ps(at);
+        else  /* 2: at[0], at[2] of at[0..3], at[4], at[6] of at[3..6], no read past at[6] */
+            v = _mm_shuffle_ps(_mm_loadu_ps(at), _mm_loadu_ps(at + 3), _MM_SHUFFLE(3, 1, 2, 0));
+        return _mm256_cvtps_pd(_mm_max_ps(_mm_setzero_ps(), v));
+    }
+
+    CY_AVX2 static inline __m256d cypool_lanes_f64(const double* at, int step)
+    {
+        __m256d v;
+        if (step == 1)
+            v = _mm256_loadu_pd(at);
+        else  /* 2: [at0, at4, at2, at6] from at[0..3] and at[3..6], then in order */
+            v = _mm256_permute4x64_pd(_mm256_blend_pd(_mm256_loadu_pd(at), _mm256_loadu_pd(at + 3), 0xA),
+                                      _MM_SHUFFLE(3, 1, 2, 0));
+        return _mm256_max_pd(_mm256_setzero_pd(), v);
+    }
+
+    /* vblendvpd (mask's sign set: if_set), written out: gcc 12 turns the
+       intrinsic on a comparison's mask into a sign test (vpcmpgtq) and a blend */
+    CY_AVX2 static inline __m256d cypool_blend(__m256d if_clear, __m256d if_set, __m256d mask)
+    {
+        __m256d r;
+        __asm__("vblendvpd %3, %2, %1, %0" : "=x"(r) : "x"(if_clear), "x"(if_set), "x"(mask));
+        return r;
+    }
+
+    #define CYPOOL_LANES(x, f64, at, step) \\
+        ((f64) ? cypool_lanes_f64((const double*) (x) + (at), (step)) \\
+               : cypool_lanes_f32((const float*) (x) + (at), (step)))
+
+    /* A last group of one to three lanes goes again with the lanes before it
+       (the same results written twice) when the call has four; else it is left. */
+    #define CYPOOL_LAST_GROUP(i, first, n) \\
+        if ((i) + 4 > (n)) { \\
+            if ((n) - (first) < 4) \\
+                break; \\
+            (i) = (n) - 4; \\
+        }
+
+    /* the taps' first elements, once per row (not reloaded after each store) */
+    #define CYPOOL_TAP_STARTS(starts, x, f64, tap_at, n_taps, row) \\
+        for (k = 0; k < (n_taps); k++) \\
+            (starts)[k] = (const char*) (x) + ((tap_at)[k] + (row)) * ((f64) ? 8 : 4)
+
+    /* Training (see the module docstring).  Running sums after every tap in
+       a[], then, from the last tap back, the earliest whose running sum is not
+       <= min(u * S, DBL_MAX): past u * S, or infinite or NaN (u * S is then
+       infinite or NaN, and the minimum DBL_MAX).  The taken tap adds a+ > 0 (or
+       NaN, +inf), so its a+ is the element itself. */
+    CY_AVX2 static inline __attribute__((always_inline)) Py_ssize_t
+    cypool_sample_lanes_avx2(const void* x, int f64, const int64_t* tap_at,
+                             const int64_t* tap_index, int n_taps, int step, int64_t index_step,
+                             const cypool_rows* rows, const double* u, void* out, int64_t* ind,
+                             Py_ssize_t i0, Py_ssize_t n)
+    {
+        __m256d a[CYPOOL_MAX_TAPS], run[CYPOOL_MAX_TAPS], tap_offset[CYPOOL_MAX_TAPS];
+        const char* starts[CYPOOL_MAX_TAPS];
+        const __m256d top = _mm256_set1_pd(DBL_MAX);
+        const __m256i ramp = _mm256_set_epi64x(3 * index_step, 2 * index_step, index_step, 0);
+        __m256d total = top, threshold, value, index;
+        Py_ssize_t i = i0, r;
+        int k;
+        for (k = 0; k < n_taps; k++)
+            tap_offset[k] = _mm256_castsi256_pd(_mm256_set1_epi64x(tap_index[k]));
+        for (r = 0; r < rows->count; r++) {
+            CYPOOL_TAP_STARTS(starts, x, f64, tap_at, n_taps, r * rows->x);
+            for (i = i0; i < n; i += 4) {
+                CYPOOL_LAST_GROUP(i, i0, n);
+                for (k = 0; k < n_taps; k++) {
+                    a[k] = CYPOOL_LANES(starts[k], f64, i * step, step);
+                    total = k ? _mm256_add_pd(total, a[k]) : a[k];
+                    run[k] = total;
+                }
+                threshold = _mm256_min_pd(_mm256_mul_pd(_mm256_loadu_pd(u + r * rows->u + i), total), top);
+                for (k = 0; k < n_taps; k++)
+                    run[k] = _mm256_cmp_pd(run[k], threshold, _CMP_NLE_UQ);   /* passed */
+                value = _mm256_and_pd(run[n_taps - 1], a[n_taps - 1]);
+                for (k = n_taps - 2; k >= 0; k--)
+                    value = cypool_blend(value, a[k], run[k]);
+                if (f64)
+                    _mm256_storeu_pd((double*) out + r * rows->out + i, value);
+                else
+                    _mm_storeu_ps((float*) out + r * rows->out + i, _mm256_cvtpd_ps(value));
+                if (ind != NULL) {
+                    index = cypool_blend(tap_offset[0], tap_offset[n_taps - 1], run[n_taps - 1]);
+                    for (k = n_taps - 2; k >= 0; k--)
+                        index = cypool_blend(index, tap_offset[k], run[k]);
+                    _mm256_storeu_si256((__m256i*) (ind + r * rows->out + i),
+                                        _mm256_add_epi64(_mm256_add_epi64(_mm256_castpd_si256(index), ramp),
+                                                         _mm256_set1_epi64x(i * index_step + r * rows->index)));
+                }
+            }
+        }
+        return i < n ? i : n;
+    }
+
+    /* Eval: Q / S, with the general loop's sums (S = 0 only when every a+ is 0,
+       so Q / 1 is the 0 wanted). */
+    CY_AVX2 static inline __attribute__((always_inline)) Py_ssize_t
+    cypool_mean_lanes_avx2(const void* x, int f64, const int64_t* tap_at, int n_taps, int step,
+                           const cypool_rows* rows, void* out, Py_ssize_t i0, Py_ssize_t n)
+    {
+        const __m256d zero = _mm256_setzero_pd(), one = _mm256_set1_pd(1.0);
+        const char* starts[CYPOOL_MAX_TAPS];
+        __m256d a, total = zero, squares = zero, value;
+        Py_ssize_t i = i0, r;
+        int k;
+        for (r = 0; r < rows->count; r++) {
+            CYPOOL_TAP_STARTS(starts, x, f64, tap_at, n_taps, r * rows->x);
+            for (i = i0; i < n; i += 4) {
+                CYPOOL_LAST_GROUP(i, i0, n);
+                for (k = 0; k < n_taps; k++) {
+                    a = CYPOOL_LANES(starts[k], f64, i * step, step);
+                    total = k ? _mm256_add_pd(total, a) : a;
+                    squares = k ? _mm256_add_pd(squares, _mm256_mul_pd(a, a)) : _mm256_mul_pd(a, a);
+                }
+                value = _mm256_div_pd(squares, cypool_blend(total, one,
+                                                            _mm256_cmp_pd(total, zero, _CMP_EQ_OQ)));
+                if (f64)
+                    _mm256_storeu_pd((double*) out + r * rows->out + i, value);
+                else
+                    _mm_storeu_ps((float*) out + r * rows->out + i, _mm256_cvtpd_ps(value));
+            }
+        }
+        return i < n ? i : n;
+    }
+
+    /* The instances by window size and step (n_taps and step in scope): 2x2 and
+       3x3 windows get their own loops, which keep a[] and run[] in registers. */
+    #define CYPOOL_BY_SHAPE(instance, f64) \\
+        if (n_taps == 4) \\
+            return step == 2 ? instance(f64, 4, 2) : instance(f64, 4, 1); \\
+        if (n_taps == 9) \\
+            return step == 2 ? instance(f64, 9, 2) : instance(f64, 9, 1); \\
+        return step == 2 ? instance(f64, n_taps, 2) : instance(f64, n_taps, 1);
+
+    #define CYPOOL_SAMPLE_INSTANCE(f64, n_taps, step) \\
+        cypool_sample_lanes_avx2(x, f64, tap_at, tap_index, n_taps, step, index_step, rows, u, out, \\
+                                 ind, i, n)
+
+    #define CYPOOL_SAMPLE_DISPATCH(name, f64) \\
+        CY_AVX2 static Py_ssize_t name(const void* x, const int64_t* tap_at, \\
+                                       const int64_t* tap_index, int n_taps, int step, \\
+                                       int64_t index_step, const cypool_rows* rows, \\
+                                       const double* u, void* out, int64_t* ind, Py_ssize_t i, \\
+                                       Py_ssize_t n) \\
+        { CYPOOL_BY_SHAPE(CYPOOL_SAMPLE_INSTANCE, f64) }
+
+    CYPOOL_SAMPLE_DISPATCH(cypool_sample_f32_avx2, 0)
+    CYPOOL_SAMPLE_DISPATCH(cypool_sample_f64_avx2, 1)
+
+    #define CYPOOL_MEAN_INSTANCE(f64, n_taps, step) \\
+        cypool_mean_lanes_avx2(x, f64, tap_at, n_taps, step, rows, out, i, n)
+
+    #define CYPOOL_MEAN_DISPATCH(name, f64) \\
+        CY_AVX2 static Py_ssize_t name(const void* x, const int64_t* tap_at, int n_taps, int step, \\
+                                       const cypool_rows* rows, void* out, Py_ssize_t i, \\
+                                       Py_ssize_t n) \\
+        { CYPOOL_BY_SHAPE(CYPOOL_MEAN_INSTANCE, f64) }
+
+    CYPOOL_MEAN_DISPATCH(cypool_mean_f32_avx2, 0)
+    CYPOOL_MEAN_DISPATCH(cypool_mean_f64_avx2, 1)
+    #endif
+
+    /* The entry points: lanes [i, n) of every row, x float64 (f64) or float32,
+       step 1 or 2, n_taps <= CYPOOL_MAX_TAPS; without AVX2 they do nothing. */
+    static Py_ssize_t cypool_sample_lanes(const void* x, int f64, const int64_t* tap_at,
+                                          const int64_t* tap_index, int n_taps, int step,
+                                          int64_t index_step, const cypool_rows* rows,
+                                          const double* u, void* out, int64_t* ind, Py_ssize_t i,
+                                          Py_ssize_t n)
+    {
+    #if CY_HAVE_AVX2
+        if (f64)
+            return cypool_sample_f64_avx2(x, tap_at, tap_index, n_taps, step, index_step, rows, u,
+                                          out, ind, i, n);
+        return cypool_sample_f32_avx2(x, tap_at, tap_index, n_taps, step, index_step, rows, u, out,
+                                      ind, i, n);
+    #else
+        return i;
+    #endif
+    }
+
+    static Py_ssize_t cypool_mean_lanes(const void* x, int f64, const int64_t* tap_at, int n_taps,
+                                        int step, const cypool_rows* rows, void* out, Py_ssize_t i,
+                                        Py_ssize_t n)
+    {
+    #if CY_HAVE_AVX2
+        if (f64)
+            return cypool_mean_f64_avx2(x, tap_at, n_taps, step, rows, out, i, n);
+        return cypool_mean_f32_avx2(x, tap_at, n_taps, step, rows, out, i, n);
+    #else
+        return i;
+    #endif
+    }
+    """
+    ctypedef struct cypool_rows:
+        Py_ssize_t count, x, index, u, out
+    const cypool_rows cypool_one_row
+    Py_ssize_t cypool_sample_lanes(const void* x, bint f64, const int64_t* tap_at,
+                                   const int64_t* tap_index, int n_taps, int step,
+                                   int64_t index_step, const cypool_rows* rows, const double* u,
+                                   void* out, int64_t* ind, Py_ssize_t i, Py_ssize_t n) nogil
+    Py_ssize_t cypool_mean_lanes(const void* x, bint f64, const int64_t* tap_at, int n_taps,
+                                 int step, const cypool_rows* rows, void* out, Py_ssize_t i,
+                                 Py_ssize_t n) nogil
 
 
 cdef struct Stream:
@@ -221,8 +765,12 @@ cdef inline void _window(const Tables* t, const Axis* ax, Py_ssize_t o,
     """The window of flat output position ``o`` inside one plane."""
     cdef Py_ssize_t ow = o % ax[2].out_size
     cdef Py_ssize_t rest = o // ax[2].out_size
-    cdef Py_ssize_t oh = rest % ax[1].out_size
-    cdef Py_ssize_t od = rest // ax[1].out_size
+    _window_at(t, rest // ax[1].out_size, rest % ax[1].out_size, ow, w)
+
+
+cdef inline void _window_at(const Tables* t, Py_ssize_t od, Py_ssize_t oh, Py_ssize_t ow,
+                            Window* w) noexcept nogil:
+    """The window of output position (od, oh, ow)."""
     w.first[0] = t.first[t.offset[0] + od]
     w.count[0] = t.count[t.offset[0] + od]
     w.first[1] = t.first[t.offset[1] + oh]
@@ -314,13 +862,14 @@ cdef void _forward_pixel_cl(const real_t* x, const double* u, Py_ssize_t u_step,
 # ------------------------------------------- channels-first, vector path
 #
 # One output row at a time, over its windows that are whole along W (the
-# border windows take the general loop): pass 1 visits the window's
-# elements in scan order (rows, then taps along W), each a vector loop over
-# the output columns, and keeps the running sums of a+ after every element;
-# pass 2 counts, per output, the elements whose running sum has not yet
-# passed u * S.  The running sum only grows (a+ >= 0, and once infinite or
-# NaN it stays so), so that count is the index of the first element that
-# passes: the general loop's choice, with the same float64 sums.
+# border windows take the general loop): the lane kernels first (AVX2,
+# stride 1 or 2), then, for the windows they leave, two passes: pass 1 visits
+# the window's elements in scan order (rows, then taps along W), each a
+# vector loop over the output columns, and keeps the running sums of a+
+# after every element; pass 2 counts, per output, the elements whose running
+# sum has not yet passed u * S.  The running sum only grows (a+ >= 0, and
+# once infinite or NaN it stays so), so that count is the index of the first
+# element that passes: the general loop's choice, with the same float64 sums.
 
 cdef inline double _vector_positive(real_t a) noexcept nogil:
     """:func:`_positive` in the form gcc vectorises (see the C helpers)."""
@@ -332,9 +881,9 @@ cdef inline double _vector_positive(real_t a) noexcept nogil:
 cdef struct RowTaps:
     # the window rows of one output row, and the plane offset of each tap
     # (row, then position along W) for output column 0
-    const void* rows[MAX_TAPS]
+    const void* rows[CYPOOL_MAX_TAPS]
     Py_ssize_t n_rows
-    int64_t offset[MAX_TAPS + 1]    # and a sentinel
+    int64_t offset[CYPOOL_MAX_TAPS + 1]    # and a sentinel
     Py_ssize_t n_taps
 
 
@@ -438,13 +987,17 @@ cdef inline double _short(double running, double threshold) noexcept nogil:
 
 
 cdef void _forward_row(const real_t* x, const double* u, real_t* out, int64_t* ind,
-                       const Axis* ax, const Tables* t, bint training, Py_ssize_t od,
-                       Py_ssize_t oh, double* scratch) noexcept nogil:
+                       const Axis* ax, const Tables* t, bint training, bint lanes,
+                       Py_ssize_t done, Py_ssize_t od, Py_ssize_t oh,
+                       double* scratch) noexcept nogil:
     """Output row (od, oh) of one channels-first plane; ``u``, ``out`` and
-    ``ind`` point at the row.  scratch: (MAX_TAPS + 3) * OW doubles."""
+    ``ind`` point at the row.  ``lanes``: the AVX2 lane kernels take the whole
+    windows first (stride 1 or 2), these loops what they leave; ``done`` >= 0:
+    they took columns [full_lo, done) already.
+    scratch: (CYPOOL_MAX_TAPS + 3) * OW doubles."""
     cdef Py_ssize_t OW = ax[2].out_size, stride = ax[2].stride, pad = ax[2].pad_before
     cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
-    cdef Py_ssize_t ow, tap, chosen
+    cdef Py_ssize_t ow, tap, chosen, start
     cdef double* total = scratch
     cdef double* other = scratch + OW      # Q (eval) or u * S (training)
     cdef double* count = scratch + 2 * OW
@@ -456,39 +1009,48 @@ cdef void _forward_row(const real_t* x, const double* u, real_t* out, int64_t* i
     cdef RowTaps taps
     cdef Window w
     _row_taps(x, ax, t, od, oh, &taps)
-    if hi > lo:
-        if stride == 1:
-            _running_sums(&taps, lo, hi, ax[2].kernel, 1, pad, training, total, other, running,
-                          OW, x)
-        elif stride == 2:
-            _running_sums(&taps, lo, hi, ax[2].kernel, 2, pad, training, total, other, running,
-                          OW, x)
+    start = done if done >= 0 else lo
+    if done < 0 and lanes and hi > lo and (stride == 1 or stride == 2):
+        if training:
+            start = cypool_sample_lanes(x, real_t is double, taps.offset, taps.offset,
+                                        taps.n_taps, stride, stride, &cypool_one_row, u, out, ind,
+                                        lo, hi)
         else:
-            _running_sums(&taps, lo, hi, ax[2].kernel, stride, pad, training, total, other,
+            start = cypool_mean_lanes(x, real_t is double, taps.offset, taps.n_taps, stride,
+                                      &cypool_one_row, out, lo, hi)
+    if hi > start:
+        if stride == 1:
+            _running_sums(&taps, start, hi, ax[2].kernel, 1, pad, training, total, other,
+                          running, OW, x)
+        elif stride == 2:
+            _running_sums(&taps, start, hi, ax[2].kernel, 2, pad, training, total, other,
+                          running, OW, x)
+        else:
+            _running_sums(&taps, start, hi, ax[2].kernel, stride, pad, training, total, other,
                           running, OW, x)
     if training:
         if taps.n_taps == 4:
             # 2x2 windows, the common case: every running sum in one pass
-            for ow in range(lo, hi):
+            for ow in range(start, hi):
                 threshold = u[ow] * total[ow]
                 count[ow] = (_short(running[ow], threshold)
                              + _short(running[OW + ow], threshold)
                              + _short(running[2 * OW + ow], threshold)
                              + _short(running[3 * OW + ow], threshold))
         else:
-            for ow in range(lo, hi):
+            for ow in range(start, hi):
                 other[ow] = u[ow] * total[ow]
                 count[ow] = 0
             for tap in range(taps.n_taps):
                 after = running + tap * OW
-                for ow in range(lo, hi):
+                for ow in range(start, hi):
                     count[ow] = count[ow] + _short(after[ow], other[ow])
         # The element taken has a+ > 0 (or is NaN or +inf): a zero a+ leaves the
         # running sum where it was, and that did not pass.  So its value is x
         # itself; none taken (count == n_taps) gives 0 at the first element,
         # the sentinel offset.  No branch on the data: it would mispredict.
         taps.offset[taps.n_taps] = taps.offset[0]
-        for ow in range(lo, hi):
+        for ow in range(start, hi):
             chosen = <Py_ssize_t> count[ow]
             at = taps.offset[chosen] + ow * stride
             value = x[at]
@@ -496,7 +1058,7 @@ cdef void _forward_row(const real_t* x, const double* u, real_t* out, int64_t* i
             if ind != NULL:
                 ind[ow] = at
     else:
-        for ow in range(lo, hi):
+        for ow in range(start, hi):
             s = total[ow]
             # S == 0 only when every a+ is 0, so Q / 1 is the 0 wanted
             out[ow] = <real_t> (other[ow] / (s if s != 0 else 1.0))
@@ -523,118 +1085,312 @@ cdef inline void _border_one(const real_t* x, const double* u, real_t* out, int6
               &ind[ow] if ind != NULL else &unused)
 
 
-cdef void _forward_plane_fast(const real_t* x, const double* u, real_t* out, int64_t* ind,
-                              const Axis* ax, const Tables* t, bint training,
-                              double* scratch) noexcept nogil:
-    """One channels-first plane by output rows (see above)."""
+cdef struct PlaneDraws:
+    # drawing a plane's uniforms: the stream, and its jump of half a plane
+    Stream stream
+    cypool_draws gen
+    cypool_jump half
+
+
+cdef struct PlaneCursor:
+    # one thread's place in the stream: the state before plane ``next``'s draws
+    cypool_state state
+    Py_ssize_t next
+
+
+cdef void _plane_draws(PlaneDraws* d, const Stream* stream, Py_ssize_t out_plane) noexcept nogil:
+    d.stream = stream[0]
+    d.gen = cypool_draws_of(stream.inc)
+    d.half = cypool_pcg64_jump(stream.inc, (out_plane + 1) // 2)
+
+
+cdef void _forward_plane_fast(const real_t* x, const double* u, const PlaneDraws* draws,
+                              PlaneCursor* cursor, Py_ssize_t p, real_t* out, int64_t* ind,
+                              const Axis* ax, const Tables* t, bint training, bint lanes,
+                              double* scratch, double* drawn) noexcept nogil:
+    """Channels-first plane ``p``: with the lane kernels (stride 1 or 2 along W)
+    first every window whole along all axes, a depth slice of output rows in
+    one call; then, row by row (see above), what they leave.  Training takes
+    the plane's uniforms from ``u`` or, when that is NULL, draws them from
+    ``draws`` into ``drawn`` (a plane of doubles), from the thread's
+    ``cursor`` when it is at this plane (it jumps there when not)."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OH = ax[1].out_size, OW = ax[2].out_size
-    cdef Py_ssize_t od, oh, o
+    cdef Py_ssize_t out_plane = ax[0].out_size * OH * OW
+    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2], done = -1
+    cdef Py_ssize_t od, oh, o, k
+    cdef bint block = (lanes and hi > lo and (ax[2].stride == 1 or ax[2].stride == 2)
+                       and t.full_hi[1] > t.full_lo[1] and t.full_hi[0] > t.full_lo[0])
+    cdef bint inside
+    cdef int64_t tap_at[CYPOOL_MAX_TAPS]
+    cdef RowTaps taps
+    # the block's output rows, one depth slice at a time
+    cdef cypool_rows rows = cypool_rows(t.full_hi[1] - t.full_lo[1], ax[1].stride * W,
+                                        ax[1].stride * W, OW, OW)
+    if training and u == NULL:
+        if cursor.next != p:
+            cursor.state = cypool_state_of(cypool_pcg64_advance(draws.stream.state,
+                                                                draws.stream.inc, p * out_plane))
+        cypool_pcg64_draw_run(&cursor.state, &draws.gen, draws.half, drawn, out_plane, lanes)
+        cursor.next = p + 1
+        u = drawn
+    if block:
+        _row_taps(x, ax, t, t.full_lo[0], t.full_lo[1], &taps)
+        for od in range(t.full_lo[0], t.full_hi[0]):
+            for k in range(taps.n_taps):
+                tap_at[k] = taps.offset[k] + (od - t.full_lo[0]) * ax[0].stride * H * W
+            o = (od * OH + t.full_lo[1]) * OW
+            if training:
+                done = cypool_sample_lanes(x, real_t is double, tap_at, tap_at, taps.n_taps,
+                                           ax[2].stride, ax[2].stride, &rows, u + o, out + o,
+                                           ind + o if ind != NULL else NULL, lo, hi)
+            else:
+                done = cypool_mean_lanes(x, real_t is double, tap_at, taps.n_taps, ax[2].stride,
+                                         &rows, out + o, lo, hi)
     for od in range(ax[0].out_size):
         for oh in range(OH):
+            inside = (block and t.full_lo[0] <= od < t.full_hi[0]
+                      and t.full_lo[1] <= oh < t.full_hi[1])
+            if inside and done == hi and lo == 0 and hi == OW:
+                continue
             o = (od * OH + oh) * OW
             _forward_row(x, u + o if training else NULL, out + o,
-                         ind + o if ind != NULL else NULL, ax, t, training, od, oh, scratch)
+                         ind + o if ind != NULL else NULL, ax, t, training, lanes,
+                         done if inside else -1, od, oh, scratch)
 
 
 # -------------------------------------------- channels-last, vector path
 #
-# One output pixel at a time, the channels in blocks of CHANNEL_BLOCK: the
-# same two passes as the channels-first path, each a vector loop along C.
+# Output rows of pixels, in segments of PIXEL_BLOCK pixels and blocks of
+# CHANNEL_BLOCK channels: every channel keeps its own generator state (its
+# plane's draws run along the row), the block's uniforms are drawn pixel-major,
+# then the channels go through the lane kernels along C, the pixels whose
+# windows are whole along W in one call (the vector loops below without AVX2,
+# and for what the lanes leave).
 
-cdef void _forward_pixel_cl_fast(const real_t* x, const double* u, Py_ssize_t u_step,
-                                 real_t* out, int64_t* ind, Py_ssize_t pixel,
-                                 Py_ssize_t channels, const Axis* ax, const Tables* t,
-                                 bint training, double* scratch) noexcept nogil:
-    """:func:`_forward_pixel_cl` in vector loops; scratch: (MAX_TAPS + 3) *
-    CHANNEL_BLOCK doubles; windows of at most MAX_TAPS elements."""
+cdef inline Py_ssize_t _pixel_taps(const Axis* ax, const Tables* t, Py_ssize_t od,
+                                   Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t channels,
+                                   Py_ssize_t c0, int64_t* offset, int64_t* tap_at) noexcept nogil:
+    """The taps of window (od, oh, ow): their plane offsets (and a sentinel,
+    the first) and where channel c0 of each is in the batch element's input;
+    returns how many."""
     cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
-    cdef Py_ssize_t in_plane = ax[0].in_size * H * W
-    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    cdef Py_ssize_t n = pixel // out_plane
-    cdef const real_t* xn = x + n * in_plane * channels
+    cdef Py_ssize_t n_taps = 0, a, b, e
+    cdef Window w
+    _window_at(t, od, oh, ow, &w)
+    for a in range(w.first[0], w.first[0] + w.count[0]):
+        for b in range(w.first[1], w.first[1] + w.count[1]):
+            for e in range(w.first[2], w.first[2] + w.count[2]):
+                offset[n_taps] = (a * H + b) * W + e
+                tap_at[n_taps] = offset[n_taps] * channels + c0
+                n_taps += 1
+    offset[n_taps] = offset[0]
+    return n_taps
+
+
+cdef void _forward_block_cl(const real_t* xn, const double* u, real_t* out, int64_t* ind,
+                            Py_ssize_t od, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t c0,
+                            Py_ssize_t c1, Py_ssize_t channels, const Axis* ax, const Tables* t,
+                            bint training, bint lanes, Py_ssize_t done,
+                            double* scratch) noexcept nogil:
+    """:func:`_forward_pixel_cl` for channels [c0, c1) (at most CHANNEL_BLOCK)
+    of output pixel (od, oh, ow) of the batch element at ``xn``; channel c's
+    uniform at u[c - c0], its results at out[c - c0] and ind[c - c0]: the lane
+    kernels first when ``lanes``, or ``done`` >= 0 of them already taken; then
+    the vector loops.  scratch: (CYPOOL_MAX_TAPS + 3) * CHANNEL_BLOCK doubles;
+    windows of at most CYPOOL_MAX_TAPS elements."""
+    cdef Py_ssize_t width = c1 - c0
     cdef double* total = scratch
     cdef double* other = scratch + CHANNEL_BLOCK       # Q (eval) or u * S (training)
     cdef double* count = scratch + 2 * CHANNEL_BLOCK
     cdef double* running = scratch + 3 * CHANNEL_BLOCK
     cdef double* after
-    cdef int64_t offset[MAX_TAPS + 1]                 # and a sentinel
-    cdef Py_ssize_t n_taps = 0, a, b, e, tap, c, c0, width, chosen
+    cdef int64_t offset[CYPOOL_MAX_TAPS + 1]                 # and a sentinel
+    cdef int64_t tap_at[CYPOOL_MAX_TAPS]
+    cdef Py_ssize_t n_taps, tap, c, chosen, start = done if done >= 0 else 0
     cdef const real_t* src
     cdef double v, s
     cdef real_t value
-    cdef Window w
-    _window(t, ax, pixel % out_plane, &w)
-    for a in range(w.first[0], w.first[0] + w.count[0]):
-        for b in range(w.first[1], w.first[1] + w.count[1]):
-            for e in range(w.first[2], w.first[2] + w.count[2]):
-                offset[n_taps] = (a * H + b) * W + e
-                n_taps += 1
-    offset[n_taps] = offset[0]
-    c0 = 0
-    while c0 < channels:
-        width = channels - c0 if channels - c0 < CHANNEL_BLOCK else CHANNEL_BLOCK
-        for tap in range(n_taps):
-            src = xn + offset[tap] * channels + c0
-            after = running + tap * CHANNEL_BLOCK
-            for c in range(width):
-                v = _vector_positive(src[c])
-                if tap == 0:
-                    total[c] = v
-                    other[c] = v * v
-                else:
-                    total[c] = total[c] + v
-                    other[c] = other[c] + v * v
-                after[c] = total[c]
+    if start == width:
+        return
+    n_taps = _pixel_taps(ax, t, od, oh, ow, channels, c0, offset, tap_at)
+    if done < 0 and lanes and width >= 4:
         if training:
-            for c in range(width):
-                other[c] = u[(c0 + c) * u_step] * total[c]
-                count[c] = 0
-            for tap in range(n_taps):
-                after = running + tap * CHANNEL_BLOCK
-                for c in range(width):
-                    count[c] = count[c] + _short(after[c], other[c])
-            for c in range(width):
-                chosen = <Py_ssize_t> count[c]
-                value = xn[offset[chosen] * channels + c0 + c]
-                out[pixel * channels + c0 + c] = value if chosen < n_taps else 0
-                if ind != NULL:
-                    ind[pixel * channels + c0 + c] = offset[chosen]
+            start = cypool_sample_lanes(xn, real_t is double, tap_at, offset, n_taps, 1, 0,
+                                        &cypool_one_row, u, out, ind, 0, width)
         else:
-            for c in range(width):
-                s = total[c]
-                out[pixel * channels + c0 + c] = <real_t> (other[c] / (s if s != 0 else 1.0))
-        c0 += width
+            start = cypool_mean_lanes(xn, real_t is double, tap_at, n_taps, 1, &cypool_one_row,
+                                      out, 0, width)
+    if start == width:
+        return
+    for tap in range(n_taps):
+        src = xn + tap_at[tap]
+        after = running + tap * CHANNEL_BLOCK
+        for c in range(start, width):
+            v = _vector_positive(src[c])
+            if tap == 0:
+                total[c] = v
+                other[c] = v * v
+            else:
+                total[c] = total[c] + v
+                other[c] = other[c] + v * v
+            after[c] = total[c]
+    if training:
+        for c in range(start, width):
+            other[c] = u[c] * total[c]
+            count[c] = 0
+        for tap in range(n_taps):
+            after = running + tap * CHANNEL_BLOCK
+            for c in range(start, width):
+                count[c] = count[c] + _short(after[c], other[c])
+        for c in range(start, width):
+            chosen = <Py_ssize_t> count[c]
+            value = xn[offset[chosen] * channels + c0 + c]
+            out[c] = value if chosen < n_taps else 0
+            if ind != NULL:
+                ind[c] = offset[chosen]
+    else:
+        for c in range(start, width):
+            s = total[c]
+            out[c] = <real_t> (other[c] / (s if s != 0 else 1.0))
+
+
+cdef struct ChannelDraws:
+    # drawing channels-last uniforms: the stream, and its jumps from one
+    # channel's plane to the next and from the end of a plane to the same
+    # channel's plane of the next batch element
+    Stream stream
+    cypool_draws gen
+    cypool_jump plane
+    cypool_jump batch
+
+
+cdef void _channel_draws(ChannelDraws* d, const Stream* stream, Py_ssize_t channels,
+                         Py_ssize_t out_plane) noexcept nogil:
+    d.stream = stream[0]
+    d.gen = cypool_draws_of(stream.inc)
+    d.plane = cypool_pcg64_jump(stream.inc, out_plane)
+    d.batch = cypool_pcg64_jump(stream.inc, (channels - 1) * out_plane)
+
+
+cdef void _draw_block_cl(cypool_state* states, const cypool_draws* gen, Py_ssize_t c0,
+                         Py_ssize_t c1, Py_ssize_t pixels, double* u, bint lanes) noexcept nogil:
+    """The next ``pixels`` draws of channels [c0, c1): channel c's i-th at
+    u[i * (c1 - c0) + c - c0]."""
+    cdef Py_ssize_t c, d
+    for c in range(c0, c1, 2):
+        # two channels' streams interleaved; a last odd one alone
+        d = c + 1 if c + 1 < c1 else c
+        cypool_pcg64_draw2(&states[c], &states[d], gen, u + c - c0, u + d - c0, pixels,
+                           c1 - c0, lanes)
+
+
+cdef inline Py_ssize_t _rows_cl_room(Py_ssize_t channels) noexcept nogil:
+    """Scratch doubles of :func:`_forward_rows_cl` (even: the states stay 16-byte aligned)."""
+    return 2 * channels + CHANNEL_BLOCK * PIXEL_BLOCK + (CYPOOL_MAX_TAPS + 3) * CHANNEL_BLOCK
+
+
+cdef void _forward_rows_cl(const real_t* x, const double* uniforms, const ChannelDraws* draws,
+                           real_t* out, int64_t* ind, Py_ssize_t row0, Py_ssize_t row1,
+                           Py_ssize_t channels, const Axis* ax, const Tables* t,
+                           bint training, bint lanes, double* scratch) noexcept nogil:
+    """Channels-last output rows [row0, row1) of the whole batch (row r is
+    batch element r // (OD * OH)).  Training takes uniforms from ``uniforms``
+    (channels-last) or, when that is NULL, draws them from ``draws``.
+    scratch: :func:`_rows_cl_room` doubles, 16-byte aligned."""
+    cdef Py_ssize_t OW = ax[2].out_size, rows_per = ax[0].out_size * ax[1].out_size
+    cdef Py_ssize_t out_plane = rows_per * OW
+    cdef bint draw = training and uniforms == NULL
+    cdef cypool_state* states = <cypool_state*> scratch
+    cdef double* block_u = scratch + 2 * channels
+    cdef double* vector = block_u + CHANNEL_BLOCK * PIXEL_BLOCK
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t r, j, od, oh, c, c0, c1, s0, s1, w0, w1, ow, at, n_taps, done
+    cdef const double* u = NULL
+    cdef const real_t* xn
+    cdef int64_t offset[CYPOOL_MAX_TAPS + 1]
+    cdef int64_t tap_at[CYPOOL_MAX_TAPS]
+    cdef cypool_rows rows
+    for r in range(row0, row1):
+        j = r % rows_per
+        od = j // ax[1].out_size
+        oh = j % ax[1].out_size
+        xn = x + (r // rows_per) * in_plane * channels
+        if draw and r == row0:
+            states[0] = cypool_state_of(cypool_pcg64_advance(
+                draws.stream.state, draws.stream.inc, (r // rows_per) * channels * out_plane + j * OW))
+            for c in range(1, channels):
+                states[c] = cypool_jump_apply(draws.plane, states[c - 1])
+        elif draw and j == 0:
+            for c in range(channels):
+                states[c] = cypool_jump_apply(draws.batch, states[c])
+        s0 = 0
+        while s0 < OW:
+            s1 = s0 + PIXEL_BLOCK if s0 + PIXEL_BLOCK < OW else OW
+            c0 = 0
+            while c0 < channels:
+                c1 = c0 + CHANNEL_BLOCK if c0 + CHANNEL_BLOCK < channels else channels
+                if draw:
+                    _draw_block_cl(states, &draws.gen, c0, c1, s1 - s0, block_u, lanes)
+                # the pixels whose windows are whole along W, [w0, w1), in one lane call
+                w0 = s0 if s0 > t.full_lo[2] else t.full_lo[2]
+                w1 = s1 if s1 < t.full_hi[2] else t.full_hi[2]
+                done = -1
+                if lanes and w1 > w0 and c1 - c0 >= 4:
+                    at = (r * OW + w0) * channels + c0
+                    n_taps = _pixel_taps(ax, t, od, oh, w0, channels, c0, offset, tap_at)
+                    rows = cypool_rows(w1 - w0, ax[2].stride * channels, ax[2].stride,
+                                       c1 - c0 if draw else channels, channels)
+                    if training:
+                        u = uniforms + at if not draw else block_u + (w0 - s0) * (c1 - c0)
+                        done = cypool_sample_lanes(xn, real_t is double, tap_at, offset, n_taps, 1,
+                                                   0, &rows, u, out + at,
+                                                   ind + at if ind != NULL else NULL, 0, c1 - c0)
+                    else:
+                        done = cypool_mean_lanes(xn, real_t is double, tap_at, n_taps, 1, &rows,
+                                                 out + at, 0, c1 - c0)
+                for ow in range(s0, s1):
+                    at = (r * OW + ow) * channels + c0
+                    if draw:
+                        u = block_u + (ow - s0) * (c1 - c0)
+                    elif training:
+                        u = uniforms + at
+                    _forward_block_cl(xn, u, out + at, ind + at if ind != NULL else NULL, od, oh,
+                                      ow, c0, c1, channels, ax, t, training, lanes,
+                                      done if w0 <= ow < w1 else -1, vector)
+                c0 = c1
+            s0 = s1
 
 
 # ---------------------------------------------------------------- drivers
 
 cdef inline bint _vector_windows(const Axis* ax) noexcept nogil:
-    return ax[0].kernel * ax[1].kernel * ax[2].kernel <= MAX_TAPS
+    return ax[0].kernel * ax[1].kernel * ax[2].kernel <= CYPOOL_MAX_TAPS
 
 
 cdef void _plane_with_uniforms(const real_t* x, const double* uniforms, const Stream* stream,
-                               real_t* out, int64_t* ind, Py_ssize_t p, const Axis* ax,
-                               const Tables* t, bint training, bint fast, double* scratch,
+                               const PlaneDraws* draws, PlaneCursor* cursor, real_t* out,
+                               int64_t* ind, Py_ssize_t p, const Axis* ax, const Tables* t,
+                               bint training, bint fast, bint lanes, double* scratch,
                                double* drawn) noexcept nogil:
     """Channels-first plane ``p``; its uniforms are in ``uniforms`` or, when
     that is NULL in training, drawn from ``stream`` into ``drawn``."""
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    cdef const double* u = NULL
-    if training and uniforms != NULL:
-        u = uniforms + p * out_plane
-    elif training:
+    cdef const double* u = uniforms + p * out_plane if training and uniforms != NULL else NULL
+    if fast:
+        _forward_plane_fast(x, u, draws, cursor, p, out, ind, ax, t, training, lanes, scratch,
+                            drawn)
+        return
+    if training and u == NULL:
         cypool_pcg64_uniforms(stream.state, stream.inc, p * out_plane, drawn, out_plane)
         u = drawn
-    if fast:
-        _forward_plane_fast(x, u, out, ind, ax, t, training, scratch)
-    else:
-        _forward_plane(x, u, out, ind, ax, t, training)
+    _forward_plane(x, u, out, ind, ax, t, training)
 
 
 cdef int _forward(const real_t* x, const double* uniforms, const Stream* stream, real_t* out,
                   int64_t* ind, Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
                   const Axis* ax, const Tables* t, bint training, int nthreads,
-                  bint naive) noexcept nogil:
+                  bint naive, bint lanes) noexcept nogil:
     """``lead`` is planes (channels-first) or batch (channels-last).  Training
     draws come from ``uniforms`` (in the output's layout) or, when it is NULL,
     from ``stream``; -1: no memory."""
@@ -642,31 +1398,63 @@ cdef int _forward(const real_t* x, const double* uniforms, const Stream* stream,
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
     cdef bint fast = not naive and _vector_windows(ax)
     cdef bint draw = training and uniforms == NULL
-    # per thread: the row scratch of _forward_row, then a plane of drawn uniforms
-    cdef Py_ssize_t rows_room = (MAX_TAPS + 3) * ax[2].out_size + 16
+    # per thread: the row scratch of _forward_row, then the drawn uniforms
+    cdef Py_ssize_t rows_room = (CYPOOL_MAX_TAPS + 3) * ax[2].out_size + 16
     cdef Py_ssize_t room = rows_room + (out_plane if draw else 0)
-    cdef Py_ssize_t p, planes
+    cdef Py_ssize_t p, planes, total_rows
     cdef double* scratch
     cdef double* mine
     cdef double* drawn = NULL
+    cdef PlaneDraws draws
+    cdef PlaneCursor* cursors
+    cdef ChannelDraws channel_draws
     if not channels_last:
+        if draw:
+            _plane_draws(&draws, stream, out_plane)
+        scratch = <double*> malloc(nthreads * room * sizeof(double))
+        cursors = <PlaneCursor*> malloc(nthreads * sizeof(PlaneCursor))
+        if scratch == NULL or cursors == NULL:
+            free(scratch)
+            free(cursors)
+            return -1
+        for p in range(nthreads):
+            cursors[p].next = -1
+        if nthreads > 1:
+            for p in prange(lead, schedule='static', num_threads=nthreads):
+                mine = scratch + threadid() * room
+                _plane_with_uniforms(x + p * in_plane, uniforms, stream, &draws,
+                                     &cursors[threadid()], out + p * out_plane,
+                                     ind + p * out_plane if ind != NULL else NULL, p, ax, t,
+                                     training, fast, lanes, mine, mine + rows_room)
+        else:
+            for p in range(lead):
+                _plane_with_uniforms(x + p * in_plane, uniforms, stream, &draws, cursors,
+                                     out + p * out_plane,
+                                     ind + p * out_plane if ind != NULL else NULL, p, ax, t,
+                                     training, fast, lanes, scratch, scratch + rows_room)
+        free(scratch)
+        free(cursors)
+        return 0
+    total_rows = lead * ax[0].out_size * ax[1].out_size
+    if fast:
+        if draw:
+            _channel_draws(&channel_draws, stream, channels, out_plane)
+        room = _rows_cl_room(channels)
         scratch = <double*> malloc(nthreads * room * sizeof(double))
         if scratch == NULL:
             return -1
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
-                mine = scratch + threadid() * room
-                _plane_with_uniforms(x + p * in_plane, uniforms, stream, out + p * out_plane,
-                                     ind + p * out_plane if ind != NULL else NULL, p, ax, t,
-                                     training, fast, mine, mine + rows_room)
+            # each thread one run of rows, so its channels' streams step along it
+            for p in prange(nthreads, schedule='static', num_threads=nthreads):
+                _forward_rows_cl(x, uniforms, &channel_draws, out, ind, p * total_rows // nthreads,
+                                 (p + 1) * total_rows // nthreads, channels, ax, t, training,
+                                 lanes, scratch + p * room)
         else:
-            for p in range(lead):
-                _plane_with_uniforms(x + p * in_plane, uniforms, stream, out + p * out_plane,
-                                     ind + p * out_plane if ind != NULL else NULL, p, ax, t,
-                                     training, fast, scratch, scratch + rows_room)
+            _forward_rows_cl(x, uniforms, &channel_draws, out, ind, 0, total_rows, channels, ax,
+                             t, training, lanes, scratch)
         free(scratch)
         return 0
-    # channels-last: drawn uniforms stay in channels-first order, plane by plane
+    # the general loop: drawn uniforms stay in channels-first order, plane by plane
     planes = lead * channels
     if draw:
         drawn = <double*> malloc((planes * out_plane + 1) * sizeof(double))
@@ -680,34 +1468,18 @@ cdef int _forward(const real_t* x, const double* uniforms, const Stream* stream,
             for p in range(planes):
                 cypool_pcg64_uniforms(stream.state, stream.inc, p * out_plane,
                                       drawn + p * out_plane, out_plane)
-    room = (MAX_TAPS + 3) * CHANNEL_BLOCK + 16
-    scratch = <double*> malloc(nthreads * room * sizeof(double))
-    if scratch == NULL:
-        free(drawn)
-        return -1
     if nthreads > 1:
         for p in prange(lead * out_plane, schedule='static', num_threads=nthreads):
-            _pixel_cl(x, _pixel_uniforms(uniforms, drawn, p, channels, out_plane),
-                      out_plane if drawn != NULL else 1, out, ind, p, channels, ax, t, training,
-                      fast, scratch + threadid() * room)
+            _forward_pixel_cl(x, _pixel_uniforms(uniforms, drawn, p, channels, out_plane),
+                              out_plane if drawn != NULL else 1, out, ind, p, channels, ax, t,
+                              training)
     else:
         for p in range(lead * out_plane):
-            _pixel_cl(x, _pixel_uniforms(uniforms, drawn, p, channels, out_plane),
-                      out_plane if drawn != NULL else 1, out, ind, p, channels, ax, t, training,
-                      fast, scratch)
-    free(scratch)
+            _forward_pixel_cl(x, _pixel_uniforms(uniforms, drawn, p, channels, out_plane),
+                              out_plane if drawn != NULL else 1, out, ind, p, channels, ax, t,
+                              training)
     free(drawn)
     return 0
-
-
-cdef inline void _pixel_cl(const real_t* x, const double* u, Py_ssize_t u_step, real_t* out,
-                           int64_t* ind, Py_ssize_t pixel, Py_ssize_t channels, const Axis* ax,
-                           const Tables* t, bint training, bint fast,
-                           double* scratch) noexcept nogil:
-    if fast:
-        _forward_pixel_cl_fast(x, u, u_step, out, ind, pixel, channels, ax, t, training, scratch)
-    else:
-        _forward_pixel_cl(x, u, u_step, out, ind, pixel, channels, ax, t, training)
 
 
 cdef inline const double* _pixel_uniforms(const double* uniforms, const double* drawn,
@@ -725,7 +1497,7 @@ cdef inline const double* _pixel_uniforms(const double* uniforms, const double* 
 def stochastic_pool_forward(cnp.ndarray x, cnp.ndarray uniforms, cnp.ndarray out,
                             cnp.ndarray indices, tuple geometry, bint training,
                             bint channels_last, int nthreads, tuple stream=None,
-                            bint naive=False):
+                            bint naive=False, bint simd=True):
     """Fill ``out`` (and ``indices`` unless None) from ``x``.
 
     x: IN, float32/float64, C-contiguous ``(planes, D, H, W)`` or ``(N, D, H, W, C)``.
@@ -737,6 +1509,7 @@ def stochastic_pool_forward(cnp.ndarray x, cnp.ndarray uniforms, cnp.ndarray out
         whose draws 0, 1, ... are the uniforms in channels-first order; used
         in training when ``uniforms`` is None.
     naive: force the general loops (the tests compare the fast paths with them).
+    simd: False keeps the AVX2 lane kernels out (the tests compare both fast paths).
     """
     cdef Axis ax[3]
     cdef Tables t
@@ -751,6 +1524,7 @@ def stochastic_pool_forward(cnp.ndarray x, cnp.ndarray uniforms, cnp.ndarray out
     cdef int64_t* ip = <int64_t*> cnp.PyArray_DATA(indices) if indices is not None else NULL
     cdef int typenum = cnp.PyArray_TYPE(x)
     cdef int status
+    cdef bint lanes = simd and cy_simd_level() >= CY_SIMD_AVX2
     if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
         raise TypeError(f"stochastic pooling kernel has no loop for dtype {x.dtype}")
     if training and uniforms is None:
@@ -761,9 +1535,9 @@ def stochastic_pool_forward(cnp.ndarray x, cnp.ndarray uniforms, cnp.ndarray out
         raise MemoryError("cypool: out of memory for window tables")
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            status = _forward[float](<float*> xp, up, &drawn_from, <float*> op, ip, lead, channels, channels_last, ax, &t, training, nthreads, naive)
+            status = _forward[float](<float*> xp, up, &drawn_from, <float*> op, ip, lead, channels, channels_last, ax, &t, training, nthreads, naive, lanes)
         else:
-            status = _forward[double](<double*> xp, up, &drawn_from, <double*> op, ip, lead, channels, channels_last, ax, &t, training, nthreads, naive)
+            status = _forward[double](<double*> xp, up, &drawn_from, <double*> op, ip, lead, channels, channels_last, ax, &t, training, nthreads, naive, lanes)
         free_tables(&t)
     if status != 0:
         raise MemoryError("cypool: out of memory for stochastic pooling scratch")

@@ -245,13 +245,14 @@ def stochastic_geometries(draw):
             draw(st.integers(1, 3)), draw(st.booleans()), draw(st.sampled_from([1, 2, 3])))
 
 
-def _stochastic_run(x, lay, geom, training, threads, naive, uniforms=None, stream=None):
+def _stochastic_run(x, lay, geom, training, threads, naive, uniforms=None, stream=None,
+                    simd=True):
     out_shape = lay.kernel_shape(geom.out_size)
     values = np.empty(out_shape, x.dtype)
     indices = np.empty(out_shape, np.int64) if training else None
     _stochastic.stochastic_pool_forward(x.reshape(lay.kernel_shape(lay.spatial)), uniforms, values,
                                         indices, geom.for_kernel(), training, lay.channels_last,
-                                        threads, stream, naive)
+                                        threads, stream, naive, simd)
     return values, indices
 
 
@@ -279,6 +280,71 @@ def test_stochastic_fast_equals_naive(dtype, params, seed):
     slow = _stochastic_run(x, lay, geom, True, threads, True, uniforms=u)
     for a, b in zip(fast, slow):
         np.testing.assert_array_equal(a, b)
+
+
+# Rows of whole windows (the AVX2 lane kernels along W, or along C channels-last,
+# and the vector loops they leave), border windows of padding, strides the lanes
+# do not take, 1-D planes of one row, 3-D windows, and channels-last rows longer
+# than a drawing block.  nd, spatial, kernel, stride, padding.
+STOCHASTIC_LANE_CASES = [
+    (2, (12, 42), 2, 2, 0),
+    (2, (13, 42), 2, 2, 1),
+    (2, (15, 43), 3, 2, 1),
+    (2, (9, 37), 3, 2, 0),
+    (2, (7, 30), 2, 1, 0),
+    (2, (7, 30), 3, 1, 1),
+    (2, (8, 40), (2, 3), (2, 3), 0),
+    (2, (6, 80), (1, 2), (1, 2), 0),
+    (2, (6, 40), 1, 1, 0),
+    (2, (10, 150), 2, 2, 0),
+    (1, (70,), 2, 2, 0),
+    (1, (71,), 3, 2, 1),
+    (3, (5, 6, 30), 2, 2, 0),
+]
+
+
+def _stochastic_lane_input(rng, shape, dtype):
+    """:func:`_values` with +inf, values whose sums overflow, and whole rows of
+    zeros and of negatives (windows with S = 0)."""
+    x = _values(rng, shape, dtype)
+    x[rng.random(shape) < 0.03] = np.inf
+    x[rng.random(shape) < 0.03] = 3e38 if dtype == np.float32 else 1e308
+    flat = x.reshape(-1, shape[-1])
+    rows = rng.random(flat.shape[0])
+    flat[rows < 0.1] = 0
+    flat[(rows >= 0.1) & (rows < 0.2)] = -1.5
+    return x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("case", STOCHASTIC_LANE_CASES)
+def test_stochastic_lanes_equal_general_loop(dtype, channels_last, case):
+    """With and without the lane kernels the fast paths take the same elements
+    (and give the same means) as the window-by-window loop, from drawn or
+    given uniforms (0 and the largest below 1 among them), on 1, 2 or 3
+    threads, through NaN, infinities, overflow and windows with S = 0."""
+    nd, spatial, kernel, stride, padding = case
+    geom = _args.pool_geometry(nd, spatial, kernel, stride, padding, 1, False)
+    rng = np.random.default_rng(sum(spatial) + nd)
+    channels = 70 if channels_last else 3   # 70: a block of 64, a lane group and 2 more
+    shape = _shape(spatial, 2, channels, channels_last)
+    x = _stochastic_lane_input(rng, shape, dtype)
+    lay = _args.layout(shape, nd, channels_last)
+    words = _stream(rng)
+    u = rng.random(lay.kernel_shape(geom.out_size))
+    u.reshape(-1)[::7] = 0.0
+    u.reshape(-1)[3::7] = np.nextafter(1.0, 0.0)
+    for training, uniforms, stream in ((True, None, words), (True, u, None),
+                                       (False, None, None)):
+        want = _stochastic_run(x, lay, geom, training, 1, True, uniforms, stream)
+        for threads in (1, 2, 3):
+            for simd in (True, False):
+                got = _stochastic_run(x, lay, geom, training, threads, False, uniforms, stream,
+                                      simd)
+                for a, b in zip(got, want):
+                    np.testing.assert_array_equal(a, b)
+                np.testing.assert_array_equal(np.signbit(got[0]), np.signbit(want[0]))
 
 
 # -------------------------------------------------------------- fractional
