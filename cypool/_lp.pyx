@@ -178,55 +178,16 @@ cdef extern from *:
                          int whole, int half) nogil
 
 
+cdef extern from "_simd.h" nogil:
+    # dst[c * dst_stride + r] = src[r * src_stride + c]: planes to lanes and back
+    void cy_transpose_f32(const float* src, Py_ssize_t src_stride, Py_ssize_t rows,
+                          Py_ssize_t cols, float* dst, Py_ssize_t dst_stride)
+    void cy_transpose_f64(const double* src, Py_ssize_t src_stride, Py_ssize_t rows,
+                          Py_ssize_t cols, double* dst, Py_ssize_t dst_stride)
+
+
 cdef extern from *:
     """
-    /* dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols:
-       the small-plane path's moves between planes and 16 lanes.  SSE2 moves
-       4x4 (float) or 2x2 (double) blocks, element by element the edges. */
-    #if defined(__SSE2__) || defined(_M_X64)
-    #include <emmintrin.h>
-    #define CYPOOL_LANES_SSE2 1
-    #else
-    #define CYPOOL_LANES_SSE2 0
-    #endif
-
-    #define CYPOOL_TRANSPOSE(T, SUF, B, ...)                                                  \
-        static void cypool_transpose_##SUF(const T* src, Py_ssize_t src_stride, Py_ssize_t rows, \
-                                           Py_ssize_t cols, T* dst, Py_ssize_t dst_stride)     \
-        {                                                                                      \
-            Py_ssize_t r0 = 0, c0 = 0, r, c;                                                   \
-            if (CYPOOL_LANES_SSE2)                                                             \
-                for (r0 = 0; r0 + B <= rows; r0 += B)                                          \
-                    for (c0 = 0; c0 + B <= cols; c0 += B) {                                    \
-                        const T* s_ = src + r0 * src_stride + c0;                              \
-                        T* d_ = dst + c0 * dst_stride + r0;                                    \
-                        __VA_ARGS__                                                            \
-                    }                                                                          \
-            for (r = 0; r < rows; r++)  /* the columns past the blocks, then the rows */       \
-                for (c = r < r0 ? c0 : 0; c < cols; c++)                                       \
-                    dst[c * dst_stride + r] = src[r * src_stride + c];                         \
-        }
-
-    #if CYPOOL_LANES_SSE2
-    CYPOOL_TRANSPOSE(float, ps, 4, {
-        __m128 a0 = _mm_loadu_ps(s_), a1 = _mm_loadu_ps(s_ + src_stride);
-        __m128 a2 = _mm_loadu_ps(s_ + 2 * src_stride), a3 = _mm_loadu_ps(s_ + 3 * src_stride);
-        _MM_TRANSPOSE4_PS(a0, a1, a2, a3);
-        _mm_storeu_ps(d_, a0);
-        _mm_storeu_ps(d_ + dst_stride, a1);
-        _mm_storeu_ps(d_ + 2 * dst_stride, a2);
-        _mm_storeu_ps(d_ + 3 * dst_stride, a3);
-    })
-    CYPOOL_TRANSPOSE(double, pd, 2, {
-        __m128d a0 = _mm_loadu_pd(s_), a1 = _mm_loadu_pd(s_ + src_stride);
-        _mm_storeu_pd(d_, _mm_unpacklo_pd(a0, a1));
-        _mm_storeu_pd(d_ + dst_stride, _mm_unpackhi_pd(a0, a1));
-    })
-    #else
-    CYPOOL_TRANSPOSE(float, ps, 4, {})
-    CYPOOL_TRANSPOSE(double, pd, 2, {})
-    #endif
-
     /* PyTorch's (sign(q) * relu(|q|) * K) with q the mean of x**p over one
        window of 16 lanes: result[l] = (sum / count + 0) * k (+ 0 turns -0
        into +0), the sum in the separable path's order (each row of taps from
@@ -235,7 +196,7 @@ cdef extern from *:
        first: the window's first tap; its taps are nd x nh x nw, plane_step
        and row_step elements apart along D and H, 16 along W.  The sums stay
        in registers (gcc unrolls a 16-lane loop and keeps them in memory). */
-    #if CYPOOL_LANES_SSE2
+    #if CY_HAVE_SSE2
     #define CYPOOL_LANE_SUMS(T, V, SUF, N)                                                  \
         static void cypool_lane_sums_##SUF(const T* first, Py_ssize_t nd, Py_ssize_t nh,    \
                                            Py_ssize_t nw, Py_ssize_t plane_step,            \
@@ -287,10 +248,6 @@ cdef extern from *:
     void cypool_lane_sums_pd(const double* first, Py_ssize_t nd, Py_ssize_t nh, Py_ssize_t nw,
                              Py_ssize_t plane_step, Py_ssize_t row_step, double count, double k,
                              double* result) nogil
-    void cypool_transpose_ps(const float* src, Py_ssize_t src_stride, Py_ssize_t rows,
-                             Py_ssize_t cols, float* dst, Py_ssize_t dst_stride) nogil
-    void cypool_transpose_pd(const double* src, Py_ssize_t src_stride, Py_ssize_t rows,
-                             Py_ssize_t cols, double* dst, Py_ssize_t dst_stride) nogil
 
 cdef enum PowerKind:
     POWER_ZERO
@@ -893,9 +850,9 @@ cdef void _forward_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssiz
     cdef const real_t* first_tap
     cdef Window w
     if real_t is float:
-        cypool_transpose_ps(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+        cy_transpose_f32(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
     else:
-        cypool_transpose_pd(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+        cy_transpose_f64(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
     if width < LANES:
         # the missing planes' lanes compute on zeros and are not written back
         for i in range(in_plane):
@@ -920,9 +877,9 @@ cdef void _forward_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssiz
     if not norm.is_inf:
         _power_row(lanes, totals, out_plane * LANES, &norm.root)
     if real_t is float:
-        cypool_transpose_ps(totals, LANES, out_plane, width, out + first * out_plane, out_plane)
+        cy_transpose_f32(totals, LANES, out_plane, width, out + first * out_plane, out_plane)
     else:
-        cypool_transpose_pd(totals, LANES, out_plane, width, out + first * out_plane, out_plane)
+        cy_transpose_f64(totals, LANES, out_plane, width, out + first * out_plane, out_plane)
 
 
 # ---------------------------------------------------------------- drivers

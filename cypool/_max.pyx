@@ -25,6 +25,11 @@ cdef extern from "_simd.h" nogil:
                        Py_ssize_t n)
     void cy_max_s2_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t width, double* out,
                        Py_ssize_t n)
+    # Windows at stride 1, any kernel and dilation, over n_rows rows (see _simd.h).
+    void cy_max_s1_f32(const float** rows, Py_ssize_t n_rows, Py_ssize_t kernel,
+                       Py_ssize_t dilation, float* out, Py_ssize_t n)
+    void cy_max_s1_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t kernel,
+                       Py_ssize_t dilation, double* out, Py_ssize_t n)
     int cy_simd_level()
     int cy_simd_cap(int cap)
     # Channels-last windows with the channel vectors in registers (see _simd.h).
@@ -32,6 +37,16 @@ cdef extern from "_simd.h" nogil:
                                float* out, const int64_t* tap_pos, int64_t* index)
     Py_ssize_t cy_max_taps_f64(const double** taps, Py_ssize_t n_taps, Py_ssize_t channels,
                                double* out, const int64_t* tap_pos, int64_t* index)
+    # dst[c * dst_stride + r] = src[r * src_stride + c]: planes to lanes and back
+    void cy_transpose_f32(const float* src, Py_ssize_t src_stride, Py_ssize_t rows,
+                          Py_ssize_t cols, float* dst, Py_ssize_t dst_stride)
+    void cy_transpose_f64(const double* src, Py_ssize_t src_stride, Py_ssize_t rows,
+                          Py_ssize_t cols, double* dst, Py_ssize_t dst_stride)
+    # 16 small planes side by side pooled as one channels-last plane (see _simd.h)
+    void cy_max_lanes_f32(const float* lanes, const int32_t* tap, const int32_t* start,
+                          Py_ssize_t n_out, float* out, float* where)
+    void cy_max_lanes_f64(const double* lanes, const int32_t* tap, const int32_t* start,
+                          Py_ssize_t n_out, double* out, double* where)
 
 cnp.import_array()
 
@@ -49,8 +64,16 @@ cdef enum:
     # Rows of fewer windows than this take branch-free scalar picks: the
     # vector loops would not run, and their scalar remainders branch.
     SHORT_ROW = 8
+    # 1-D planes (rows) of one job of the direct path.
+    ROW_BLOCK = 16
     # Channels-last windows of at most CL_TAPS taps (float32/64) go to _simd.h.
     CL_TAPS = 64
+    # Channels-first planes of at most SMALL_PLANE elements (float32/64) with
+    # rows of fewer than LANES windows are pooled LANES at a time, side by side
+    # (see _forward_lanes and _by_lanes; _simd.h's cy_max_lanes takes 16).
+    LANES = 16
+    SMALL_PLANE = 1024
+    SMALL_PLANE_ANY = 256
 
 
 # ---------------------------------------------------------------- forward
@@ -167,9 +190,14 @@ cdef inline void _row_border(const max_t* row, max_t* hv, int32_t* hw, int32_t r
 
 
 cdef inline bint _vector_rows(const Axis* axis, bint with_index) noexcept nogil:
-    """Whether the interior windows along W take _simd.h's rows (float32/64 only)."""
+    """Whether the interior windows along W take _simd.h's stride-2 rows (float32/64 only)."""
     return (not with_index and axis.stride == 2 and axis.dilation == 1
             and (axis.kernel == 2 or axis.kernel == 3))
+
+
+cdef inline bint _unit_rows(const Axis* axis, bint with_index) noexcept nogil:
+    """Whether the interior windows along W take _simd.h's stride-1 rows (float32/64 only)."""
+    return not with_index and axis.stride == 1
 
 
 cdef inline void _row_max(const max_t* row, max_t* hv, int32_t* hw, int32_t row_base,
@@ -179,11 +207,15 @@ cdef inline void _row_max(const max_t* row, max_t* hv, int32_t* hw, int32_t row_
     cdef const Py_ssize_t* count = t.count + t.offset[2]
     cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
     cdef Py_ssize_t ow
-    cdef const max_t* start = row + lo * 2 - axis.pad_before
+    cdef const max_t* start = row + lo * axis.stride - axis.pad_before
     if (max_t is float) and _vector_rows(axis, with_index):
         cy_max_s2_f32(&start, 1, axis.kernel, hv + lo, hi - lo)
     elif (max_t is double) and _vector_rows(axis, with_index):
         cy_max_s2_f64(&start, 1, axis.kernel, hv + lo, hi - lo)
+    elif (max_t is float) and _unit_rows(axis, with_index):
+        cy_max_s1_f32(&start, 1, axis.kernel, axis.dilation, hv + lo, hi - lo)
+    elif (max_t is double) and _unit_rows(axis, with_index):
+        cy_max_s1_f64(&start, 1, axis.kernel, axis.dilation, hv + lo, hi - lo)
     elif axis.stride == 1:
         _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, 1, axis.dilation,
                       axis.pad_before, with_index)
@@ -340,7 +372,8 @@ cdef void _forward_plane_direct(const max_t* x, max_t* out, int64_t* ind, const 
     cdef bint with_index = ind != NULL
     # values only, windows 2 or 3 wide at stride 2: the hand-vectorised rows of _simd.h
     cdef bint s2 = _vector_rows(&ax[2], with_index)
-    cdef Py_ssize_t start = lo * 2 - ax[2].pad_before
+    cdef bint s1 = _unit_rows(&ax[2], with_index)
+    cdef Py_ssize_t start = lo * ax[2].stride - ax[2].pad_before
     for od in range(OD):
         for oh in range(OH):
             n_rows = 0
@@ -357,6 +390,10 @@ cdef void _forward_plane_direct(const max_t* x, max_t* out, int64_t* ind, const 
                 cy_max_s2_f32(shifted, n_rows, ax[2].kernel, orow + lo, hi - lo)
             elif (max_t is double) and s2:
                 cy_max_s2_f64(shifted, n_rows, ax[2].kernel, orow + lo, hi - lo)
+            elif (max_t is float) and s1:
+                cy_max_s1_f32(shifted, n_rows, ax[2].kernel, ax[2].dilation, orow + lo, hi - lo)
+            elif (max_t is double) and s1:
+                cy_max_s1_f64(shifted, n_rows, ax[2].kernel, ax[2].dilation, orow + lo, hi - lo)
             elif ax[2].stride == 1:
                 _direct_interior(rows, bases, n_rows, orow, best_at, lo, hi, ax[2].kernel, 1,
                                  ax[2].dilation, ax[2].pad_before, with_index)
@@ -378,6 +415,55 @@ cdef void _forward_plane_direct(const max_t* x, max_t* out, int64_t* ind, const 
                     irow[ow] = best_at[ow]
 
 
+cdef void _forward_rows(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t block,
+                        Py_ssize_t planes, const Axis* ax, const Tables* t,
+                        int32_t* best_at) noexcept nogil:
+    """1-D planes ``[block * ROW_BLOCK, ...)`` (at most ROW_BLOCK of them) by
+    the direct path's loops, without its per-plane set-up: short rows of
+    many planes spend most of their time there."""
+    cdef Py_ssize_t W = ax[2].in_size, OW = ax[2].out_size
+    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2]
+    cdef const Py_ssize_t* first_w = t.first + t.offset[2]
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef Py_ssize_t p, ow, last = (block + 1) * ROW_BLOCK
+    cdef const max_t* row
+    cdef const max_t* start
+    cdef max_t* orow
+    cdef int32_t base = 0
+    cdef bint with_index = ind != NULL
+    cdef bint s2 = _vector_rows(&ax[2], with_index)
+    cdef bint s1 = _unit_rows(&ax[2], with_index)
+    for p in range(block * ROW_BLOCK, last if last < planes else planes):
+        row = x + p * W
+        orow = out + p * OW
+        start = row + lo * ax[2].stride - ax[2].pad_before
+        if (max_t is float) and s2:
+            cy_max_s2_f32(&start, 1, ax[2].kernel, orow + lo, hi - lo)
+        elif (max_t is double) and s2:
+            cy_max_s2_f64(&start, 1, ax[2].kernel, orow + lo, hi - lo)
+        elif (max_t is float) and s1:
+            cy_max_s1_f32(&start, 1, ax[2].kernel, ax[2].dilation, orow + lo, hi - lo)
+        elif (max_t is double) and s1:
+            cy_max_s1_f64(&start, 1, ax[2].kernel, ax[2].dilation, orow + lo, hi - lo)
+        elif ax[2].stride == 1:
+            _direct_interior(&row, &base, 1, orow, best_at, lo, hi, ax[2].kernel, 1,
+                             ax[2].dilation, ax[2].pad_before, with_index)
+        elif ax[2].stride == 2:
+            _direct_interior(&row, &base, 1, orow, best_at, lo, hi, ax[2].kernel, 2,
+                             ax[2].dilation, ax[2].pad_before, with_index)
+        else:
+            _direct_interior(&row, &base, 1, orow, best_at, lo, hi, ax[2].kernel,
+                             ax[2].stride, ax[2].dilation, ax[2].pad_before, with_index)
+        for ow in range(lo):
+            _direct_border(&row, &base, 1, orow, best_at, ow, first_w[ow], count_w[ow],
+                           ax[2].dilation)
+        for ow in range(hi, OW):
+            _direct_border(&row, &base, 1, orow, best_at, ow, first_w[ow], count_w[ow],
+                           ax[2].dilation)
+        if with_index:
+            for ow in range(OW):
+                ind[p * OW + ow] = best_at[ow]
+
 
 cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
                        const Axis* ax, const Tables* t, int nthreads) noexcept nogil:
@@ -397,11 +483,19 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t plan
     cdef bint direct = ax[0].kernel * ax[1].kernel <= DIRECT_ROWS and (
         ax[0].kernel * ax[1].kernel * ax[2].kernel <= DIRECT_TAPS or ax[2].stride >= ax[2].kernel
         or vector_rows)
+    cdef Py_ssize_t row_jobs = (planes + ROW_BLOCK - 1) // ROW_BLOCK
     if values == NULL or offsets == NULL:
         free(values)
         free(offsets)
         return -1
-    if nthreads > 1:
+    if direct and ax[0].in_size == 1 and ax[1].in_size == 1:
+        if nthreads > 1:
+            for p in prange(row_jobs, schedule='static', num_threads=nthreads):
+                _forward_rows(x, out, ind, p, planes, ax, t, offsets + threadid() * offset_room)
+        else:
+            for p in range(row_jobs):
+                _forward_rows(x, out, ind, p, planes, ax, t, offsets)
+    elif nthreads > 1:
         for p in prange(planes, schedule='static', num_threads=nthreads):
             tid = threadid()
             if direct:
@@ -501,6 +595,129 @@ cdef void _forward_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t r
                           ax, t)
 
 
+# ------------------------------------------ channels-first, small planes
+#
+# Small planes leave the paths above a few outputs per row, and their per-row
+# work dominates (a 14x14 plane pooled k3 s2 p1 is 7 rows of 7).  Here LANES
+# planes are transposed side by side, so that they are the channels of one
+# channels-last plane, pooled there (every tap of a window one LANES-wide
+# vector select, _simd.h's cy_max_lanes) and transposed back.  The windows'
+# taps are listed once per call.  Max is exact, so the results are the other
+# paths' bit for bit.
+
+cdef void _forward_lanes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t block,
+                         Py_ssize_t planes, Py_ssize_t in_plane, Py_ssize_t out_plane,
+                         const int32_t* tap, const int32_t* start,
+                         max_t* lanes) noexcept nogil:
+    """Planes ``[block * LANES, ...)`` (at most LANES of them) of ``planes``,
+    float32/64 only; ``tap``/``start``: the windows (see _simd.h).  Scratch:
+    ``lanes`` holds ``in_plane + 2 * out_plane`` times LANES values (the
+    planes, their maxima, the winners' offsets)."""
+    cdef Py_ssize_t first = block * LANES
+    cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
+    cdef max_t* results = lanes + in_plane * LANES
+    cdef max_t* where = results + out_plane * LANES if ind != NULL else NULL
+    cdef int64_t* irow
+    cdef Py_ssize_t o, i, lane
+    if not (max_t is float or max_t is double):
+        return
+    if max_t is float:
+        cy_transpose_f32(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+    else:
+        cy_transpose_f64(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+    if width < LANES:
+        # the missing planes' lanes pool zeros and are not written back
+        for i in range(in_plane):
+            for lane in range(width, LANES):
+                lanes[i * LANES + lane] = 0
+    if max_t is float:
+        cy_max_lanes_f32(lanes, tap, start, out_plane, results, where)
+        cy_transpose_f32(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+    else:
+        cy_max_lanes_f64(lanes, tap, start, out_plane, results, where)
+        cy_transpose_f64(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+    if ind != NULL:
+        for lane in range(width):
+            irow = ind + (first + lane) * out_plane
+            for o in range(out_plane):
+                irow[o] = <int64_t> where[o * LANES + lane]
+
+
+cdef int _list_taps(const Axis* ax, const Tables* t, int32_t* tap, int32_t* start) noexcept nogil:
+    """Every window's taps in scan order, as plane offsets (see _simd.h's
+    cy_max_lanes); 1 if a window has none (then the lanes are not used)."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t od, oh, ow, a, b, e, id_, ih, o = 0, k = 0
+    for od in range(ax[0].out_size):
+        for oh in range(ax[1].out_size):
+            for ow in range(ax[2].out_size):
+                start[o] = <int32_t> k
+                for a in range(t.count[t.offset[0] + od]):
+                    id_ = t.first[t.offset[0] + od] + a * ax[0].dilation
+                    for b in range(t.count[t.offset[1] + oh]):
+                        ih = t.first[t.offset[1] + oh] + b * ax[1].dilation
+                        for e in range(t.count[t.offset[2] + ow]):
+                            tap[k] = <int32_t> ((id_ * H + ih) * W + t.first[t.offset[2] + ow]
+                                                + e * ax[2].dilation)
+                            k += 1
+                if k == start[o]:
+                    return 1
+                o += 1
+    start[o] = <int32_t> k
+    return 0
+
+
+# SMALL_PLANE, or lower for the tests (see small_plane_limit)
+cdef Py_ssize_t small_plane = SMALL_PLANE
+
+
+cdef inline bint _by_lanes(const Axis* ax, bint with_index) noexcept nogil:
+    """Whether channels-first planes are small enough for the lanes, with rows
+    too short for the row paths' vector loops (measured: up to 28x28 planes
+    for overlapping windows or indices, 16x16 for the rest)."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    if ax[2].out_size >= LANES or in_plane > small_plane:
+        return False
+    return in_plane <= SMALL_PLANE_ANY or with_index or ax[2].kernel > ax[2].stride
+
+
+cdef int _forward_small(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
+                        const Axis* ax, const Tables* t, int nthreads) noexcept nogil:
+    """All planes by :func:`_forward_lanes`, LANES per job, per-thread
+    scratch; -1: no memory, 1: a window without taps (not done)."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t room = (in_plane + 2 * out_plane) * LANES
+    cdef Py_ssize_t jobs = (planes + LANES - 1) // LANES, job, tid, a, o
+    # taps of all windows: the product over the axes of their windows' clipped
+    # sizes summed (at most out_plane * in_plane, whatever the kernel)
+    cdef Py_ssize_t taps = 1, along
+    for a in range(3):
+        along = 0
+        for o in range(ax[a].out_size):
+            along += t.count[t.offset[a] + o]
+        taps *= along
+    cdef max_t* values = <max_t*> malloc(nthreads * room * sizeof(max_t))
+    cdef int32_t* tap = <int32_t*> malloc(taps * sizeof(int32_t) + 1)
+    cdef int32_t* start = <int32_t*> malloc((out_plane + 1) * sizeof(int32_t))
+    cdef int status = -1
+    if values != NULL and tap != NULL and start != NULL:
+        status = _list_taps(ax, t, tap, start)
+    if status == 0:
+        if nthreads > 1:
+            for job in prange(jobs, schedule='static', num_threads=nthreads):
+                tid = threadid()
+                _forward_lanes(x, out, ind, job, planes, in_plane, out_plane, tap, start,
+                               values + tid * room)
+        else:
+            for job in range(jobs):
+                _forward_lanes(x, out, ind, job, planes, in_plane, out_plane, tap, start, values)
+    free(values)
+    free(tap)
+    free(start)
+    return status
+
+
 cdef int _forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
                   Py_ssize_t channels, bint channels_last, const Axis* ax,
                   int nthreads, bint naive) noexcept nogil:
@@ -516,8 +733,13 @@ cdef int _forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
         return -1
     in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    if (not channels_last and not naive and in_plane < INT32_MAX
-            and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT):
+    cdef bint fast = (not channels_last and not naive and in_plane < INT32_MAX
+                      and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT)
+    if (max_t is float or max_t is double) and fast and _by_lanes(ax, ind != NULL):
+        status = _forward_small(x, out, ind, lead, ax, &t, nthreads)
+        if status == 1:  # a window without taps: the row paths
+            status = _forward_fast(x, out, ind, lead, ax, &t, nthreads)
+    elif fast:
         status = _forward_fast(x, out, ind, lead, ax, &t, nthreads)
     elif not channels_last:
         if nthreads > 1:
@@ -597,6 +819,16 @@ def simd_level(cap=None):
     if cap is not None:
         return cy_simd_cap(cap)
     return cy_simd_level()
+
+
+def small_plane_limit(limit=None):
+    """The largest channels-first plane (elements) pooled in lanes (see
+    ``_forward_lanes``); ``limit`` (tests only) sets it, 0 turns the lanes
+    off so the row paths can be checked on small planes, None only reads it."""
+    global small_plane
+    if limit is not None:
+        small_plane = min(<Py_ssize_t> limit, <Py_ssize_t> SMALL_PLANE)
+    return small_plane
 
 
 # --------------------------------------------------------------- backward

@@ -7,8 +7,13 @@
  *
  * cy_avg_s2_f32/f64: the same windows' averages, with a divisor per output.
  *
+ * cy_max_s1_f32/f64(rows, n_rows, kernel, dilation, out, n): windows at stride 1.
+ *
  * cy_max_taps_f32/f64, cy_avg_taps_f32/f64: channels-last windows (at most
  * CY_SUM_MAX_TAPS taps), the channel vectors in registers.
+ *
+ * cy_transpose_f32/f64/i64: planes to lanes and back (the small-plane paths), and
+ * cy_max_lanes_f32/f64: 16 small planes side by side pooled as one channels-last plane.
  *
  * Both follow PyTorch's rule (a later value wins when it is greater or NaN), so the
  * results are bit for bit the general loops': each row's window is combined first,
@@ -72,6 +77,13 @@ static int cy_simd_cap(int cap) {
 
 #define CY_PICK(best, value) (((value) > (best)) | ((value) != (value)) ? (value) : (best))
 
+/* one-lane "vectors", for the portable forms of the vector loops */
+#define CY_LOAD1(p) (*(p))
+#define CY_STORE1(p, v) (*(p) = (v))
+#define CY_TAKE1(b, x) (((x) > (b)) | ((x) != (x)))
+#define CY_BLEND1(a, b, m) ((m) ? (b) : (a))
+#define CY_SET1(x) (x)
+
 #define CY_S2_SCALAR(T, rows, n_rows, width, out, start, n)                \
     for (ptrdiff_t i_ = (start); i_ < (n); i_++) {                          \
         T best_ = (rows)[0][2 * i_];                                        \
@@ -87,13 +99,14 @@ static int cy_simd_cap(int cap) {
 /* Windows `width` (2 or 3) wide at stride 2 from p, combined by OP in scan order: one
    vector of them.  EVEN / ODD pick the even / odd elements of two vectors (in the
    256-bit forms, lane by lane: windows 0,1,4,5,2,3,6,7 for floats, 0,2,1,3 for doubles;
-   the callers restore the order once).  Width 3 reads one element past the last window:
-   the callers keep a full window after the vector. */
+   the callers restore the order once).  Width 3's third elements are the odd ones of
+   the vectors one element on (the even ones two on are the same values, but read one
+   element past the last window), so a vector reads no further than its windows. */
 #define CY_DEFINE_WIN(NAME, ATTR, T, V, HALF, LOADU, EVEN, ODD, OP)                       \
     ATTR static inline V NAME(const T* p, ptrdiff_t width) {                               \
         V a = LOADU(p), b = LOADU(p + (HALF));                                             \
         V r = OP(EVEN(a, b), ODD(a, b));                                                   \
-        if (width == 3) r = OP(r, EVEN(LOADU(p + 2), LOADU(p + 2 + (HALF))));              \
+        if (width == 3) r = OP(r, ODD(LOADU(p + 1), LOADU(p + 1 + (HALF))));               \
         return r;                                                                          \
     }
 #define CY_EVEN_PS(a, b) _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0))
@@ -134,7 +147,7 @@ CY_DEFINE_WIN(cy_sum_win_pd, , double, __m128d, 2, _mm_loadu_pd, _mm_unpacklo_pd
 
 static ptrdiff_t cy_s2_f32_sse2(const float* const* rows, ptrdiff_t n_rows, ptrdiff_t width,
                                 float* out, ptrdiff_t i, ptrdiff_t n) {
-    for (; i + 4 + (width > 2) <= n; i += 4) {
+    for (; i + 4 <= n; i += 4) {
         __m128 best = cy_win_ps(rows[0] + 2 * i, width);
         for (ptrdiff_t r = 1; r < n_rows; r++) best = cy_pick_ps(best, cy_win_ps(rows[r] + 2 * i, width));
         _mm_storeu_ps(out + i, best);
@@ -149,7 +162,7 @@ static ptrdiff_t cy_s2_f32_sse2(const float* const* rows, ptrdiff_t n_rows, ptrd
 
 static ptrdiff_t cy_s2_f64_sse2(const double* const* rows, ptrdiff_t n_rows, ptrdiff_t width,
                                 double* out, ptrdiff_t i, ptrdiff_t n) {
-    for (; i + 2 + (width > 2) <= n; i += 2) {
+    for (; i + 2 <= n; i += 2) {
         __m128d best = cy_win_pd(rows[0] + 2 * i, width);
         for (ptrdiff_t r = 1; r < n_rows; r++) best = cy_pick_pd(best, cy_win_pd(rows[r] + 2 * i, width));
         _mm_storeu_pd(out + i, best);
@@ -219,29 +232,81 @@ CY_DEFINE_WIN(cy_sum_win_ps256, CY_AVX2, float, __m256, 8, _mm256_loadu_ps, CY_E
 CY_DEFINE_WIN(cy_sum_win_pd256, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd, _mm256_unpacklo_pd,
               _mm256_unpackhi_pd, _mm256_add_pd)
 
-CY_AVX2 static ptrdiff_t cy_s2_f32_avx2(const float* const* rows, ptrdiff_t n_rows,
-                                        ptrdiff_t width, float* out, ptrdiff_t i, ptrdiff_t n) {
-    for (; i + 8 + (width > 2) <= n; i += 8) {
-        __m256 best = cy_win_ps256(rows[0] + 2 * i, width);
-        for (ptrdiff_t r = 1; r < n_rows; r++)
-            best = cy_pick_ps256(best, cy_win_ps256(rows[r] + 2 * i, width));
-        best = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), _MM_SHUFFLE(3, 1, 2, 0)));
-        _mm256_storeu_ps(out + i, best);
-    }
-    return i;
+CY_AVX2 static inline void cy_s2_f32_avx2_one(const float* const* rows, ptrdiff_t n_rows,
+                                               ptrdiff_t width, float* out, ptrdiff_t i) {
+    __m256 best = cy_win_ps256(rows[0] + 2 * i, width);
+    for (ptrdiff_t r = 1; r < n_rows; r++)
+        best = cy_pick_ps256(best, cy_win_ps256(rows[r] + 2 * i, width));
+    best = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(best), _MM_SHUFFLE(3, 1, 2, 0)));
+    _mm256_storeu_ps(out + i, best);
 }
 
-CY_AVX2 static ptrdiff_t cy_s2_f64_avx2(const double* const* rows, ptrdiff_t n_rows,
-                                        ptrdiff_t width, double* out, ptrdiff_t i, ptrdiff_t n) {
-    for (; i + 4 + (width > 2) <= n; i += 4) {
-        __m256d best = cy_win_pd256(rows[0] + 2 * i, width);
-        for (ptrdiff_t r = 1; r < n_rows; r++)
-            best = cy_pick_pd256(best, cy_win_pd256(rows[r] + 2 * i, width));
-        _mm256_storeu_pd(out + i, _mm256_permute4x64_pd(best, _MM_SHUFFLE(3, 1, 2, 0)));
-    }
-    return i;
+CY_AVX2 static inline void cy_s2_f64_avx2_one(const double* const* rows, ptrdiff_t n_rows,
+                                               ptrdiff_t width, double* out, ptrdiff_t i) {
+    __m256d best = cy_win_pd256(rows[0] + 2 * i, width);
+    for (ptrdiff_t r = 1; r < n_rows; r++)
+        best = cy_pick_pd256(best, cy_win_pd256(rows[r] + 2 * i, width));
+    _mm256_storeu_pd(out + i, _mm256_permute4x64_pd(best, _MM_SHUFFLE(3, 1, 2, 0)));
 }
 
+/* A row's last vector is taken again ending at n (max writes the same bits twice)
+   rather than leaving a tail for the narrower paths. */
+#define CY_S2_AVX2(T, SFX, LANES)                                                          \
+    CY_AVX2 static ptrdiff_t cy_s2_##SFX##_avx2(const T* const* rows, ptrdiff_t n_rows,    \
+                                                ptrdiff_t width, T* out, ptrdiff_t i,      \
+                                                ptrdiff_t n) {                             \
+        for (; i + (LANES) <= n; i += (LANES))                                             \
+            cy_s2_##SFX##_avx2_one(rows, n_rows, width, out, i);                           \
+        if (i < n && n >= (LANES)) {                                                       \
+            cy_s2_##SFX##_avx2_one(rows, n_rows, width, out, n - (LANES));                 \
+            i = n;                                                                         \
+        }                                                                                  \
+        return i;                                                                          \
+    }
+CY_S2_AVX2(float, f32, 8)
+CY_S2_AVX2(double, f64, 4)
+
+#endif
+
+/* --------------------------------------------------------- stride 1 */
+
+/* Windows at stride 1 along a row, `kernel` taps `dilation` apart, over n_rows rows:
+   out[i] = the scan-order max of rows[0][i], rows[0][i + dilation], ...,
+   rows[1][i], ... for i in [0, n), each output in a register across its taps
+   (gcc's loop makes one pass over the output row per tap). */
+#define CY_DEFINE_S1(NAME, ATTR, T, V, LANES, LOADU, STOREU, PICK)                        \
+    ATTR static inline void NAME##_one(const T* const* rows, ptrdiff_t n_rows,             \
+                                       ptrdiff_t kernel, ptrdiff_t dilation, T* out,       \
+                                       ptrdiff_t i) {                                      \
+        V best = LOADU(rows[0] + i);                                                       \
+        for (ptrdiff_t r = 0; r < n_rows; r++)                                             \
+            for (ptrdiff_t j = (r == 0); j < kernel; j++)                                  \
+                best = PICK(best, LOADU(rows[r] + i + j * dilation));                      \
+        STOREU(out + i, best);                                                             \
+    }                                                                                      \
+    ATTR static ptrdiff_t NAME(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel,   \
+                               ptrdiff_t dilation, T* out, ptrdiff_t i, ptrdiff_t n) {     \
+        for (; i + (LANES) <= n; i += (LANES))                                             \
+            NAME##_one(rows, n_rows, kernel, dilation, out, i);                            \
+        if (i < n && n >= (LANES)) {  /* the last vector again, ending at n: same bits */  \
+            NAME##_one(rows, n_rows, kernel, dilation, out, n - (LANES));                  \
+            i = n;                                                                         \
+        }                                                                                  \
+        return i;                                                                          \
+    }
+
+#define CY_PICK1(best, value) CY_PICK(best, value)
+CY_DEFINE_S1(cy_s1_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_PICK1)
+CY_DEFINE_S1(cy_s1_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_PICK1)
+#if CY_HAVE_SSE2
+CY_DEFINE_S1(cy_s1_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps, cy_pick_ps)
+CY_DEFINE_S1(cy_s1_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd, cy_pick_pd)
+#endif
+#if CY_HAVE_AVX2
+CY_DEFINE_S1(cy_s1_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
+             cy_pick_ps256)
+CY_DEFINE_S1(cy_s1_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd,
+             cy_pick_pd256)
 #endif
 
 /* ------------------------------------------------- average, stride 2 */
@@ -252,7 +317,7 @@ CY_AVX2 static ptrdiff_t cy_s2_f64_avx2(const double* const* rows, ptrdiff_t n_r
 #define CY_DEFINE_AVG_S2(NAME, ATTR, T, V, LANES, WIN, ADD, DIV, LOADU, STOREU, FIX)        \
     ATTR static ptrdiff_t NAME(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t width,    \
                                T* out, const T* divisors, ptrdiff_t i, ptrdiff_t n) {      \
-        for (; i + (LANES) + (width > 2) <= n; i += (LANES)) {                             \
+        for (; i + (LANES) <= n; i += (LANES)) {                             \
             V total = WIN(rows[0] + 2 * i, width);                                         \
             for (ptrdiff_t r = 1; r < n_rows; r++) total = ADD(total, WIN(rows[r] + 2 * i, width)); \
             STOREU(out + i, DIV(FIX(total), LOADU(divisors + i)));                         \
@@ -399,6 +464,144 @@ CY_DEFINE_AVG_TAPS(cy_avg_taps_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loa
                    _mm256_storeu_pd, _mm256_add_pd, _mm256_div_pd, _mm256_set1_pd, _mm256_setzero_pd)
 #endif
 
+/* ----------------------------------------------------------- transposes */
+
+/* dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols: the
+   small-plane paths' moves between planes and lanes (planes side by side, as the
+   channels of a channels-last plane).  Square blocks of B x B go through registers
+   (AVX2: 8x8 float, 4x4 double; SSE2: 4x4 float, 2x2 double and int64), element by
+   element the edges. */
+#define CY_DEFINE_TRANSPOSE(NAME, ATTR, T, B, ...)                                        \
+    ATTR static void NAME(const T* src, ptrdiff_t src_stride, ptrdiff_t rows,             \
+                          ptrdiff_t cols, T* dst, ptrdiff_t dst_stride) {                 \
+        ptrdiff_t r0 = 0, c0 = 0, r, c;                                                   \
+        if ((B) > 1)                                                                      \
+            for (r0 = 0; r0 + (B) <= rows; r0 += (B))                                     \
+                for (c0 = 0; c0 + (B) <= cols; c0 += (B)) {                               \
+                    const T* s_ = src + r0 * src_stride + c0;                             \
+                    T* d_ = dst + c0 * dst_stride + r0;                                   \
+                    __VA_ARGS__                                                           \
+                }                                                                         \
+        for (r = 0; r < rows; r++)  /* the columns past the blocks, then the rows */      \
+            for (c = r < r0 ? c0 : 0; c < cols; c++)                                      \
+                dst[c * dst_stride + r] = src[r * src_stride + c];                        \
+    }
+
+CY_DEFINE_TRANSPOSE(cy_transpose_f32_c, , float, 1, {})
+CY_DEFINE_TRANSPOSE(cy_transpose_f64_c, , double, 1, {})
+CY_DEFINE_TRANSPOSE(cy_transpose_i64_c, , int64_t, 1, {})
+#if CY_HAVE_SSE2
+CY_DEFINE_TRANSPOSE(cy_transpose_f32_sse2, , float, 4, {
+    __m128 a0 = _mm_loadu_ps(s_), a1 = _mm_loadu_ps(s_ + src_stride);
+    __m128 a2 = _mm_loadu_ps(s_ + 2 * src_stride), a3 = _mm_loadu_ps(s_ + 3 * src_stride);
+    _MM_TRANSPOSE4_PS(a0, a1, a2, a3);
+    _mm_storeu_ps(d_, a0);
+    _mm_storeu_ps(d_ + dst_stride, a1);
+    _mm_storeu_ps(d_ + 2 * dst_stride, a2);
+    _mm_storeu_ps(d_ + 3 * dst_stride, a3);
+})
+CY_DEFINE_TRANSPOSE(cy_transpose_f64_sse2, , double, 2, {
+    __m128d a0 = _mm_loadu_pd(s_), a1 = _mm_loadu_pd(s_ + src_stride);
+    _mm_storeu_pd(d_, _mm_unpacklo_pd(a0, a1));
+    _mm_storeu_pd(d_ + dst_stride, _mm_unpackhi_pd(a0, a1));
+})
+CY_DEFINE_TRANSPOSE(cy_transpose_i64_sse2, , int64_t, 2, {
+    __m128i a0 = _mm_loadu_si128((const __m128i*) s_);
+    __m128i a1 = _mm_loadu_si128((const __m128i*) (s_ + src_stride));
+    _mm_storeu_si128((__m128i*) d_, _mm_unpacklo_epi64(a0, a1));
+    _mm_storeu_si128((__m128i*) (d_ + dst_stride), _mm_unpackhi_epi64(a0, a1));
+})
+#endif
+#if CY_HAVE_AVX2
+CY_DEFINE_TRANSPOSE(cy_transpose_f32_avx2, CY_AVX2, float, 8, {
+    __m256 a_[8], t_[8], u_[8];
+    for (int k = 0; k < 8; k++) a_[k] = _mm256_loadu_ps(s_ + k * src_stride);
+    for (int k = 0; k < 8; k += 2) {
+        t_[k] = _mm256_unpacklo_ps(a_[k], a_[k + 1]);      /* a0 b0 a1 b1 | a4 b4 a5 b5 */
+        t_[k + 1] = _mm256_unpackhi_ps(a_[k], a_[k + 1]);  /* a2 b2 a3 b3 | a6 b6 a7 b7 */
+    }
+    for (int k = 0; k < 8; k += 4) {
+        u_[k] = _mm256_shuffle_ps(t_[k], t_[k + 2], _MM_SHUFFLE(1, 0, 1, 0));     /* column 0 | 4 */
+        u_[k + 1] = _mm256_shuffle_ps(t_[k], t_[k + 2], _MM_SHUFFLE(3, 2, 3, 2)); /* 1 | 5 */
+        u_[k + 2] = _mm256_shuffle_ps(t_[k + 1], t_[k + 3], _MM_SHUFFLE(1, 0, 1, 0)); /* 2 | 6 */
+        u_[k + 3] = _mm256_shuffle_ps(t_[k + 1], t_[k + 3], _MM_SHUFFLE(3, 2, 3, 2)); /* 3 | 7 */
+    }
+    for (int k = 0; k < 4; k++) {
+        _mm256_storeu_ps(d_ + k * dst_stride, _mm256_permute2f128_ps(u_[k], u_[k + 4], 0x20));
+        _mm256_storeu_ps(d_ + (k + 4) * dst_stride, _mm256_permute2f128_ps(u_[k], u_[k + 4], 0x31));
+    }
+})
+CY_DEFINE_TRANSPOSE(cy_transpose_f64_avx2, CY_AVX2, double, 4, {
+    __m256d a0 = _mm256_loadu_pd(s_), a1 = _mm256_loadu_pd(s_ + src_stride);
+    __m256d a2 = _mm256_loadu_pd(s_ + 2 * src_stride), a3 = _mm256_loadu_pd(s_ + 3 * src_stride);
+    __m256d t0 = _mm256_unpacklo_pd(a0, a1), t1 = _mm256_unpackhi_pd(a0, a1);
+    __m256d t2 = _mm256_unpacklo_pd(a2, a3), t3 = _mm256_unpackhi_pd(a2, a3);
+    _mm256_storeu_pd(d_, _mm256_permute2f128_pd(t0, t2, 0x20));
+    _mm256_storeu_pd(d_ + dst_stride, _mm256_permute2f128_pd(t1, t3, 0x20));
+    _mm256_storeu_pd(d_ + 2 * dst_stride, _mm256_permute2f128_pd(t0, t2, 0x31));
+    _mm256_storeu_pd(d_ + 3 * dst_stride, _mm256_permute2f128_pd(t1, t3, 0x31));
+})
+#endif
+
+/* ------------------------------------------------ small planes in lanes */
+
+/* 16 small planes side by side (cy_transpose_*), pooled as one channels-last plane of
+   16 channels: output o's window is taps tap[start[o]], ..., tap[start[o + 1] - 1]
+   (at least one, in scan order), tap[k] the tap's offset in the plane, so its 16
+   values are lanes[tap[k] * 16 + l].  out[o * 16 + l] = the scan-order max of lane l
+   by the rule above; with where != NULL, where[o * 16 + l] = the winning tap's offset
+   (exact in T: planes of at most 2**24 elements). */
+#define CY_MAX_LANES_OUTPUT(T, V, VL, LOADU, STOREU, TAKE, BLEND, SET1, WITH_INDEX)       \
+    for (ptrdiff_t o = 0; o < n_out; o++) {                                              \
+        V b_[16 / (VL)], w_[16 / (VL)];                                                  \
+        const T* src_ = lanes + (ptrdiff_t) tap[start[o]] * 16;                          \
+        V at_ = SET1((T) tap[start[o]]);                                                 \
+        for (int v = 0; v < 16 / (VL); v++) {                                            \
+            b_[v] = LOADU(src_ + v * (VL));                                              \
+            w_[v] = at_;                                                                 \
+        }                                                                                \
+        for (int32_t k = start[o] + 1; k < start[o + 1]; k++) {                          \
+            src_ = lanes + (ptrdiff_t) tap[k] * 16;                                      \
+            at_ = SET1((T) tap[k]);                                                      \
+            for (int v = 0; v < 16 / (VL); v++) {                                        \
+                V x_ = LOADU(src_ + v * (VL)), m_ = TAKE(b_[v], x_);                     \
+                b_[v] = BLEND(b_[v], x_, m_);                                            \
+                if (WITH_INDEX) w_[v] = BLEND(w_[v], at_, m_);                           \
+            }                                                                            \
+        }                                                                                \
+        for (int v = 0; v < 16 / (VL); v++) {                                            \
+            STOREU(out + o * 16 + v * (VL), b_[v]);                                      \
+            if (WITH_INDEX) STOREU(where + o * 16 + v * (VL), w_[v]);                    \
+        }                                                                                \
+    }
+
+#define CY_DEFINE_MAX_LANES(NAME, ATTR, T, V, VL, LOADU, STOREU, TAKE, BLEND, SET1)        \
+    ATTR static void NAME(const T* lanes, const int32_t* tap, const int32_t* start,        \
+                          ptrdiff_t n_out, T* out, T* where) {                             \
+        if (where)                                                                         \
+            CY_MAX_LANES_OUTPUT(T, V, VL, LOADU, STOREU, TAKE, BLEND, SET1, 1)             \
+        else                                                                               \
+            CY_MAX_LANES_OUTPUT(T, V, VL, LOADU, STOREU, TAKE, BLEND, SET1, 0)             \
+    }
+
+/* the portable form: one lane per "vector" (CY_LOAD1, ... above) */
+CY_DEFINE_MAX_LANES(cy_max_lanes_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_TAKE1,
+                    CY_BLEND1, CY_SET1)
+CY_DEFINE_MAX_LANES(cy_max_lanes_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_TAKE1,
+                    CY_BLEND1, CY_SET1)
+#if CY_HAVE_SSE2
+CY_DEFINE_MAX_LANES(cy_max_lanes_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps,
+                    CY_TAKE_PS, CY_BLEND_PS, _mm_set1_ps)
+CY_DEFINE_MAX_LANES(cy_max_lanes_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd,
+                    CY_TAKE_PD, CY_BLEND_PD, _mm_set1_pd)
+#endif
+#if CY_HAVE_AVX2
+CY_DEFINE_MAX_LANES(cy_max_lanes_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps,
+                    _mm256_storeu_ps, CY_TAKE_PS256, _mm256_blendv_ps, _mm256_set1_ps)
+CY_DEFINE_MAX_LANES(cy_max_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd,
+                    _mm256_storeu_pd, CY_TAKE_PD256, _mm256_blendv_pd, _mm256_set1_pd)
+#endif
+
 /* ------------------------------------------------------------- dispatch */
 
 #if CY_HAVE_AVX2
@@ -427,6 +630,62 @@ CY_DEFINE_AVG_TAPS(cy_avg_taps_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loa
 
 CY_S2_DISPATCH(float, f32)
 CY_S2_DISPATCH(double, f64)
+
+#define CY_S1_DISPATCH(T, SFX)                                                            \
+    static void cy_max_s1_##SFX(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel,  \
+                                ptrdiff_t dilation, T* out, ptrdiff_t n) {                \
+        ptrdiff_t i = 0;                                                                  \
+        int level = cy_simd_level();                                                      \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) i = cy_s1_##SFX##_avx2(rows, n_rows, kernel, dilation, out, i, n);) \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) i = cy_s1_##SFX##_sse2(rows, n_rows, kernel, dilation, out, i, n);) \
+        (void) level;                                                                     \
+        cy_s1_##SFX##_c(rows, n_rows, kernel, dilation, out, i, n);                       \
+    }
+
+CY_S1_DISPATCH(float, f32)
+CY_S1_DISPATCH(double, f64)
+
+#define CY_LANES_DISPATCH(T, SFX)                                                         \
+    static void cy_max_lanes_##SFX(const T* lanes, const int32_t* tap, const int32_t* start, \
+                                   ptrdiff_t n_out, T* out, T* where) {                   \
+        int level = cy_simd_level();                                                      \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) {                                           \
+            cy_max_lanes_##SFX##_avx2(lanes, tap, start, n_out, out, where);              \
+            return;                                                                       \
+        })                                                                                \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) {                                           \
+            cy_max_lanes_##SFX##_sse2(lanes, tap, start, n_out, out, where);              \
+            return;                                                                       \
+        })                                                                                \
+        (void) level;                                                                     \
+        cy_max_lanes_##SFX##_c(lanes, tap, start, n_out, out, where);                     \
+    }
+
+CY_LANES_DISPATCH(float, f32)
+CY_LANES_DISPATCH(double, f64)
+
+/* Transposes: the widest blocks the CPU has (int64 has no AVX2 form: only the
+   indices' few outputs take it). */
+#define CY_TRANSPOSE_DISPATCH(T, SFX, AVX2_CODE)                                          \
+    static void cy_transpose_##SFX(const T* src, ptrdiff_t src_stride, ptrdiff_t rows,    \
+                                   ptrdiff_t cols, T* dst, ptrdiff_t dst_stride) {        \
+        int level = cy_simd_level();                                                      \
+        AVX2_CODE                                                                         \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) {                                           \
+            cy_transpose_##SFX##_sse2(src, src_stride, rows, cols, dst, dst_stride);      \
+            return;                                                                       \
+        })                                                                                \
+        (void) level;                                                                     \
+        cy_transpose_##SFX##_c(src, src_stride, rows, cols, dst, dst_stride);             \
+    }
+#define CY_TRANSPOSE_AVX2(SFX) CY_IF_AVX2(if (level >= CY_SIMD_AVX2) {                   \
+        cy_transpose_##SFX##_avx2(src, src_stride, rows, cols, dst, dst_stride);          \
+        return;                                                                           \
+    })
+
+CY_TRANSPOSE_DISPATCH(float, f32, CY_TRANSPOSE_AVX2(f32))
+CY_TRANSPOSE_DISPATCH(double, f64, CY_TRANSPOSE_AVX2(f64))
+CY_TRANSPOSE_DISPATCH(int64_t, i64, )
 
 /* Channels-last windows (at most CY_SUM_MAX_TAPS taps): the widest path first, the
    narrower ones for what is left; returns the channels done (all, with SSE2). */

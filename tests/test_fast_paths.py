@@ -126,34 +126,108 @@ def simd_level(request):
         module.simd_level(2)
 
 
+@pytest.fixture(params=[0, None], ids=["rows", "lanes"])
+def lanes(request):
+    """Small channels-first planes by the row paths (lanes off), then by the
+    default (planes side by side in lanes where they are small)."""
+    default = _max.small_plane_limit()
+    _max.small_plane_limit(request.param)
+    yield request.param
+    _max.small_plane_limit(default)
+
+
+def _signed_data(rng, shape, dtype):
+    """Values with ties between -0.0 and 0.0 and NaNs of two payloads, so that
+    "the first of equals wins" and "which NaN won" are visible in the bits."""
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    x = rng.integers(-2, 2, size=shape).astype(dtype)
+    x[rng.random(x.shape) < 0.3] = -0.0
+    nan_at = rng.random(x.shape) < 0.05
+    x[nan_at] = np.where(rng.random(nan_at.sum()) < 0.5, np.nan, -np.nan)
+    x.view(bits)[nan_at & (rng.random(x.shape) < 0.5)] |= 1
+    return x, bits
+
+
+def _max_fast_and_naive(x, nd, geom, with_indices=False):
+    """Max pooling of channels-first ``x`` by the fast paths and by the general
+    loop: (values, indices or None) of each, ``x`` passed at its exact size (a
+    read past the last window would leave the buffer)."""
+    lay = _args.layout(x.shape, nd, False)
+    out_shape = lay.kernel_shape(geom.out_size)
+    kernel_x = x.reshape(lay.kernel_shape(lay.spatial)).copy()
+    results = []
+    for naive in (False, True):
+        values = np.empty(out_shape, x.dtype)
+        indices = np.empty(out_shape, np.int64) if with_indices else None
+        _max.max_pool_forward(kernel_x, values, indices, geom.for_kernel(), False, 1, naive)
+        results.append((values, indices))
+    return results
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("width", [2, 3])
-def test_max_stride2_rows_bit_exact(simd_level, dtype, nd, width):
+def test_max_stride2_rows_bit_exact(simd_level, lanes, dtype, nd, width):
     """The hand-vectorised rows (windows 2 or 3 wide, stride 2) equal the general
     loop bit for bit:
     ties between -0.0 and 0.0 keep the first in scan order, the last NaN wins."""
     rng = np.random.default_rng(nd * 10 + simd_level)
-    bits = np.uint32 if dtype == np.float32 else np.uint64
     for size in list(range(3, 24)) + [31, 64, 67]:
         for padding, ceil_mode in [(0, False), (1, False), (0, True), (1, True)]:
             spatial = (4,) * (nd - 1) + (size,)
-            x = rng.integers(-2, 2, size=(2, 3) + spatial).astype(dtype)
-            x[rng.random(x.shape) < 0.3] = -0.0
-            nan_at = rng.random(x.shape) < 0.05
-            # NaNs of two payloads, so "which NaN won" is visible in the bits
-            x[nan_at] = np.where(rng.random(nan_at.sum()) < 0.5, np.nan, -np.nan)
-            x.view(bits)[nan_at & (rng.random(x.shape) < 0.5)] |= 1
+            x, bits = _signed_data(rng, (2, 3) + spatial, dtype)
             geom = _args.pool_geometry(nd, spatial, width, 2, padding, 1, ceil_mode)
-            lay = _args.layout(x.shape, nd, False)
-            out_shape = lay.kernel_shape(geom.out_size)
-            fast, slow = np.empty(out_shape, dtype), np.empty(out_shape, dtype)
-            # the exact size: a read past the row's last window would leave the buffer
-            kernel_x = x.reshape(lay.kernel_shape(lay.spatial)).copy()
-            _max.max_pool_forward(kernel_x, fast, None, geom.for_kernel(), False, 1)
-            _max.max_pool_forward(kernel_x, slow, None, geom.for_kernel(), False, 1, True)
+            (fast, _), (slow, _) = _max_fast_and_naive(x, nd, geom)
             np.testing.assert_array_equal(fast.view(bits), slow.view(bits),
                                           err_msg=f"size {size} padding {padding} ceil {ceil_mode}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd", [1, 2])
+def test_max_stride1_rows_bit_exact(simd_level, lanes, dtype, nd):
+    """The stride-1 rows (any kernel and dilation, each output's taps in a
+    register, the row's last vector taken again ending at the row's end) equal
+    the general loop bit for bit, in rows of every length around the vector
+    widths; 1-D planes go through the rows path in blocks of planes (37 of
+    them: a partial block)."""
+    rng = np.random.default_rng(nd + 10 * simd_level)
+    for size in list(range(1, 21)) + [31, 33, 100]:
+        for kernel, dilation, padding in [(2, 1, 0), (3, 1, 1), (3, 2, 1), (4, 3, 2), (5, 1, 2)]:
+            spatial = (3,) * (nd - 1) + (size,)
+            try:
+                geom = _args.pool_geometry(nd, spatial, kernel, 1, padding, dilation, False)
+            except ValueError:
+                continue
+            x, bits = _signed_data(rng, (37, 1) + spatial, dtype)
+            (fast, _), (slow, _) = _max_fast_and_naive(x, nd, geom)
+            np.testing.assert_array_equal(fast.view(bits), slow.view(bits),
+                                          err_msg=f"size {size} kernel {kernel} dilation {dilation}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("planes", [1, 5, 16, 17, 40])
+def test_small_planes_in_lanes_bit_exact(simd_level, dtype, planes):
+    """Small planes pooled 16 side by side (transposed into lanes and back)
+    equal the general loop bit for bit, values and indices, whatever the
+    number of planes (a partial block of lanes pools zeros it does not write)."""
+    assert _max.small_plane_limit() == 1024
+    rng = np.random.default_rng(planes + 100 * simd_level)
+    for nd, spatial, kernel, stride, padding, dilation, ceil_mode in [
+            (2, (14, 14), 3, 2, 1, 1, False), (2, (14, 14), 2, 2, 0, 1, False),
+            (2, (7, 7), 3, 2, 1, 1, True), (2, (9, 13), (2, 3), (1, 2), (1, 0), (2, 1), True),
+            (2, (12, 15), 3, 1, 1, 1, False), (1, (29,), 3, 2, 1, 1, True),
+            (1, (15,), 4, 1, 2, 2, False), (3, (5, 6, 7), 2, 2, 0, 1, True),
+            (3, (4, 4, 4), 3, 1, 1, 1, False), (2, (1, 1), 1, 1, 0, 1, False),
+            (2, (28, 27), 3, 2, 1, 1, False)]:  # 756 elements: overlapping windows only
+        x, bits = _signed_data(rng, (planes, 1) + spatial, dtype)
+        geom = _args.pool_geometry(nd, spatial, kernel, stride, padding, dilation, ceil_mode)
+        assert geom.out_size[-1] < 16 and np.prod(spatial) <= 1024  # the lanes take it
+        for with_indices in (True, False):
+            (fast, fast_at), (slow, slow_at) = _max_fast_and_naive(x, nd, geom, with_indices)
+            np.testing.assert_array_equal(fast.view(bits), slow.view(bits),
+                                          err_msg=f"{spatial} kernel {kernel}")
+            if with_indices:
+                np.testing.assert_array_equal(fast_at, slow_at, err_msg=f"{spatial} kernel {kernel}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
