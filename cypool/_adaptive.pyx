@@ -36,6 +36,9 @@ cdef enum:
     # (per partial sum: eight run side by side channels-first, one per
     # channel channels-last).
     SUM_BLOCK = 128
+    # Values of a float32 plane's blocks summed in 32 partial sums (planes of
+    # SUM_BLOCK or more values).
+    WIDE_BLOCK = 1024
     PIXEL_BLOCK = 8
     # Largest input row (elements) the channels-first column paths keep per thread.
     SCRATCH_LIMIT = 1 << 22
@@ -236,10 +239,10 @@ cdef void _avg_plane_columns(const real_t* x, real_t* out, const Shape* s, const
 
 cdef extern from *:
     """
-    /* Sum of at most SUM_BLOCK float32 values with _plane_sum's
-       additions, addition for addition: eight partial sums (two vectors),
-       the tail into the first, then ((a0 + a1) + (a2 + a3)) + ((a4 + a5) +
-       (a6 + a7)).  Written with SSE2 intrinsics where there are some: from
+    /* Sum of fewer than SUM_BLOCK float32 values (a small plane) with the
+       float64 blocks' additions of _plane_sum: eight partial sums (two
+       vectors), the tail into the first, then ((a0 + a1) + (a2 + a3)) +
+       ((a4 + a5) + (a6 + a7)).  Written with SSE2 intrinsics where there are some: from
        the Cython loop gcc makes scalar adds and shuffles, three times slower
        on the small planes of a global pool. */
     #if defined(__SSE2__) || defined(_M_X64)
@@ -278,21 +281,39 @@ cdef extern from *:
     float cypool_small_sum(const float* v, Py_ssize_t n) nogil
 
 
+cdef extern from "_simd.h" nogil:
+    # float32 sum in 32 partial sums, the same bits at every vector level
+    float cy_wide_sum_f32(const float* v, Py_ssize_t n)
+    int cy_simd_level()
+    int cy_simd_cap(int cap)
+
+
+def simd_level(cap=None):
+    """The vector path of the float32 global sums: 2 AVX2, 1 SSE2, 0 portable C;
+    ``cap`` (tests only) lowers it, as ``_max.simd_level``."""
+    if cap is not None:
+        return cy_simd_cap(cap)
+    return cy_simd_level()
+
+
 cdef inline double _plane_sum(const real_t* v, Py_ssize_t n) noexcept nogil:
-    """Sum of a whole plane: blocks of SUM_BLOCK values summed in eight
-    independent partial sums of the input type (the adds pipeline and
-    vectorise instead of waiting on one another), the block sums added in
-    double so long float32 planes keep their precision."""
+    """Sum of a whole plane: blocks of values summed in independent partial
+    sums of the input type (the adds pipeline and vectorise instead of
+    waiting on one another), the block sums added in double so long float32
+    planes keep their precision.  float32: blocks of WIDE_BLOCK in 32
+    partial sums (_simd.h; eight would hold a long plane below memory speed);
+    float64: blocks of SUM_BLOCK in eight."""
     cdef real_t acc[8]
     cdef Py_ssize_t i, j, block, body
     cdef double total = 0
     cdef Py_ssize_t done = 0
     while done < n:
-        block = n - done if n - done < SUM_BLOCK else SUM_BLOCK
-        if real_t is float:  # the same additions, vectorised by hand
-            total += cypool_small_sum(v + done, block)
+        if real_t is float:
+            block = n - done if n - done < WIDE_BLOCK else WIDE_BLOCK
+            total += cy_wide_sum_f32(v + done, block)
             done += block
             continue
+        block = n - done if n - done < SUM_BLOCK else SUM_BLOCK
         body = block - block % 8
         for j in range(8):
             acc[j] = 0

@@ -15,6 +15,8 @@
  * cy_transpose_f32/f64/i64: planes to lanes and back (the small-plane paths), and
  * cy_max_lanes_f32/f64: 16 small planes side by side pooled as one channels-last plane.
  *
+ * cy_wide_sum_f32: a float32 sum in 32 partial sums (the global average's planes).
+ *
  * Both follow PyTorch's rule (a later value wins when it is greater or NaN), so the
  * results are bit for bit the general loops': each row's window is combined first,
  * then the rows in order.  gcc vectorises the generic loops too, but with one pass
@@ -83,6 +85,7 @@ static int cy_simd_cap(int cap) {
 #define CY_TAKE1(b, x) (((x) > (b)) | ((x) != (x)))
 #define CY_BLEND1(a, b, m) ((m) ? (b) : (a))
 #define CY_SET1(x) (x)
+#define CY_ADD1(a, b) ((a) + (b))
 
 #define CY_S2_SCALAR(T, rows, n_rows, width, out, start, n)                \
     for (ptrdiff_t i_ = (start); i_ < (n); i_++) {                          \
@@ -602,6 +605,60 @@ CY_DEFINE_MAX_LANES(cy_max_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_l
                     _mm256_storeu_pd, CY_TAKE_PD256, _mm256_blendv_pd, _mm256_set1_pd)
 #endif
 
+/* ------------------------------------------------------- float32 sums */
+
+/* Sum of n float32 values in 32 partial sums: p[j] += v[i + j] for each whole run
+   of 32, the rest into p[0] in order, then p[j] + p[j + 16], + [j + 8], + [j + 4],
+   and ((q0 + q1) + (q2 + q3)).  AVX2 keeps the partials in four vectors, SSE2 in
+   eight, the portable loop in an array: the same additions, so the same bits on every
+   CPU.  32 independent chains keep the adds busy (eight wait on each add's latency:
+   below memory speed on a long plane). */
+#define CY_WIDE_SUM_BODY(V, VL, LOADU, ADD, ZERO)                                         \
+    V acc_[32 / (VL)];                                                                    \
+    ptrdiff_t i_, body_ = n - n % 32;                                                     \
+    for (int k = 0; k < 32 / (VL); k++) acc_[k] = ZERO;                                   \
+    for (i_ = 0; i_ < body_; i_ += 32)                                                    \
+        for (int k = 0; k < 32 / (VL); k++) acc_[k] = ADD(acc_[k], LOADU(v + i_ + k * (VL)));
+
+#if CY_HAVE_SSE2
+/* ((q0 + q1) + (q2 + q3)) of a 4-lane vector */
+static inline float cy_sum4_ps(__m128 q) {
+    q = _mm_add_ps(q, _mm_shuffle_ps(q, q, _MM_SHUFFLE(2, 3, 0, 1)));  /* q0+q1, ., q2+q3, . */
+    return _mm_cvtss_f32(_mm_add_ss(q, _mm_movehl_ps(q, q)));
+}
+
+static float cy_wide_sum_f32_sse2(const float* v, ptrdiff_t n) {
+    CY_WIDE_SUM_BODY(__m128, 4, _mm_loadu_ps, _mm_add_ps, _mm_setzero_ps())
+    for (; i_ < n; i_++) acc_[0] = _mm_add_ss(acc_[0], _mm_load_ss(v + i_));
+    for (int k = 0; k < 4; k++) acc_[k] = _mm_add_ps(acc_[k], acc_[k + 4]);   /* + 16 */
+    acc_[0] = _mm_add_ps(acc_[0], acc_[2]);                                    /* + 8 */
+    acc_[1] = _mm_add_ps(acc_[1], acc_[3]);
+    return cy_sum4_ps(_mm_add_ps(acc_[0], acc_[1]));                           /* + 4 */
+}
+#endif
+
+#if CY_HAVE_AVX2
+CY_AVX2 static float cy_wide_sum_f32_avx2(const float* v, ptrdiff_t n) {
+    CY_WIDE_SUM_BODY(__m256, 8, _mm256_loadu_ps, _mm256_add_ps, _mm256_setzero_ps())
+    __m128 tail = _mm256_castps256_ps128(acc_[0]);
+    for (; i_ < n; i_++) tail = _mm_add_ss(tail, _mm_load_ss(v + i_));
+    acc_[0] = _mm256_blend_ps(acc_[0], _mm256_castps128_ps256(tail), 0x0F);
+    acc_[0] = _mm256_add_ps(acc_[0], acc_[2]);                                 /* + 16 */
+    acc_[1] = _mm256_add_ps(acc_[1], acc_[3]);
+    acc_[0] = _mm256_add_ps(acc_[0], acc_[1]);                                 /* + 8 */
+    return cy_sum4_ps(_mm_add_ps(_mm256_castps256_ps128(acc_[0]),             /* + 4 */
+                                 _mm256_extractf128_ps(acc_[0], 1)));
+}
+#endif
+
+static float cy_wide_sum_f32_c(const float* v, ptrdiff_t n) {
+    CY_WIDE_SUM_BODY(float, 1, CY_LOAD1, CY_ADD1, 0.0f)
+    for (; i_ < n; i_++) acc_[0] += v[i_];
+    for (int w = 16; w >= 4; w /= 2)
+        for (int k = 0; k < w; k++) acc_[k] += acc_[k + w];
+    return (acc_[0] + acc_[1]) + (acc_[2] + acc_[3]);
+}
+
 /* ------------------------------------------------------------- dispatch */
 
 #if CY_HAVE_AVX2
@@ -682,6 +739,14 @@ CY_LANES_DISPATCH(double, f64)
         cy_transpose_##SFX##_avx2(src, src_stride, rows, cols, dst, dst_stride);          \
         return;                                                                           \
     })
+
+static float cy_wide_sum_f32(const float* v, ptrdiff_t n) {
+    int level = cy_simd_level();
+    CY_IF_AVX2(if (level >= CY_SIMD_AVX2) return cy_wide_sum_f32_avx2(v, n);)
+    CY_IF_SSE2(if (level >= CY_SIMD_SSE2) return cy_wide_sum_f32_sse2(v, n);)
+    (void) level;
+    return cy_wide_sum_f32_c(v, n);
+}
 
 CY_TRANSPOSE_DISPATCH(float, f32, CY_TRANSPOSE_AVX2(f32))
 CY_TRANSPOSE_DISPATCH(double, f64, CY_TRANSPOSE_AVX2(f64))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cypool import _args, _avg, _max
+from cypool import _adaptive, _args, _avg, _max
 
 
 @st.composite
@@ -119,10 +119,10 @@ def simd_level(request):
     best = _max.simd_level(2)
     if request.param > best:
         pytest.skip(f"this CPU runs vector level {best} at most")
-    for module in (_max, _avg):
+    for module in (_max, _avg, _adaptive):
         assert module.simd_level(request.param) == request.param
     yield request.param
-    for module in (_max, _avg):
+    for module in (_max, _avg, _adaptive):
         module.simd_level(2)
 
 
@@ -298,3 +298,23 @@ def test_avg_stride2_rows_bit_exact(simd_level, dtype, nd, width):
                 results.append(out.view(bits))
             np.testing.assert_array_equal(*results, err_msg=f"size {size} padding {padding} "
                                           f"ceil {ceil_mode} {include_pad} {override}")
+
+
+def test_global_average_float32_sums_same_bits(simd_level):
+    """A float32 plane's global average sums blocks in 32 partial sums with the
+    same additions at every vector level (so the same bits on every CPU), and
+    stays within float32 rounding of the float64 mean; planes of 1 to 5000
+    values cover the small planes' eight-sum path, whole and partial runs of 32
+    and blocks of 1024."""
+    rng = np.random.default_rng(7)
+    for n in [1, 31, 127, 128, 129, 160, 1023, 1024, 1025, 2080, 5000]:
+        x = (rng.standard_normal((3, n)) * 100 + 50).astype(np.float32)
+        got = []
+        for level in (simd_level, 0):
+            _adaptive.simd_level(level)
+            out = np.empty((3, 1), np.float32)
+            _adaptive.adaptive_avg_forward(x, out, (1, 1, n), (1, 1, 1), False, 1)
+            got.append(out)
+        np.testing.assert_array_equal(got[0].view(np.uint32), got[1].view(np.uint32),
+                                      err_msg=f"{n} values")
+        np.testing.assert_allclose(got[0][:, 0], x.astype(np.float64).mean(axis=1), rtol=1e-6)
