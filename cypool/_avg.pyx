@@ -29,6 +29,11 @@ cdef extern from "_simd.h" nogil:
                        const float* divisors, Py_ssize_t n)
     void cy_avg_s2_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t width, double* out,
                        const double* divisors, Py_ssize_t n)
+    # Sums at stride 1 over n_rows rows, divided when divisors is not NULL (see _simd.h).
+    void cy_sum_s1_f32(const float** rows, Py_ssize_t n_rows, Py_ssize_t kernel, float* out,
+                       const float* divisors, Py_ssize_t n)
+    void cy_sum_s1_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t kernel, double* out,
+                       const double* divisors, Py_ssize_t n)
     int cy_simd_level()
     int cy_simd_cap(int cap)
 
@@ -37,6 +42,8 @@ cnp.import_array()
 cdef enum:
     # Channels of one channels-last backward job (see _max.pyx).
     CHANNEL_BLOCK = 64
+    # Rows of a window the separable path adds in registers (more: a pass per row).
+    SUM_ROWS = 64
     # Largest per-thread scratch (elements) of the separable paths.
     SCRATCH_LIMIT = 1 << 22
     # Windows of at most DIRECT_ROWS rows, 2 or 3 wide at stride 2 along W, are
@@ -108,8 +115,15 @@ cdef inline void _row_sums_interior(const real_t* row, real_t* hs, Py_ssize_t lo
     """Sums of the full windows [lo, hi); ``stride`` is constant at the hot call
     sites so gcc vectorises the strided loads."""
     cdef Py_ssize_t ow, j
+    cdef const real_t* start = row + lo * stride - pad
     if hi <= lo:
         return  # no full window: the tap loop below must not run
+    if kernel > 3 and stride == 1:  # the sums in registers
+        if real_t is float:
+            cy_sum_s1_f32(&start, 1, kernel, hs + lo, NULL, hi - lo)
+        else:
+            cy_sum_s1_f64(&start, 1, kernel, hs + lo, NULL, hi - lo)
+        return
     if kernel == 2:  # one pass for the common small windows
         for ow in range(lo, hi):
             hs[ow] = row[ow * stride - pad] + row[ow * stride + 1 - pad]
@@ -192,6 +206,7 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
     cdef Py_ssize_t sd, nd, sh, nh
     cdef double last_factor = 0  # none yet: factors are never 0
     cdef const real_t* src[3]
+    cdef const real_t* many[SUM_ROWS]
     cdef const real_t* s0
     cdef const real_t* s1
     cdef const real_t* s2
@@ -226,6 +241,17 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
                     s2 = src[2]
                     for ow in range(OW):
                         orow[ow] = (s0[ow] + s1[ow] + s2[ow]) / divisors[ow]
+                continue
+            if n_rows <= SUM_ROWS:  # the sums in registers, divided as they are stored
+                n_rows = 0
+                for id_ in range(sd, sd + nd):
+                    for ih in range(sh, sh + nh):
+                        many[n_rows] = hs + (id_ * H + ih) * OW
+                        n_rows += 1
+                if real_t is float:
+                    cy_sum_s1_f32(many, n_rows, 1, orow, divisors, OW)
+                else:
+                    cy_sum_s1_f64(many, n_rows, 1, orow, divisors, OW)
                 continue
             n_rows = 0
             for id_ in range(sd, sd + nd):

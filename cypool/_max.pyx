@@ -66,6 +66,8 @@ cdef enum:
     SHORT_ROW = 8
     # 1-D planes (rows) of one job of the direct path.
     ROW_BLOCK = 16
+    # Rows of a window the separable path takes in registers (more: a pass per row).
+    SUM_ROWS = 64
     # Channels-last windows of at most CL_TAPS taps (float32/64) go to _simd.h.
     CL_TAPS = 64
     # Channels-first planes of at most SMALL_PLANE elements (float32/64) with
@@ -246,6 +248,7 @@ cdef void _forward_plane_separable(const max_t* x, max_t* out, int64_t* ind,
     cdef int32_t at
     cdef const max_t* src
     cdef const int32_t* src_at
+    cdef const max_t* window_rows[SUM_ROWS]
     cdef max_t* orow
     cdef max_t value
     cdef bint take
@@ -254,6 +257,21 @@ cdef void _forward_plane_separable(const max_t* x, max_t* out, int64_t* ind,
     for od in range(OD):
         for oh in range(OH):
             orow = out + (od * OH + oh) * OW
+            if ((max_t is float or max_t is double) and not with_index
+                    and t.count[t.offset[0] + od] * t.count[t.offset[1] + oh] <= SUM_ROWS):
+                # the window's rows in registers (_simd.h), one pass over the output row
+                n_taps = 0
+                for a in range(t.count[t.offset[0] + od]):
+                    for b in range(t.count[t.offset[1] + oh]):
+                        r = ((t.first[t.offset[0] + od] + a * ax[0].dilation) * H
+                             + t.first[t.offset[1] + oh] + b * ax[1].dilation)
+                        window_rows[n_taps] = hv + r * OW
+                        n_taps += 1
+                if max_t is float:
+                    cy_max_s1_f32(window_rows, n_taps, 1, 1, orow, OW)
+                else:
+                    cy_max_s1_f64(window_rows, n_taps, 1, 1, orow, OW)
+                continue
             n_taps = 0
             for a in range(t.count[t.offset[0] + od]):
                 for b in range(t.count[t.offset[1] + oh]):

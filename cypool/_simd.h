@@ -7,7 +7,8 @@
  *
  * cy_avg_s2_f32/f64: the same windows' averages, with a divisor per output.
  *
- * cy_max_s1_f32/f64(rows, n_rows, kernel, dilation, out, n): windows at stride 1.
+ * cy_max_s1_f32/f64(rows, n_rows, kernel, dilation, out, n): windows at stride 1;
+ * cy_sum_s1_f32/f64: their sums (the average's separable passes).
  *
  * cy_max_taps_f32/f64, cy_avg_taps_f32/f64: channels-last windows (at most
  * CY_SUM_MAX_TAPS taps), the channel vectors in registers.
@@ -310,6 +311,49 @@ CY_DEFINE_S1(cy_s1_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps, _mm256_
              cy_pick_ps256)
 CY_DEFINE_S1(cy_s1_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd,
              cy_pick_pd256)
+#endif
+
+/* Sums at stride 1 (the average's separable passes): out[i] = (rows[0][i] +
+   rows[0][i + 1] + ... + rows[0][i + kernel - 1] + rows[1][i] + ...) / divisors[i],
+   added left to right from the first element (not from 0), with no division when
+   divisors is NULL.  The sum stays in a register across the taps (gcc's loop makes a
+   pass over out per tap).  The last vector is taken again ending at n. */
+#define CY_DEFINE_SUM_S1(NAME, ATTR, T, V, LANES, LOADU, STOREU, ADD, DIV)                \
+    ATTR static inline void NAME##_one(const T* const* rows, ptrdiff_t n_rows,             \
+                                       ptrdiff_t kernel, T* out, const T* divisors,        \
+                                       ptrdiff_t i) {                                      \
+        V total = LOADU(rows[0] + i);                                                      \
+        for (ptrdiff_t r = 0; r < n_rows; r++)                                             \
+            for (ptrdiff_t j = (r == 0); j < kernel; j++)                                  \
+                total = ADD(total, LOADU(rows[r] + i + j));                                \
+        if (divisors) total = DIV(total, LOADU(divisors + i));                             \
+        STOREU(out + i, total);                                                            \
+    }                                                                                      \
+    ATTR static ptrdiff_t NAME(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel,   \
+                               T* out, const T* divisors, ptrdiff_t i, ptrdiff_t n) {      \
+        for (; i + (LANES) <= n; i += (LANES))                                             \
+            NAME##_one(rows, n_rows, kernel, out, divisors, i);                            \
+        if (i < n && n >= (LANES)) {                                                       \
+            NAME##_one(rows, n_rows, kernel, out, divisors, n - (LANES));                  \
+            i = n;                                                                         \
+        }                                                                                  \
+        return i;                                                                          \
+    }
+
+#define CY_DIV1(a, b) ((a) / (b))
+CY_DEFINE_SUM_S1(cy_sum_s1_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_ADD1, CY_DIV1)
+CY_DEFINE_SUM_S1(cy_sum_s1_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_ADD1, CY_DIV1)
+#if CY_HAVE_SSE2
+CY_DEFINE_SUM_S1(cy_sum_s1_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps, _mm_add_ps,
+                 _mm_div_ps)
+CY_DEFINE_SUM_S1(cy_sum_s1_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd, _mm_add_pd,
+                 _mm_div_pd)
+#endif
+#if CY_HAVE_AVX2
+CY_DEFINE_SUM_S1(cy_sum_s1_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
+                 _mm256_add_ps, _mm256_div_ps)
+CY_DEFINE_SUM_S1(cy_sum_s1_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd,
+                 _mm256_storeu_pd, _mm256_add_pd, _mm256_div_pd)
 #endif
 
 /* ------------------------------------------------- average, stride 2 */
@@ -701,6 +745,20 @@ CY_S2_DISPATCH(double, f64)
 
 CY_S1_DISPATCH(float, f32)
 CY_S1_DISPATCH(double, f64)
+
+#define CY_SUM_S1_DISPATCH(T, SFX)                                                        \
+    static void cy_sum_s1_##SFX(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel,  \
+                                T* out, const T* divisors, ptrdiff_t n) {                 \
+        ptrdiff_t i = 0;                                                                  \
+        int level = cy_simd_level();                                                      \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) i = cy_sum_s1_##SFX##_avx2(rows, n_rows, kernel, out, divisors, i, n);) \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) i = cy_sum_s1_##SFX##_sse2(rows, n_rows, kernel, out, divisors, i, n);) \
+        (void) level;                                                                     \
+        cy_sum_s1_##SFX##_c(rows, n_rows, kernel, out, divisors, i, n);                   \
+    }
+
+CY_SUM_S1_DISPATCH(float, f32)
+CY_SUM_S1_DISPATCH(double, f64)
 
 #define CY_LANES_DISPATCH(T, SFX)                                                         \
     static void cy_max_lanes_##SFX(const T* lanes, const int32_t* tap, const int32_t* start, \

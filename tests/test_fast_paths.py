@@ -300,6 +300,43 @@ def test_avg_stride2_rows_bit_exact(simd_level, dtype, nd, width):
                                           f"ceil {ceil_mode} {include_pad} {override}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd", [1, 2, 3])
+def test_avg_sums_in_registers_same_bits(simd_level, dtype, nd):
+    """The separable average's sums in registers (rows of windows wider than 3 at
+    stride 1, and every output row's window rows with its divisors) give the
+    same bits at every vector level, the portable loop's additions in order, and
+    stay within rounding of the general loop's."""
+    rng = np.random.default_rng(nd * 10 + simd_level)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for size in list(range(5, 22)) + [40, 67]:
+        for kernel, padding, include_pad, override in [
+                (4, 2, True, 0), (5, 2, False, 0), (9, 4, True, 0), (9, 4, False, 0),
+                (6, 0, True, 7)]:
+            spatial = (6,) * (nd - 1) + (size,)
+            try:
+                geom = _args.pool_geometry(nd, spatial, kernel, 1, padding, 1, False)
+            except ValueError:
+                continue
+            x = rng.standard_normal((2, 3) + spatial).astype(dtype)
+            x[rng.random(x.shape) < 0.2] = -0.0
+            lay = _args.layout(x.shape, nd, False)
+            out_shape = lay.kernel_shape(geom.out_size)
+            kernel_x = x.reshape(lay.kernel_shape(lay.spatial)).copy()
+            results = []
+            for level, naive in ((simd_level, False), (0, False), (simd_level, True)):
+                _avg.simd_level(level)
+                out = np.empty(out_shape, dtype)
+                _avg.avg_pool_forward(kernel_x, out, geom.for_kernel(), include_pad, override,
+                                      False, 1, naive)
+                results.append(out)
+            message = f"size {size} kernel {kernel} {include_pad} {override}"
+            np.testing.assert_array_equal(results[0].view(bits), results[1].view(bits),
+                                          err_msg=message)
+            tol = 1e-5 if dtype == np.float32 else 1e-12
+            np.testing.assert_allclose(results[0], results[2], rtol=tol, atol=tol, err_msg=message)
+
+
 def test_global_average_float32_sums_same_bits(simd_level):
     """A float32 plane's global average sums blocks in 32 partial sums with the
     same additions at every vector level (so the same bits on every CPU), and
