@@ -9,6 +9,7 @@ in-bounds element gives 0, as PyTorch does.
 
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
+from libc.stdint cimport int32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -34,6 +35,18 @@ cdef extern from "_simd.h" nogil:
                        const float* divisors, Py_ssize_t n)
     void cy_sum_s1_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t kernel, double* out,
                        const double* divisors, Py_ssize_t n)
+    # dst[c * dst_stride + r] = src[r * src_stride + c]: planes to lanes and back
+    void cy_transpose_f32(const float* src, Py_ssize_t src_stride, Py_ssize_t rows,
+                          Py_ssize_t cols, float* dst, Py_ssize_t dst_stride)
+    void cy_transpose_f64(const double* src, Py_ssize_t src_stride, Py_ssize_t rows,
+                          Py_ssize_t cols, double* dst, Py_ssize_t dst_stride)
+    # averages of 16 small planes side by side (see _simd.h)
+    void cy_avg_lanes_f32(const float* lanes, const int32_t* win, Py_ssize_t plane_step,
+                          Py_ssize_t row_step, Py_ssize_t n_out, const float* divisors,
+                          float* out)
+    void cy_avg_lanes_f64(const double* lanes, const int32_t* win, Py_ssize_t plane_step,
+                          Py_ssize_t row_step, Py_ssize_t n_out, const double* divisors,
+                          double* out)
     int cy_simd_level()
     int cy_simd_cap(int cap)
 
@@ -49,6 +62,11 @@ cdef enum:
     # Windows of at most DIRECT_ROWS rows, 2 or 3 wide at stride 2 along W, are
     # summed straight from their rows (_forward_plane_direct).
     DIRECT_ROWS = 9
+    # Channels-first planes of at most SMALL_PLANE elements with rows of fewer
+    # than LANES windows are averaged LANES at a time, side by side (see
+    # _forward_lanes; _simd.h's cy_avg_lanes takes 16).
+    LANES = 16
+    SMALL_PLANE = 1024
 
 
 cdef struct Divisor:
@@ -365,6 +383,112 @@ cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
 
 
 
+# ------------------------------------------ channels-first, small planes
+#
+# As in _max.pyx: LANES small planes are transposed side by side, averaged as
+# the channels of one channels-last plane (every tap a LANES-wide vector add)
+# and transposed back.  The additions are the separable path's, in its order,
+# so the results are its bits whichever path a plane's size takes.
+
+cdef void _forward_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssize_t planes,
+                         const Axis* ax, const int32_t* win, const real_t* divisors,
+                         real_t* lanes) noexcept nogil:
+    """Planes ``[block * LANES, ...)`` (at most LANES of them) of ``planes``;
+    ``win``/``divisors``: every window (see _simd.h's cy_avg_lanes).  Scratch:
+    ``lanes`` holds in_plane + out_plane times LANES values."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t first = block * LANES
+    cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
+    cdef Py_ssize_t plane_step = ax[1].in_size * ax[2].in_size, row_step = ax[2].in_size
+    cdef real_t* results = lanes + in_plane * LANES
+    cdef Py_ssize_t i, lane
+    if real_t is float:
+        cy_transpose_f32(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+    else:
+        cy_transpose_f64(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+    if width < LANES:
+        # the missing planes' lanes average zeros and are not written back
+        for i in range(in_plane):
+            for lane in range(width, LANES):
+                lanes[i * LANES + lane] = 0
+    if real_t is float:
+        cy_avg_lanes_f32(lanes, win, plane_step, row_step, out_plane, divisors, results)
+        cy_transpose_f32(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+    else:
+        cy_avg_lanes_f64(lanes, win, plane_step, row_step, out_plane, divisors, results)
+        cy_transpose_f64(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+
+
+# SMALL_PLANE, or lower for the tests (see small_plane_limit)
+cdef Py_ssize_t small_plane = SMALL_PLANE
+
+
+cdef inline bint _by_lanes(const Axis* ax) noexcept nogil:
+    """Whether channels-first planes are small enough for the lanes, with rows
+    too short for the row paths' vector loops."""
+    return (ax[0].in_size * ax[1].in_size * ax[2].in_size <= small_plane
+            and ax[2].out_size < LANES)
+
+
+cdef int _forward_small(const real_t* x, real_t* out, Py_ssize_t planes, const Axis* ax,
+                        const Tables* t, const Divisor* rule, int nthreads) noexcept nogil:
+    """All planes by :func:`_forward_lanes`, LANES per job, per-thread
+    scratch; -1: no memory."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t room = (in_plane + out_plane) * LANES
+    cdef Py_ssize_t jobs = (planes + LANES - 1) // LANES, job, od, oh, ow, o = 0
+    cdef real_t* values = <real_t*> malloc(nthreads * room * sizeof(real_t))
+    cdef int32_t* win = <int32_t*> malloc(5 * out_plane * sizeof(int32_t))
+    cdef real_t* divisors = <real_t*> malloc(out_plane * sizeof(real_t))
+    cdef double row_factor
+    cdef int32_t* w
+    if values == NULL or win == NULL or divisors == NULL:
+        free(values)
+        free(win)
+        free(divisors)
+        return -1
+    # the windows, and the divisors as _divisor_row makes them
+    for od in range(ax[0].out_size):
+        for oh in range(ax[1].out_size):
+            if rule.override != 0:
+                row_factor = <double> rule.override
+            else:
+                row_factor = _axis_factor(t, 0, od, rule) * _axis_factor(t, 1, oh, rule)
+            for ow in range(ax[2].out_size):
+                w = win + 5 * o
+                w[0] = <int32_t> ((t.first[t.offset[0] + od] * H + t.first[t.offset[1] + oh]) * W
+                                  + t.first[t.offset[2] + ow])
+                w[1] = <int32_t> t.count[t.offset[0] + od]
+                w[2] = <int32_t> t.count[t.offset[1] + oh]
+                w[3] = <int32_t> t.count[t.offset[2] + ow]
+                w[4] = ow < t.full_lo[2] or ow >= t.full_hi[2]  # see _row_sums
+                divisors[o] = <real_t> (row_factor * (1.0 if rule.override != 0
+                                                      else _axis_factor(t, 2, ow, rule)))
+                o += 1
+    if nthreads > 1:
+        for job in prange(jobs, schedule='static', num_threads=nthreads):
+            _forward_lanes(x, out, job, planes, ax, win, divisors, values + threadid() * room)
+    else:
+        for job in range(jobs):
+            _forward_lanes(x, out, job, planes, ax, win, divisors, values)
+    free(values)
+    free(win)
+    free(divisors)
+    return 0
+
+
+def small_plane_limit(limit=None):
+    """As ``_max.small_plane_limit``: the largest channels-first plane averaged
+    in lanes; ``limit`` (tests only) lowers it, 0 turns the lanes off."""
+    global small_plane
+    if limit is not None:
+        small_plane = min(<Py_ssize_t> limit, <Py_ssize_t> SMALL_PLANE)
+    return small_plane
+
+
 cdef void _forward_pixel_cl(const real_t* x, real_t* out,
                             Py_ssize_t n, Py_ssize_t od, Py_ssize_t oh, Py_ssize_t ow,
                             Py_ssize_t channels, const Axis* ax, const Tables* t,
@@ -435,7 +559,9 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
         return -1
     in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    if (not channels_last and not naive
+    if not channels_last and not naive and _by_lanes(ax):
+        status = _forward_small(x, out, lead, ax, &t, rule, nthreads)
+    elif (not channels_last and not naive
             and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT):
         status = _forward_separable(x, out, lead, ax, &t, rule, nthreads)
     elif not channels_last:

@@ -14,7 +14,8 @@
  * CY_SUM_MAX_TAPS taps), the channel vectors in registers.
  *
  * cy_transpose_f32/f64/i64: planes to lanes and back (the small-plane paths), and
- * cy_max_lanes_f32/f64: 16 small planes side by side pooled as one channels-last plane.
+ * cy_max_lanes_f32/f64, cy_avg_lanes_f32/f64: 16 small planes side by side pooled as one
+ * channels-last plane.
  *
  * cy_wide_sum_f32: a float32 sum in 32 partial sums (the global average's planes).
  *
@@ -649,6 +650,53 @@ CY_DEFINE_MAX_LANES(cy_max_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_l
                     _mm256_storeu_pd, CY_TAKE_PD256, _mm256_blendv_pd, _mm256_set1_pd)
 #endif
 
+/* Averages of 16 small planes side by side: window o is win[5o..5o+4] = its first tap
+   (a plane offset), nd, nh, nw, and from_zero; its taps are nd x nh x nw, plane_step,
+   row_step and 1 offsets apart.  out[o * 16 + l] = the separable path's sum of lane l
+   divided by divisors[o]: each row of taps added left to right (from 0 when from_zero,
+   as the separable path does for windows clipped along W), then the rows in order. */
+#define CY_DEFINE_AVG_LANES(NAME, ATTR, T, V, VL, LOADU, STOREU, ADD, DIV, SET1, ZERO)       \
+    ATTR static void NAME(const T* lanes, const int32_t* win, ptrdiff_t plane_step,           \
+                          ptrdiff_t row_step, ptrdiff_t n_out, const T* divisors, T* out) {   \
+        for (ptrdiff_t o = 0; o < n_out; o++) {                                               \
+            const int32_t* w_ = win + 5 * o;                                                  \
+            V acc_[16 / (VL)], row_[16 / (VL)];                                               \
+            for (int32_t d = 0; d < w_[1]; d++)                                               \
+                for (int32_t h = 0; h < w_[2]; h++) {                                         \
+                    const T* p_ = lanes + ((ptrdiff_t) w_[0] + d * plane_step + h * row_step) * 16; \
+                    for (int v = 0; v < 16 / (VL); v++)                                       \
+                        row_[v] = w_[4] ? ADD(ZERO, LOADU(p_ + v * (VL))) : LOADU(p_ + v * (VL)); \
+                    for (int32_t k = 1; k < w_[3]; k++)                                       \
+                        for (int v = 0; v < 16 / (VL); v++)                                   \
+                            row_[v] = ADD(row_[v], LOADU(p_ + k * 16 + v * (VL)));            \
+                    for (int v = 0; v < 16 / (VL); v++)                                       \
+                        acc_[v] = (d | h) ? ADD(acc_[v], row_[v]) : row_[v];                  \
+                }                                                                             \
+            V divisor_ = SET1(divisors[o]);                                                   \
+            for (int v = 0; v < 16 / (VL); v++)                                               \
+                STOREU(out + o * 16 + v * (VL), DIV(acc_[v], divisor_));                      \
+        }                                                                                     \
+    }
+
+CY_DEFINE_AVG_LANES(cy_avg_lanes_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_ADD1, CY_DIV1,
+                    CY_SET1, 0.0f)
+CY_DEFINE_AVG_LANES(cy_avg_lanes_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_ADD1, CY_DIV1,
+                    CY_SET1, 0.0)
+#if CY_HAVE_SSE2
+CY_DEFINE_AVG_LANES(cy_avg_lanes_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps,
+                    _mm_add_ps, _mm_div_ps, _mm_set1_ps, _mm_setzero_ps())
+CY_DEFINE_AVG_LANES(cy_avg_lanes_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd,
+                    _mm_add_pd, _mm_div_pd, _mm_set1_pd, _mm_setzero_pd())
+#endif
+#if CY_HAVE_AVX2
+CY_DEFINE_AVG_LANES(cy_avg_lanes_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps,
+                    _mm256_storeu_ps, _mm256_add_ps, _mm256_div_ps, _mm256_set1_ps,
+                    _mm256_setzero_ps())
+CY_DEFINE_AVG_LANES(cy_avg_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd,
+                    _mm256_storeu_pd, _mm256_add_pd, _mm256_div_pd, _mm256_set1_pd,
+                    _mm256_setzero_pd())
+#endif
+
 /* ------------------------------------------------------- float32 sums */
 
 /* Sum of n float32 values in 32 partial sums: p[j] += v[i + j] for each whole run
@@ -797,6 +845,26 @@ CY_LANES_DISPATCH(double, f64)
         cy_transpose_##SFX##_avx2(src, src_stride, rows, cols, dst, dst_stride);          \
         return;                                                                           \
     })
+
+#define CY_AVG_LANES_DISPATCH(T, SFX)                                                     \
+    static void cy_avg_lanes_##SFX(const T* lanes, const int32_t* win, ptrdiff_t plane_step, \
+                                   ptrdiff_t row_step, ptrdiff_t n_out, const T* divisors,  \
+                                   T* out) {                                                \
+        int level = cy_simd_level();                                                        \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) {                                             \
+            cy_avg_lanes_##SFX##_avx2(lanes, win, plane_step, row_step, n_out, divisors, out); \
+            return;                                                                         \
+        })                                                                                  \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) {                                             \
+            cy_avg_lanes_##SFX##_sse2(lanes, win, plane_step, row_step, n_out, divisors, out); \
+            return;                                                                         \
+        })                                                                                  \
+        (void) level;                                                                       \
+        cy_avg_lanes_##SFX##_c(lanes, win, plane_step, row_step, n_out, divisors, out);     \
+    }
+
+CY_AVG_LANES_DISPATCH(float, f32)
+CY_AVG_LANES_DISPATCH(double, f64)
 
 static float cy_wide_sum_f32(const float* v, ptrdiff_t n) {
     int level = cy_simd_level();

@@ -130,10 +130,12 @@ def simd_level(request):
 def lanes(request):
     """Small channels-first planes by the row paths (lanes off), then by the
     default (planes side by side in lanes where they are small)."""
-    default = _max.small_plane_limit()
-    _max.small_plane_limit(request.param)
+    defaults = [(module, module.small_plane_limit()) for module in (_max, _avg)]
+    for module, _ in defaults:
+        module.small_plane_limit(request.param)
     yield request.param
-    _max.small_plane_limit(default)
+    for module, default in defaults:
+        module.small_plane_limit(default)
 
 
 def _signed_data(rng, shape, dtype):
@@ -335,6 +337,41 @@ def test_avg_sums_in_registers_same_bits(simd_level, dtype, nd):
                                           err_msg=message)
             tol = 1e-5 if dtype == np.float32 else 1e-12
             np.testing.assert_allclose(results[0], results[2], rtol=tol, atol=tol, err_msg=message)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("planes", [1, 16, 37])
+def test_small_planes_average_in_lanes_same_bits(simd_level, dtype, planes):
+    """Small planes averaged 16 side by side equal the separable path bit for bit
+    (its additions in its order, -0.0 included: its windows clipped along W sum
+    from 0), every divisor rule, whatever the number of planes."""
+    assert _avg.small_plane_limit() == 1024
+    rng = np.random.default_rng(planes + 100 * simd_level)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for nd, spatial, kernel, stride, padding, ceil_mode in [
+            (2, (14, 14), 3, 2, 1, False), (2, (7, 7), 3, 2, 1, True), (2, (10, 10), 2, 2, 0, False),
+            (2, (9, 13), (2, 3), (1, 2), (1, 0), True), (2, (7, 7), 3, 1, 1, False),
+            (2, (12, 12), 5, 1, 2, False), (1, (29,), 3, 2, 1, True), (3, (5, 6, 7), 2, 2, 1, True),
+            (2, (28, 28), 3, 2, 1, False)]:
+        x = rng.standard_normal((planes, 1) + spatial).astype(dtype)
+        x[rng.random(x.shape) < 0.3] = -0.0
+        geom = _args.pool_geometry(nd, spatial, kernel, stride, padding, 1, ceil_mode)
+        assert geom.out_size[-1] < 16 and np.prod(spatial) <= 1024  # the lanes take it
+        lay = _args.layout(x.shape, nd, False)
+        out_shape = lay.kernel_shape(geom.out_size)
+        kernel_x = x.reshape(lay.kernel_shape(lay.spatial)).copy()
+        for include_pad, override in [(True, 0), (False, 0), (True, 3), (False, -2)]:
+            results = []
+            for limit in (None, 0):  # the lanes, then the separable path at vector level 0
+                _avg.small_plane_limit(limit)
+                _avg.simd_level(simd_level if limit is None else 0)
+                out = np.empty(out_shape, dtype)
+                _avg.avg_pool_forward(kernel_x, out, geom.for_kernel(), include_pad, override,
+                                      False, 1)
+                results.append(out.view(bits))
+            _avg.small_plane_limit(1024)
+            np.testing.assert_array_equal(*results, err_msg=f"{spatial} kernel {kernel} "
+                                          f"{include_pad} {override}")
 
 
 def test_global_average_float32_sums_same_bits(simd_level):
