@@ -772,7 +772,7 @@ static float cy_wide_sum_f32_c(const float* v, ptrdiff_t n) {
         ptrdiff_t i = 0;                                                                  \
         int level = cy_simd_level();                                                      \
         CY_IF_AVX2(if (level >= CY_SIMD_AVX2) i = cy_s2_##SFX##_avx2(rows, n_rows, width, out, i, n);) \
-        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) i = cy_s2_##SFX##_sse2(rows, n_rows, width, out, i, n);) \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2 && i < n) i = cy_s2_##SFX##_sse2(rows, n_rows, width, out, i, n);) \
         (void) level;                                                                     \
         CY_S2_SCALAR(T, rows, n_rows, width, out, i, n)                                   \
     }
@@ -786,7 +786,7 @@ CY_S2_DISPATCH(double, f64)
         ptrdiff_t i = 0;                                                                  \
         int level = cy_simd_level();                                                      \
         CY_IF_AVX2(if (level >= CY_SIMD_AVX2) i = cy_s1_##SFX##_avx2(rows, n_rows, kernel, dilation, out, i, n);) \
-        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) i = cy_s1_##SFX##_sse2(rows, n_rows, kernel, dilation, out, i, n);) \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2 && i < n) i = cy_s1_##SFX##_sse2(rows, n_rows, kernel, dilation, out, i, n);) \
         (void) level;                                                                     \
         cy_s1_##SFX##_c(rows, n_rows, kernel, dilation, out, i, n);                       \
     }
@@ -800,7 +800,7 @@ CY_S1_DISPATCH(double, f64)
         ptrdiff_t i = 0;                                                                  \
         int level = cy_simd_level();                                                      \
         CY_IF_AVX2(if (level >= CY_SIMD_AVX2) i = cy_sum_s1_##SFX##_avx2(rows, n_rows, kernel, out, divisors, i, n);) \
-        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) i = cy_sum_s1_##SFX##_sse2(rows, n_rows, kernel, out, divisors, i, n);) \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2 && i < n) i = cy_sum_s1_##SFX##_sse2(rows, n_rows, kernel, out, divisors, i, n);) \
         (void) level;                                                                     \
         cy_sum_s1_##SFX##_c(rows, n_rows, kernel, out, divisors, i, n);                   \
     }
@@ -912,7 +912,7 @@ CY_TAPS_DISPATCH(avg, double, f64, (const double* const* taps, ptrdiff_t n_taps,
         ptrdiff_t i = 0;                                                                  \
         int level = cy_simd_level();                                                      \
         CY_IF_AVX2(if (level >= CY_SIMD_AVX2) i = cy_avg_s2_##SFX##_avx2(rows, n_rows, width, out, divisors, i, n);) \
-        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) i = cy_avg_s2_##SFX##_sse2(rows, n_rows, width, out, divisors, i, n);) \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2 && i < n) i = cy_avg_s2_##SFX##_sse2(rows, n_rows, width, out, divisors, i, n);) \
         (void) level;                                                                     \
         for (; i < n; i++) {                                                              \
             T total = 0;                                                                  \

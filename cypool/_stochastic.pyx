@@ -40,7 +40,7 @@ four windows per instruction, which the vector loops back up.
 cimport numpy as cnp
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY
-from libc.stdint cimport int64_t, uint64_t
+from libc.stdint cimport int64_t, uint64_t, uintptr_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
@@ -207,8 +207,8 @@ cdef extern from *:
 
     /* The jumps of four lanes as the AVX2 step (cypool_lanes_muladd) takes
        them, word by word: the multiplier's low half in 32-bit pieces, its high
-       half in 32-bit pieces, the addend's high and low halves, and its low half
-       with the sign bit flipped (for unsigned compares). */
+       half in 32-bit pieces, the addend's high half, and its low half in
+       32-bit pieces (added into the product's pieces, so no carry is compared). */
     #define CYPOOL_LANE_WORDS 7
 
     static void cypool_lane_words(uint64_t words[CYPOOL_LANE_WORDS][4], const cypool_jump* lanes[4])
@@ -220,8 +220,8 @@ cdef extern from *:
             words[2][l] = lanes[l]->mult.hi & 0xffffffffULL;
             words[3][l] = lanes[l]->mult.hi >> 32;
             words[4][l] = lanes[l]->plus.hi;
-            words[5][l] = lanes[l]->plus.lo;
-            words[6][l] = lanes[l]->plus.lo ^ 0x8000000000000000ULL;
+            words[5][l] = lanes[l]->plus.lo & 0xffffffffULL;
+            words[6][l] = lanes[l]->plus.lo >> 32;
         }
     }
 
@@ -256,50 +256,48 @@ cdef extern from *:
        (vpmuludq), which the vector pipes do faster than the scalar multiplier
        steps one state at a time. */
     typedef struct { __m256i hi, lo; } cypool_lanes128;
-    typedef struct { __m256i m_lo0, m_lo1, m_hi0, m_hi1, c_hi, c_lo, c_lo_signed; } cypool_lanes_jump;
+    /* A jump's words (cypool_lane_words), loaded where used: as memory
+       operands of the multiplies and adds they take no registers (two sets of
+       lanes in flight and seven words of a jump do not fit sixteen). */
+    typedef uint64_t cypool_lane_jump[CYPOOL_LANE_WORDS][4];
 
-    CY_AVX2 static inline cypool_lanes_jump cypool_lanes_jump_of(const uint64_t words[CYPOOL_LANE_WORDS][4])
-    {
-        cypool_lanes_jump k;
-        k.m_lo0 = _mm256_loadu_si256((const __m256i*) words[0]);
-        k.m_lo1 = _mm256_loadu_si256((const __m256i*) words[1]);
-        k.m_hi0 = _mm256_loadu_si256((const __m256i*) words[2]);
-        k.m_hi1 = _mm256_loadu_si256((const __m256i*) words[3]);
-        k.c_hi = _mm256_loadu_si256((const __m256i*) words[4]);
-        k.c_lo = _mm256_loadu_si256((const __m256i*) words[5]);
-        k.c_lo_signed = _mm256_loadu_si256((const __m256i*) words[6]);
-        return k;
-    }
+    #define CYPOOL_WORD(k, i) _mm256_loadu_si256((const __m256i*) (k)[i])
+    #define CYPOOL_M_LO0(k) CYPOOL_WORD(k, 0)
+    #define CYPOOL_M_LO1(k) CYPOOL_WORD(k, 1)
+    #define CYPOOL_M_HI0(k) CYPOOL_WORD(k, 2)
+    #define CYPOOL_M_HI1(k) CYPOOL_WORD(k, 3)
+    #define CYPOOL_C_HI(k) CYPOOL_WORD(k, 4)
+    #define CYPOOL_C_LO0(k) CYPOOL_WORD(k, 5)
+    #define CYPOOL_C_LO1(k) CYPOOL_WORD(k, 6)
 
     /* x * M + C per lane: the low 128 bits of the product of the 64-bit halves
        x = xh:xl and M = mh:ml are xl * ml (all 128 bits, from four 32-bit
        products, summed so no 64-bit lane overflows) + (xh * ml + xl * mh) << 64
-       (their low 64 bits, three products each) */
-    CY_AVX2 static inline cypool_lanes128 cypool_lanes_muladd(cypool_lanes128 x, const cypool_lanes_jump* k)
+       (their low 64 bits, three products each).  C's low half goes in as two
+       32-bit pieces with the first products (p00 + c0 and p01 + c1 + the
+       carry t stay below 2**64: (2**32 - 1)**2 + 2 * (2**32 - 1) = 2**64 - 1),
+       so its carry into the high half comes with theirs, and none is compared. */
+    CY_AVX2 static inline __attribute__((always_inline)) cypool_lanes128
+    cypool_lanes_muladd(cypool_lanes128 x, const cypool_lane_jump k)
     {
         const __m256i low32 = _mm256_set1_epi64x(0xffffffffLL);
-        const __m256i sign = _mm256_set1_epi64x((long long) 0x8000000000000000ULL);
         __m256i xl1 = _mm256_srli_epi64(x.lo, 32), xh1 = _mm256_srli_epi64(x.hi, 32);
-        __m256i p00 = _mm256_mul_epu32(x.lo, k->m_lo0), p01 = _mm256_mul_epu32(x.lo, k->m_lo1);
-        __m256i p10 = _mm256_mul_epu32(xl1, k->m_lo0), p11 = _mm256_mul_epu32(xl1, k->m_lo1);
-        /* t, w < 2**64: (2**32 - 1)**2 + 2 * (2**32 - 1) */
+        __m256i p00 = _mm256_add_epi64(_mm256_mul_epu32(x.lo, CYPOOL_M_LO0(k)), CYPOOL_C_LO0(k));
+        __m256i p01 = _mm256_mul_epu32(x.lo, CYPOOL_M_LO1(k));
+        __m256i p10 = _mm256_mul_epu32(xl1, CYPOOL_M_LO0(k)), p11 = _mm256_mul_epu32(xl1, CYPOOL_M_LO1(k));
         __m256i t = _mm256_add_epi64(p10, _mm256_srli_epi64(p00, 32));
-        __m256i w = _mm256_add_epi64(p01, _mm256_and_si256(t, low32));
-        __m256i low = _mm256_blend_epi32(p00, _mm256_slli_epi64(w, 32), 0xAA);
-        __m256i high = _mm256_add_epi64(p11, _mm256_add_epi64(_mm256_srli_epi64(t, 32),
-                                                               _mm256_srli_epi64(w, 32)));
+        __m256i w = _mm256_add_epi64(_mm256_add_epi64(p01, CYPOOL_C_LO1(k)), _mm256_and_si256(t, low32));
         __m256i cross = _mm256_add_epi64(
-            _mm256_add_epi64(_mm256_mul_epu32(x.hi, k->m_lo1), _mm256_mul_epu32(xh1, k->m_lo0)),
-            _mm256_add_epi64(_mm256_mul_epu32(x.lo, k->m_hi1), _mm256_mul_epu32(xl1, k->m_hi0)));
-        __m256i carry;
+            _mm256_add_epi64(_mm256_mul_epu32(x.hi, CYPOOL_M_LO1(k)), _mm256_mul_epu32(xh1, CYPOOL_M_LO0(k))),
+            _mm256_add_epi64(_mm256_mul_epu32(x.lo, CYPOOL_M_HI1(k)), _mm256_mul_epu32(xl1, CYPOOL_M_HI0(k))));
+        __m256i high = _mm256_add_epi64(_mm256_add_epi64(p11, CYPOOL_C_HI(k)),
+                                        _mm256_add_epi64(_mm256_srli_epi64(t, 32),
+                                                         _mm256_srli_epi64(w, 32)));
         cypool_lanes128 r;
-        high = _mm256_add_epi64(_mm256_add_epi64(high, _mm256_slli_epi64(cross, 32)),
-                                _mm256_add_epi64(_mm256_mul_epu32(x.hi, k->m_lo0),
-                                                 _mm256_mul_epu32(x.lo, k->m_hi0)));
-        r.lo = _mm256_add_epi64(low, k->c_lo);
-        /* a carry out of the low half iff r.lo < c_lo unsigned: -1 then */
-        carry = _mm256_cmpgt_epi64(k->c_lo_signed, _mm256_xor_si256(r.lo, sign));
-        r.hi = _mm256_sub_epi64(_mm256_add_epi64(high, k->c_hi), carry);
+        r.hi = _mm256_add_epi64(_mm256_add_epi64(high, _mm256_slli_epi64(cross, 32)),
+                                _mm256_add_epi64(_mm256_mul_epu32(x.hi, CYPOOL_M_LO0(k)),
+                                                 _mm256_mul_epu32(x.lo, CYPOOL_M_HI0(k))));
+        r.lo = _mm256_blend_epi32(p00, _mm256_slli_epi64(w, 32), 0xAA);
         return r;
     }
 
@@ -337,7 +335,7 @@ cdef extern from *:
             u[l * step] = lane[l];
     }
 
-    CY_AVX2 static inline cypool_lanes128 cypool_lanes_start(cypool_state s, const cypool_lanes_jump* ramp)
+    CY_AVX2 static inline cypool_lanes128 cypool_lanes_start(cypool_state s, const cypool_lane_jump ramp)
     {
         cypool_lanes128 x;
         x.hi = _mm256_set1_epi64x((long long) CYPOOL_STATE_HI(s));
@@ -359,17 +357,16 @@ cdef extern from *:
     cypool_pcg64_lanes_draw(cypool_state* a, cypool_state* b, const cypool_draws* d, double* ua,
                             double* ub, Py_ssize_t n, Py_ssize_t step, int two)
     {
-        cypool_lanes_jump ramp = cypool_lanes_jump_of(d->ramp), four = cypool_lanes_jump_of(d->four);
-        cypool_lanes128 x = cypool_lanes_start(*a, &ramp), y = x;
+        cypool_lanes128 x = cypool_lanes_start(*a, d->ramp), y = x;
         Py_ssize_t i;
         if (two)
-            y = cypool_lanes_start(*b, &ramp);
+            y = cypool_lanes_start(*b, d->ramp);
         for (i = 0; i + 4 < n; i += 4) {
             cypool_lanes_store(ua + i * step, step, cypool_lanes_output(x), 4);
-            x = cypool_lanes_muladd(x, &four);
+            x = cypool_lanes_muladd(x, d->four);
             if (two) {
                 cypool_lanes_store(ub + i * step, step, cypool_lanes_output(y), 4);
-                y = cypool_lanes_muladd(y, &four);
+                y = cypool_lanes_muladd(y, d->four);
             }
         }
         /* the lane of the last draw holds the state after all n */
@@ -451,6 +448,16 @@ cdef extern from *:
     {
         return a <= 0.0 ? 0.0 : a;
     }
+
+    /* the same for the scalar loops: a bit mask (gcc makes a ternary a branch) */
+    static CYTHON_INLINE double cypool_positive_scalar(double a)
+    {
+        uint64_t bits, mask = (a <= 0.0) ? 0 : ~(uint64_t) 0;
+        memcpy(&bits, &a, 8);
+        bits &= mask;
+        memcpy(&a, &bits, 8);
+        return a;
+    }
     """
     enum:
         CYPOOL_MAX_TAPS
@@ -477,6 +484,7 @@ cdef extern from *:
                                Py_ssize_t n) nogil
     double cypool_positive_float(float a) nogil
     double cypool_positive_double(double a) nogil
+    double cypool_positive_scalar(double a) nogil
 
 
 cdef extern from *:
@@ -542,10 +550,14 @@ cdef extern from *:
             (i) = (n) - 4; \\
         }
 
-    /* the taps' first elements, once per row (not reloaded after each store) */
+    /* the taps' first elements, once per row (not reloaded after each store);
+       each a pointer of its own (the empty asm), so a tap's load is one
+       address, pointer + i * step (gcc would add x, the tap's offset and i) */
     #define CYPOOL_TAP_STARTS(starts, x, f64, tap_at, n_taps, row) \\
-        for (k = 0; k < (n_taps); k++) \\
-            (starts)[k] = (const char*) (x) + ((tap_at)[k] + (row)) * ((f64) ? 8 : 4)
+        for (k = 0; k < (n_taps); k++) { \\
+            (starts)[k] = (const char*) (x) + ((tap_at)[k] + (row)) * ((f64) ? 8 : 4); \\
+            __asm__("" : "+r"((starts)[k])); \\
+        }
 
     /* Training (see the module docstring).  Running sums after every tap in
        a[], then, from the last tap back, the earliest whose running sum is not
@@ -562,13 +574,23 @@ cdef extern from *:
         const char* starts[CYPOOL_MAX_TAPS];
         const __m256d top = _mm256_set1_pd(DBL_MAX);
         const __m256i ramp = _mm256_set_epi64x(3 * index_step, 2 * index_step, index_step, 0);
+        /* the rows' layout in locals: the stores below may alias *rows */
+        const Py_ssize_t count = rows->count, row_x = rows->x, row_index = rows->index;
+        const Py_ssize_t row_u = rows->u, row_out = rows->out;
         __m256d total = top, threshold, value, index;
         Py_ssize_t i = i0, r;
+        const double* ur;
+        char* outr;
+        int64_t* indr = NULL;
         int k;
         for (k = 0; k < n_taps; k++)
             tap_offset[k] = _mm256_castsi256_pd(_mm256_set1_epi64x(tap_index[k]));
-        for (r = 0; r < rows->count; r++) {
-            CYPOOL_TAP_STARTS(starts, x, f64, tap_at, n_taps, r * rows->x);
+        for (r = 0; r < count; r++) {
+            CYPOOL_TAP_STARTS(starts, x, f64, tap_at, n_taps, r * row_x);
+            ur = u + r * row_u;
+            outr = (char*) out + r * row_out * (f64 ? 8 : 4);
+            if (ind != NULL)
+                indr = ind + r * row_out;
             for (i = i0; i < n; i += 4) {
                 CYPOOL_LAST_GROUP(i, i0, n);
                 for (k = 0; k < n_taps; k++) {
@@ -576,23 +598,23 @@ cdef extern from *:
                     total = k ? _mm256_add_pd(total, a[k]) : a[k];
                     run[k] = total;
                 }
-                threshold = _mm256_min_pd(_mm256_mul_pd(_mm256_loadu_pd(u + r * rows->u + i), total), top);
+                threshold = _mm256_min_pd(_mm256_mul_pd(_mm256_loadu_pd(ur + i), total), top);
                 for (k = 0; k < n_taps; k++)
                     run[k] = _mm256_cmp_pd(run[k], threshold, _CMP_NLE_UQ);   /* passed */
                 value = _mm256_and_pd(run[n_taps - 1], a[n_taps - 1]);
                 for (k = n_taps - 2; k >= 0; k--)
                     value = cypool_blend(value, a[k], run[k]);
                 if (f64)
-                    _mm256_storeu_pd((double*) out + r * rows->out + i, value);
+                    _mm256_storeu_pd((double*) outr + i, value);
                 else
-                    _mm_storeu_ps((float*) out + r * rows->out + i, _mm256_cvtpd_ps(value));
+                    _mm_storeu_ps((float*) outr + i, _mm256_cvtpd_ps(value));
                 if (ind != NULL) {
                     index = cypool_blend(tap_offset[0], tap_offset[n_taps - 1], run[n_taps - 1]);
                     for (k = n_taps - 2; k >= 0; k--)
                         index = cypool_blend(index, tap_offset[k], run[k]);
-                    _mm256_storeu_si256((__m256i*) (ind + r * rows->out + i),
+                    _mm256_storeu_si256((__m256i*) (indr + i),
                                         _mm256_add_epi64(_mm256_add_epi64(_mm256_castpd_si256(index), ramp),
-                                                         _mm256_set1_epi64x(i * index_step + r * rows->index)));
+                                                         _mm256_set1_epi64x(i * index_step + r * row_index)));
                 }
             }
         }
@@ -754,10 +776,9 @@ cdef struct Window:
 
 
 cdef inline double _positive(real_t a) noexcept nogil:
-    """``max(a, 0)`` that keeps NaN (converted first: a ternary holding the
-    conversion would stop gcc from vectorising the loops using this)."""
-    cdef double value = <double> a
-    return 0.0 if value <= 0 else value
+    """``max(a, 0)`` that keeps NaN, without a branch (on data of both signs
+    one mispredicts half the time; the fast paths' border windows come here)."""
+    return cypool_positive_scalar(<double> a)
 
 
 cdef inline void _window(const Tables* t, const Axis* ax, Py_ssize_t o,
@@ -1364,6 +1385,11 @@ cdef void _forward_rows_cl(const real_t* x, const double* uniforms, const Channe
 
 # ---------------------------------------------------------------- drivers
 
+cdef inline Py_ssize_t _lines(Py_ssize_t doubles) noexcept nogil:
+    """``doubles`` rounded up to whole 64-byte lines."""
+    return (doubles + 7) & ~7
+
+
 cdef inline bint _vector_windows(const Axis* ax) noexcept nogil:
     return ax[0].kernel * ax[1].kernel * ax[2].kernel <= CYPOOL_MAX_TAPS
 
@@ -1398,11 +1424,14 @@ cdef int _forward(const real_t* x, const double* uniforms, const Stream* stream,
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
     cdef bint fast = not naive and _vector_windows(ax)
     cdef bint draw = training and uniforms == NULL
-    # per thread: the row scratch of _forward_row, then the drawn uniforms
-    cdef Py_ssize_t rows_room = (CYPOOL_MAX_TAPS + 3) * ax[2].out_size + 16
-    cdef Py_ssize_t room = rows_room + (out_plane if draw else 0)
+    # per thread: the row scratch of _forward_row, then the drawn uniforms, each
+    # on its own 64-byte lines (the lane kernels load the uniforms 32 bytes at
+    # a time: unaligned, every other load would straddle two lines)
+    cdef Py_ssize_t rows_room = _lines((CYPOOL_MAX_TAPS + 3) * ax[2].out_size + 16)
+    cdef Py_ssize_t room = rows_room + (_lines(out_plane) if draw else 0)
     cdef Py_ssize_t p, planes, total_rows
     cdef double* scratch
+    cdef void* block
     cdef double* mine
     cdef double* drawn = NULL
     cdef PlaneDraws draws
@@ -1411,10 +1440,11 @@ cdef int _forward(const real_t* x, const double* uniforms, const Stream* stream,
     if not channels_last:
         if draw:
             _plane_draws(&draws, stream, out_plane)
-        scratch = <double*> malloc(nthreads * room * sizeof(double))
+        block = malloc((nthreads * room + 8) * sizeof(double))
+        scratch = <double*> ((<uintptr_t> block + 63) & ~(<uintptr_t> 63))
         cursors = <PlaneCursor*> malloc(nthreads * sizeof(PlaneCursor))
-        if scratch == NULL or cursors == NULL:
-            free(scratch)
+        if block == NULL or cursors == NULL:
+            free(block)
             free(cursors)
             return -1
         for p in range(nthreads):
@@ -1432,7 +1462,7 @@ cdef int _forward(const real_t* x, const double* uniforms, const Stream* stream,
                                      out + p * out_plane,
                                      ind + p * out_plane if ind != NULL else NULL, p, ax, t,
                                      training, fast, lanes, scratch, scratch + rows_room)
-        free(scratch)
+        free(block)
         free(cursors)
         return 0
     total_rows = lead * ax[0].out_size * ax[1].out_size
