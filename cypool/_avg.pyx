@@ -47,6 +47,12 @@ cdef extern from "_simd.h" nogil:
     void cy_avg_lanes_f64(const double* lanes, const int32_t* win, Py_ssize_t plane_step,
                           Py_ssize_t row_step, Py_ssize_t n_out, const double* divisors,
                           double* out)
+    void cy_avg_back_lanes_f32(const float* grad_out, const int32_t* win,
+                               Py_ssize_t plane_step, Py_ssize_t row_step, Py_ssize_t n_out,
+                               const float* divisors, float* grad_in)
+    void cy_avg_back_lanes_f64(const double* grad_out, const int32_t* win,
+                               Py_ssize_t plane_step, Py_ssize_t row_step, Py_ssize_t n_out,
+                               const double* divisors, double* grad_in)
     int cy_simd_level()
     int cy_simd_cap(int cap)
 
@@ -431,26 +437,13 @@ cdef inline bint _by_lanes(const Axis* ax) noexcept nogil:
             and ax[2].out_size < LANES)
 
 
-cdef int _forward_small(const real_t* x, real_t* out, Py_ssize_t planes, const Axis* ax,
-                        const Tables* t, const Divisor* rule, int nthreads) noexcept nogil:
-    """All planes by :func:`_forward_lanes`, LANES per job, per-thread
-    scratch; -1: no memory."""
-    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
-    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
-    cdef Py_ssize_t room = (in_plane + out_plane) * LANES
-    cdef Py_ssize_t jobs = (planes + LANES - 1) // LANES, job, od, oh, ow, o = 0
-    cdef real_t* values = <real_t*> malloc(nthreads * room * sizeof(real_t))
-    cdef int32_t* win = <int32_t*> malloc(5 * out_plane * sizeof(int32_t))
-    cdef real_t* divisors = <real_t*> malloc(out_plane * sizeof(real_t))
+cdef void _lane_windows(const Axis* ax, const Tables* t, const Divisor* rule, int32_t* win,
+                        real_t* divisors) noexcept nogil:
+    """Every window for _simd.h's cy_avg_lanes / cy_avg_back_lanes, with the
+    divisors as _divisor_row makes them (in double, rounded once)."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size, od, oh, ow, o = 0
     cdef double row_factor
     cdef int32_t* w
-    if values == NULL or win == NULL or divisors == NULL:
-        free(values)
-        free(win)
-        free(divisors)
-        return -1
-    # the windows, and the divisors as _divisor_row makes them
     for od in range(ax[0].out_size):
         for oh in range(ax[1].out_size):
             if rule.override != 0:
@@ -468,12 +461,70 @@ cdef int _forward_small(const real_t* x, real_t* out, Py_ssize_t planes, const A
                 divisors[o] = <real_t> (row_factor * (1.0 if rule.override != 0
                                                       else _axis_factor(t, 2, ow, rule)))
                 o += 1
+
+
+cdef void _backward_lanes(const real_t* grad_out, real_t* grad_in, Py_ssize_t block,
+                          Py_ssize_t planes, const Axis* ax, const int32_t* win,
+                          const real_t* divisors, real_t* lanes) noexcept nogil:
+    """The backward of :func:`_forward_lanes`: the output gradients of LANES
+    planes side by side, spread over their windows in the general loop's order
+    (so its bits), transposed back.  Scratch as _forward_lanes."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t first = block * LANES
+    cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
+    cdef Py_ssize_t plane_step = ax[1].in_size * ax[2].in_size, row_step = ax[2].in_size
+    cdef real_t* spread = lanes + out_plane * LANES
+    cdef Py_ssize_t i, lane
+    if real_t is float:
+        cy_transpose_f32(grad_out + first * out_plane, out_plane, width, out_plane, lanes, LANES)
+    else:
+        cy_transpose_f64(grad_out + first * out_plane, out_plane, width, out_plane, lanes, LANES)
+    if width < LANES:
+        for i in range(out_plane):
+            for lane in range(width, LANES):
+                lanes[i * LANES + lane] = 0
+    memset(spread, 0, in_plane * LANES * sizeof(real_t))
+    if real_t is float:
+        cy_avg_back_lanes_f32(lanes, win, plane_step, row_step, out_plane, divisors, spread)
+        cy_transpose_f32(spread, LANES, in_plane, width, grad_in + first * in_plane, in_plane)
+    else:
+        cy_avg_back_lanes_f64(lanes, win, plane_step, row_step, out_plane, divisors, spread)
+        cy_transpose_f64(spread, LANES, in_plane, width, grad_in + first * in_plane, in_plane)
+
+
+cdef int _small(const real_t* src, real_t* dst, Py_ssize_t planes, const Axis* ax,
+                const Tables* t, const Divisor* rule, int nthreads,
+                bint backward) noexcept nogil:
+    """All planes by :func:`_forward_lanes` (or :func:`_backward_lanes`),
+    LANES per job, per-thread scratch; -1: no memory."""
+    cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
+    cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
+    cdef Py_ssize_t room = (in_plane + out_plane) * LANES
+    cdef Py_ssize_t jobs = (planes + LANES - 1) // LANES, job
+    cdef real_t* values = <real_t*> malloc(nthreads * room * sizeof(real_t))
+    cdef int32_t* win = <int32_t*> malloc(5 * out_plane * sizeof(int32_t))
+    cdef real_t* divisors = <real_t*> malloc(out_plane * sizeof(real_t))
+    if values == NULL or win == NULL or divisors == NULL:
+        free(values)
+        free(win)
+        free(divisors)
+        return -1
+    _lane_windows(ax, t, rule, win, divisors)
     if nthreads > 1:
         for job in prange(jobs, schedule='static', num_threads=nthreads):
-            _forward_lanes(x, out, job, planes, ax, win, divisors, values + threadid() * room)
+            if backward:
+                _backward_lanes(src, dst, job, planes, ax, win, divisors,
+                                values + threadid() * room)
+            else:
+                _forward_lanes(src, dst, job, planes, ax, win, divisors,
+                               values + threadid() * room)
     else:
         for job in range(jobs):
-            _forward_lanes(x, out, job, planes, ax, win, divisors, values)
+            if backward:
+                _backward_lanes(src, dst, job, planes, ax, win, divisors, values)
+            else:
+                _forward_lanes(src, dst, job, planes, ax, win, divisors, values)
     free(values)
     free(win)
     free(divisors)
@@ -560,7 +611,7 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
     in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
     if not channels_last and not naive and _by_lanes(ax):
-        status = _forward_small(x, out, lead, ax, &t, rule, nthreads)
+        status = _small(x, out, lead, ax, &t, rule, nthreads, False)
     elif (not channels_last and not naive
             and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT):
         status = _forward_separable(x, out, lead, ax, &t, rule, nthreads)
@@ -802,7 +853,9 @@ cdef int _backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
         return -1
     in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    if (not channels_last and not naive
+    if not channels_last and not naive and _by_lanes(ax):
+        status = _small(grad_out, grad_in, lead, ax, &t, rule, nthreads, True)
+    elif (not channels_last and not naive
             and ax[0].in_size * ax[1].in_size * ax[2].out_size <= SCRATCH_LIMIT):
         status = _backward_separable(grad_out, grad_in, lead, ax, &t, rule, nthreads)
     elif not channels_last:

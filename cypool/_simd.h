@@ -14,8 +14,8 @@
  * CY_SUM_MAX_TAPS taps), the channel vectors in registers.
  *
  * cy_transpose_f32/f64/i64: planes to lanes and back (the small-plane paths), and
- * cy_max_lanes_f32/f64, cy_avg_lanes_f32/f64: 16 small planes side by side pooled as one
- * channels-last plane.
+ * cy_max_lanes_f32/f64, cy_avg_lanes_f32/f64, cy_avg_back_lanes_f32/f64: 16 small planes
+ * side by side pooled as one channels-last plane (the average also backward).
  *
  * cy_wide_sum_f32: a float32 sum in 32 partial sums (the global average's planes).
  *
@@ -678,6 +678,45 @@ CY_DEFINE_MAX_LANES(cy_max_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_l
         }                                                                                     \
     }
 
+/* The backward of the same windows: grad_in[(tap) * 16 + l] += grad_out[o * 16 + l] /
+   divisors[o] for every tap of window o, windows in order, taps in scan order (the
+   general loop's additions); grad_in starts zeroed. */
+#define CY_DEFINE_AVG_BACK_LANES(NAME, ATTR, T, V, VL, LOADU, STOREU, ADD, DIV, SET1)           \
+    ATTR static void NAME(const T* grad_out, const int32_t* win, ptrdiff_t plane_step,         \
+                          ptrdiff_t row_step, ptrdiff_t n_out, const T* divisors, T* grad_in) { \
+        for (ptrdiff_t o = 0; o < n_out; o++) {                                                \
+            const int32_t* w_ = win + 5 * o;                                                   \
+            V share_[16 / (VL)], divisor_ = SET1(divisors[o]);                                 \
+            for (int v = 0; v < 16 / (VL); v++)                                                \
+                share_[v] = DIV(LOADU(grad_out + o * 16 + v * (VL)), divisor_);                \
+            for (int32_t d = 0; d < w_[1]; d++)                                                \
+                for (int32_t h = 0; h < w_[2]; h++) {                                          \
+                    T* p_ = grad_in + ((ptrdiff_t) w_[0] + d * plane_step + h * row_step) * 16; \
+                    for (int32_t k = 0; k < w_[3]; k++)                                        \
+                        for (int v = 0; v < 16 / (VL); v++)                                    \
+                            STOREU(p_ + k * 16 + v * (VL),                                     \
+                                   ADD(LOADU(p_ + k * 16 + v * (VL)), share_[v]));             \
+                }                                                                              \
+        }                                                                                      \
+    }
+
+CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_ADD1,
+                         CY_DIV1, CY_SET1)
+CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_ADD1,
+                         CY_DIV1, CY_SET1)
+#if CY_HAVE_SSE2
+CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps,
+                         _mm_add_ps, _mm_div_ps, _mm_set1_ps)
+CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f64_sse2, , double, __m128d, 2, _mm_loadu_pd,
+                         _mm_storeu_pd, _mm_add_pd, _mm_div_pd, _mm_set1_pd)
+#endif
+#if CY_HAVE_AVX2
+CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps,
+                         _mm256_storeu_ps, _mm256_add_ps, _mm256_div_ps, _mm256_set1_ps)
+CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd,
+                         _mm256_storeu_pd, _mm256_add_pd, _mm256_div_pd, _mm256_set1_pd)
+#endif
+
 CY_DEFINE_AVG_LANES(cy_avg_lanes_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_ADD1, CY_DIV1,
                     CY_SET1, 0.0f)
 CY_DEFINE_AVG_LANES(cy_avg_lanes_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_ADD1, CY_DIV1,
@@ -846,23 +885,26 @@ CY_LANES_DISPATCH(double, f64)
         return;                                                                           \
     })
 
-#define CY_AVG_LANES_DISPATCH(T, SFX)                                                     \
-    static void cy_avg_lanes_##SFX(const T* lanes, const int32_t* win, ptrdiff_t plane_step, \
-                                   ptrdiff_t row_step, ptrdiff_t n_out, const T* divisors,  \
-                                   T* out) {                                                \
-        int level = cy_simd_level();                                                        \
-        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) {                                             \
-            cy_avg_lanes_##SFX##_avx2(lanes, win, plane_step, row_step, n_out, divisors, out); \
-            return;                                                                         \
-        })                                                                                  \
-        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) {                                             \
-            cy_avg_lanes_##SFX##_sse2(lanes, win, plane_step, row_step, n_out, divisors, out); \
-            return;                                                                         \
-        })                                                                                  \
-        (void) level;                                                                       \
-        cy_avg_lanes_##SFX##_c(lanes, win, plane_step, row_step, n_out, divisors, out);     \
+#define CY_LANES_OP_DISPATCH(OP, T, SFX)                                                  \
+    static void cy_##OP##_##SFX(const T* src, const int32_t* win, ptrdiff_t plane_step,   \
+                                ptrdiff_t row_step, ptrdiff_t n_out, const T* divisors,    \
+                                T* dst) {                                                  \
+        int level = cy_simd_level();                                                       \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) {                                            \
+            cy_##OP##_##SFX##_avx2(src, win, plane_step, row_step, n_out, divisors, dst);  \
+            return;                                                                        \
+        })                                                                                 \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) {                                            \
+            cy_##OP##_##SFX##_sse2(src, win, plane_step, row_step, n_out, divisors, dst);  \
+            return;                                                                        \
+        })                                                                                 \
+        (void) level;                                                                      \
+        cy_##OP##_##SFX##_c(src, win, plane_step, row_step, n_out, divisors, dst);         \
     }
 
+#define CY_AVG_LANES_DISPATCH(T, SFX)                                                     \
+    CY_LANES_OP_DISPATCH(avg_lanes, T, SFX)                                               \
+    CY_LANES_OP_DISPATCH(avg_back_lanes, T, SFX)
 CY_AVG_LANES_DISPATCH(float, f32)
 CY_AVG_LANES_DISPATCH(double, f64)
 

@@ -374,6 +374,33 @@ def test_small_planes_average_in_lanes_same_bits(simd_level, dtype, planes):
                                           f"{include_pad} {override}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("planes", [1, 16, 37])
+def test_small_planes_average_backward_in_lanes_same_bits(simd_level, dtype, planes):
+    """The backward of small planes, 16 side by side, spreads each output
+    gradient over its window in the general loop's order: the general loop's
+    bits, every divisor rule, whatever the number of planes."""
+    rng = np.random.default_rng(planes + 10 * simd_level)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for nd, spatial, kernel, stride, padding, ceil_mode in [
+            (2, (14, 14), 3, 2, 1, False), (2, (7, 7), 3, 2, 1, True), (2, (10, 10), 2, 2, 0, False),
+            (2, (9, 13), (2, 3), (1, 2), (1, 0), True), (2, (7, 7), 3, 1, 1, False),
+            (1, (29,), 3, 2, 1, True), (3, (5, 6, 7), 2, 2, 1, True), (2, (28, 28), 3, 2, 1, False)]:
+        geom = _args.pool_geometry(nd, spatial, kernel, stride, padding, 1, ceil_mode)
+        assert geom.out_size[-1] < 16 and np.prod(spatial) <= 1024  # the lanes take it
+        lay = _args.layout((planes, 1) + spatial, nd, False)
+        grad = rng.standard_normal(lay.kernel_shape(geom.out_size)).astype(dtype)
+        for include_pad, override in [(True, 0), (False, 0), (True, 3), (False, -2)]:
+            results = []
+            for naive in (False, True):
+                grad_in = np.full(lay.kernel_shape(lay.spatial), np.nan, dtype)
+                _avg.avg_pool_backward(grad, grad_in, geom.for_kernel(), include_pad, override,
+                                       False, 1, naive)
+                results.append(grad_in.view(bits))
+            np.testing.assert_array_equal(*results, err_msg=f"{spatial} kernel {kernel} "
+                                          f"{include_pad} {override}")
+
+
 def test_global_average_float32_sums_same_bits(simd_level):
     """A float32 plane's global average sums blocks in 32 partial sums with the
     same additions at every vector level (so the same bits on every CPU), and
