@@ -50,6 +50,15 @@
 #define CY_HAVE_AVX2 0
 #endif
 
+/* Inlined at every call, so that constant arguments unroll the loops they bound. */
+#if defined(__GNUC__) || defined(__clang__)
+#define CY_ALWAYS_INLINE inline __attribute__((always_inline))
+#elif defined(_MSC_VER)
+#define CY_ALWAYS_INLINE __forceinline
+#else
+#define CY_ALWAYS_INLINE inline
+#endif
+
 enum { CY_SIMD_SCALAR = 0, CY_SIMD_SSE2 = 1, CY_SIMD_AVX2 = 2 };
 
 /* Most taps of a channels-last window the cy_*_taps functions take. */
@@ -280,9 +289,9 @@ CY_S2_AVX2(double, f64, 4)
    rows[1][i], ... for i in [0, n), each output in a register across its taps
    (gcc's loop makes one pass over the output row per tap). */
 #define CY_DEFINE_S1(NAME, ATTR, T, V, LANES, LOADU, STOREU, PICK)                        \
-    ATTR static inline void NAME##_one(const T* const* rows, ptrdiff_t n_rows,             \
-                                       ptrdiff_t kernel, ptrdiff_t dilation, T* out,       \
-                                       ptrdiff_t i) {                                      \
+    ATTR static CY_ALWAYS_INLINE void NAME##_one(                                          \
+            const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel, ptrdiff_t dilation,  \
+            T* out, ptrdiff_t i) {                                                         \
         V best = LOADU(rows[0] + i);                                                       \
         for (ptrdiff_t r = 0; r < n_rows; r++)                                             \
             for (ptrdiff_t j = (r == 0); j < kernel; j++)                                  \
@@ -291,8 +300,16 @@ CY_S2_AVX2(double, f64, 4)
     }                                                                                      \
     ATTR static ptrdiff_t NAME(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel,   \
                                ptrdiff_t dilation, T* out, ptrdiff_t i, ptrdiff_t n) {     \
-        for (; i + (LANES) <= n; i += (LANES))                                             \
-            NAME##_one(rows, n_rows, kernel, dilation, out, i);                            \
+        /* one row of 2 or 3 taps (1-D rows, separable row passes): the taps unrolled */   \
+        if (n_rows == 1 && kernel == 3)                                                    \
+            for (; i + (LANES) <= n; i += (LANES))                                         \
+                NAME##_one(rows, 1, 3, dilation, out, i);                                  \
+        else if (n_rows == 1 && kernel == 2)                                               \
+            for (; i + (LANES) <= n; i += (LANES))                                         \
+                NAME##_one(rows, 1, 2, dilation, out, i);                                  \
+        else                                                                               \
+            for (; i + (LANES) <= n; i += (LANES))                                         \
+                NAME##_one(rows, n_rows, kernel, dilation, out, i);                        \
         if (i < n && n >= (LANES)) {  /* the last vector again, ending at n: same bits */  \
             NAME##_one(rows, n_rows, kernel, dilation, out, n - (LANES));                  \
             i = n;                                                                         \
