@@ -2,6 +2,7 @@
 
 Every case times cypool and its peer interleaved (A, B, A, B, ...) in this one
 process and reports medians and the ratio cypool / peer (below 1 is faster).
+A sample repeats a short call until it lasts about 2 ms.
 The peer is PyTorch CPU (same thread count, called from NumPy through
 ``torch.from_numpy``) or ``np.copyto`` of the input, a floor set by the memory
 bus.  Writes ``benchmarks/RESULTS.md`` and, with matplotlib, a bar chart
@@ -44,21 +45,29 @@ class Case:
         self.shape, self.calls, self.section = shape, calls, section
 
 
-def _median_pair(run_a, run_b, budget_s, calls):
-    """Interleaved medians of two callables (seconds per call)."""
-    def once(run):
-        start = time.perf_counter()
-        for _ in range(calls):
-            run()
-        return (time.perf_counter() - start) / calls
+# Shortest time of one sample: a faster call is repeated within each sample, so
+# that the other library's OpenMP threads, still spinning after its own call
+# (each library brings its runtime), and the clock cost only its first repeat.
+SAMPLE_S = 2e-3
 
-    once(run_a), once(run_b)  # warm up: page faults, thread pools, caches
-    first = once(run_a) + once(run_b)
-    rounds = int(min(41, max(7, budget_s / max(first, 1e-9))))
+
+def _median_pair(run_a, run_b, budget_s, calls):
+    """Interleaved medians of two callables (seconds per call); each sample
+    repeats a call at least ``calls`` times and for at least SAMPLE_S."""
+    def once(run, repeats):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            run()
+        return (time.perf_counter() - start) / repeats
+
+    once(run_a, calls), once(run_b, calls)  # warm up: page faults, thread pools, caches
+    first_a, first_b = once(run_a, calls), once(run_b, calls)
+    repeats = max(calls, int(SAMPLE_S / max(min(first_a, first_b), 1e-9)) + 1)
+    rounds = int(min(41, max(7, budget_s / max((first_a + first_b) * repeats, 1e-9))))
     a_times, b_times = [], []
     for _ in range(rounds):
-        a_times.append(once(run_a))
-        b_times.append(once(run_b))
+        a_times.append(once(run_a, repeats))
+        b_times.append(once(run_b, repeats))
     return float(np.median(a_times)), float(np.median(b_times))
 
 
@@ -252,6 +261,28 @@ def _breadth_cases(rng, add):
     torch_case("lp_pool2d p=2 k2, 7x7 planes", 0.5, (64, 512, 7, 7),
                lambda x, n: cypool.lp_pool2d(x, 2, 2, num_threads=n),
                lambda t: F.lp_pool2d(t, 2, 2))
+    torch_case("avg_pool2d k3 s2 p1, 7x7 planes", 0.5, (64, 512, 7, 7),
+               lambda x, n: cypool.avg_pool2d(x, 3, 2, 1, num_threads=n),
+               lambda t: F.avg_pool2d(t, 3, 2, 1))
+    torch_case("max_pool1d k3 s1 p1, rows of 100", 0.5, (16, 256, 100),
+               lambda x, n: cypool.max_pool1d(x, 3, 1, 1, num_threads=n),
+               lambda t: F.max_pool1d(t, 3, 1, 1))
+
+    def small_backward():
+        x = rng.standard_normal(small, dtype=np.float32)
+        y, idx = cypool.max_pool2d(x, 3, 2, 1, return_indices=True)
+        return x, rng.standard_normal(y.shape, dtype=np.float32), idx
+
+    add("max_pool2d backward k3s2p1, 14x14", "torch", 0.5, small_backward,
+        lambda a: lambda n: cypool.max_pool2d_backward(a[1], a[2], a[0].shape, num_threads=n),
+        lambda a: lambda n: torch.ops.aten.max_pool2d_with_indices_backward(
+            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [3, 3], [2, 2], [1, 1], [1, 1], False,
+            torch.from_numpy(a[2])), small, section="breadth")
+    add("avg_pool2d backward k3s2p1, 14x14", "torch", 0.5, small_backward,
+        lambda a: lambda n: cypool.avg_pool2d_backward(a[1], a[0].shape, 3, 2, 1, num_threads=n),
+        lambda a: lambda n: torch.ops.aten.avg_pool2d_backward(
+            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [3, 3], [2, 2], [1, 1], False, True,
+            None), small, section="breadth")
 
 
 def run(threads, quick=False):
@@ -318,9 +349,9 @@ def write_results(rows, threads, path):
         "# cypool benchmark results",
         "",
         "Written by `make bench` (`benchmarks/bench.py`): every row times cypool and its peer",
-        "interleaved in one process; times are medians, ratio = cypool / peer (below 1: cypool",
-        "is faster). `copy` is `np.copyto` of the same input, the memory-bus floor. float32 unless",
-        "a row says float64.",
+        "interleaved in one process (a sample repeats a short call until it lasts about 2 ms);",
+        "times are medians, ratio = cypool / peer (below 1: cypool is faster). `copy` is",
+        "`np.copyto` of the same input, the memory-bus floor. float32 unless a row says float64.",
         "",
         f"- machine: {_machine()}",
         f"- threads: {threads} (PyTorch `set_num_threads` the same); `1T` columns: one thread",

@@ -433,6 +433,18 @@ cdef void _forward_plane_direct(const max_t* x, max_t* out, int64_t* ind, const 
                     irow[ow] = best_at[ow]
 
 
+cdef inline max_t _border_max(const max_t* row, Py_ssize_t first, Py_ssize_t count,
+                              Py_ssize_t dilation) noexcept nogil:
+    """The value of one clipped window of a row (no index: the picks' offsets
+    go to a local that the compiler drops)."""
+    cdef int32_t unused = 0
+    cdef max_t best = row[first]
+    cdef Py_ssize_t j
+    for j in range(1, count):
+        best = pick_at(best, row[first + j * dilation], &unused, 0)
+    return best
+
+
 cdef void _forward_rows(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t block,
                         Py_ssize_t planes, const Axis* ax, const Tables* t,
                         int32_t* best_at) noexcept nogil:
@@ -472,15 +484,20 @@ cdef void _forward_rows(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t blo
         else:
             _direct_interior(&row, &base, 1, orow, best_at, lo, hi, ax[2].kernel,
                              ax[2].stride, ax[2].dilation, ax[2].pad_before, with_index)
-        for ow in range(lo):
-            _direct_border(&row, &base, 1, orow, best_at, ow, first_w[ow], count_w[ow],
-                           ax[2].dilation)
-        for ow in range(hi, OW):
-            _direct_border(&row, &base, 1, orow, best_at, ow, first_w[ow], count_w[ow],
-                           ax[2].dilation)
         if with_index:
+            for ow in range(lo):
+                _direct_border(&row, &base, 1, orow, best_at, ow, first_w[ow], count_w[ow],
+                               ax[2].dilation)
+            for ow in range(hi, OW):
+                _direct_border(&row, &base, 1, orow, best_at, ow, first_w[ow], count_w[ow],
+                               ax[2].dilation)
             for ow in range(OW):
                 ind[p * OW + ow] = best_at[ow]
+        else:
+            for ow in range(lo):
+                orow[ow] = _border_max(row, first_w[ow], count_w[ow], ax[2].dilation)
+            for ow in range(hi, OW):
+                orow[ow] = _border_max(row, first_w[ow], count_w[ow], ax[2].dilation)
 
 
 cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
