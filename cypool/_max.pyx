@@ -30,6 +30,17 @@ cdef extern from "_simd.h" nogil:
                        Py_ssize_t dilation, float* out, Py_ssize_t n)
     void cy_max_s1_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t kernel,
                        Py_ssize_t dilation, double* out, Py_ssize_t n)
+    # The same rows of many 1-D planes, in_stride and out_stride apart (see _simd.h).
+    void cy_max_s1_rows_f32(const float* first, Py_ssize_t in_stride, Py_ssize_t rows,
+                            Py_ssize_t kernel, Py_ssize_t dilation, float* out,
+                            Py_ssize_t out_stride, Py_ssize_t n)
+    void cy_max_s1_rows_f64(const double* first, Py_ssize_t in_stride, Py_ssize_t rows,
+                            Py_ssize_t kernel, Py_ssize_t dilation, double* out,
+                            Py_ssize_t out_stride, Py_ssize_t n)
+    void cy_max_s2_rows_f32(const float* first, Py_ssize_t in_stride, Py_ssize_t rows,
+                            Py_ssize_t width, float* out, Py_ssize_t out_stride, Py_ssize_t n)
+    void cy_max_s2_rows_f64(const double* first, Py_ssize_t in_stride, Py_ssize_t rows,
+                            Py_ssize_t width, double* out, Py_ssize_t out_stride, Py_ssize_t n)
     int cy_simd_level()
     int cy_simd_cap(int cap)
     # Channels-last windows with the channel vectors in registers (see _simd.h).
@@ -457,24 +468,30 @@ cdef void _forward_rows(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t blo
     cdef const Py_ssize_t* count_w = t.count + t.offset[2]
     cdef Py_ssize_t p, ow, last = (block + 1) * ROW_BLOCK
     cdef const max_t* row
-    cdef const max_t* start
     cdef max_t* orow
     cdef int32_t base = 0
     cdef bint with_index = ind != NULL
     cdef bint s2 = _vector_rows(&ax[2], with_index)
     cdef bint s1 = _unit_rows(&ax[2], with_index)
-    for p in range(block * ROW_BLOCK, last if last < planes else planes):
+    cdef Py_ssize_t p0 = block * ROW_BLOCK, p1 = last if last < planes else planes
+    # the interior windows of all the rows in one call of _simd.h's loops
+    cdef const max_t* first = x + p0 * W + lo * ax[2].stride - ax[2].pad_before
+    cdef bint vector = (max_t is float or max_t is double) and (s1 or s2) and hi > lo
+    if (max_t is float) and vector and s2:
+        cy_max_s2_rows_f32(first, W, p1 - p0, ax[2].kernel, out + p0 * OW + lo, OW, hi - lo)
+    elif (max_t is double) and vector and s2:
+        cy_max_s2_rows_f64(first, W, p1 - p0, ax[2].kernel, out + p0 * OW + lo, OW, hi - lo)
+    elif (max_t is float) and vector:
+        cy_max_s1_rows_f32(first, W, p1 - p0, ax[2].kernel, ax[2].dilation, out + p0 * OW + lo,
+                           OW, hi - lo)
+    elif (max_t is double) and vector:
+        cy_max_s1_rows_f64(first, W, p1 - p0, ax[2].kernel, ax[2].dilation, out + p0 * OW + lo,
+                           OW, hi - lo)
+    for p in range(p0, p1):
         row = x + p * W
         orow = out + p * OW
-        start = row + lo * ax[2].stride - ax[2].pad_before
-        if (max_t is float) and s2:
-            cy_max_s2_f32(&start, 1, ax[2].kernel, orow + lo, hi - lo)
-        elif (max_t is double) and s2:
-            cy_max_s2_f64(&start, 1, ax[2].kernel, orow + lo, hi - lo)
-        elif (max_t is float) and s1:
-            cy_max_s1_f32(&start, 1, ax[2].kernel, ax[2].dilation, orow + lo, hi - lo)
-        elif (max_t is double) and s1:
-            cy_max_s1_f64(&start, 1, ax[2].kernel, ax[2].dilation, orow + lo, hi - lo)
+        if vector:
+            pass  # done above
         elif ax[2].stride == 1:
             _direct_interior(&row, &base, 1, orow, best_at, lo, hi, ax[2].kernel, 1,
                              ax[2].dilation, ax[2].pad_before, with_index)

@@ -850,6 +850,39 @@ CY_S2_DISPATCH(double, f64)
 CY_S1_DISPATCH(float, f32)
 CY_S1_DISPATCH(double, f64)
 
+/* The same rows of many 1-D planes: row r starts at first + r * in_stride, its outputs
+   at out + r * out_stride.  With AVX2 the rows loop runs inside the vector code (one
+   dispatch per block of rows instead of one per row, and nothing left for the
+   narrower paths when a row has a vector of outputs). */
+#define CY_ROWS_DISPATCH(OP, T, SFX, LANES, PARAMS, ARGS)                                 \
+    CY_IF_AVX2(CY_AVX2 static void cy_##OP##_rows_##SFX##_avx2(                           \
+            const T* first, ptrdiff_t in_stride, ptrdiff_t rows, PARAMS, T* out,          \
+            ptrdiff_t out_stride, ptrdiff_t n) {                                          \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                            \
+            const T* row = first + r * in_stride;                                         \
+            (void) cy_##OP##_##SFX##_avx2(&row, 1, ARGS, out + r * out_stride, 0, n);     \
+        }                                                                                 \
+    })                                                                                    \
+    static void cy_max_##OP##_rows_##SFX(const T* first, ptrdiff_t in_stride,             \
+                                         ptrdiff_t rows, PARAMS, T* out,                  \
+                                         ptrdiff_t out_stride, ptrdiff_t n) {             \
+        CY_IF_AVX2(if (cy_simd_level() >= CY_SIMD_AVX2 && n >= (LANES)) {                 \
+            cy_##OP##_rows_##SFX##_avx2(first, in_stride, rows, ARGS, out, out_stride, n); \
+            return;                                                                       \
+        })                                                                                \
+        for (ptrdiff_t r = 0; r < rows; r++) {                                            \
+            const T* row = first + r * in_stride;                                         \
+            cy_max_##OP##_##SFX(&row, 1, ARGS, out + r * out_stride, n);                  \
+        }                                                                                 \
+    }
+#define CY_S1_PARAMS ptrdiff_t kernel, ptrdiff_t dilation
+#define CY_S1_ARGS kernel, dilation
+#define CY_S2_PARAMS ptrdiff_t width
+CY_ROWS_DISPATCH(s1, float, f32, 8, CY_S1_PARAMS, CY_S1_ARGS)
+CY_ROWS_DISPATCH(s1, double, f64, 4, CY_S1_PARAMS, CY_S1_ARGS)
+CY_ROWS_DISPATCH(s2, float, f32, 8, CY_S2_PARAMS, width)
+CY_ROWS_DISPATCH(s2, double, f64, 4, CY_S2_PARAMS, width)
+
 #define CY_SUM_S1_DISPATCH(T, SFX)                                                        \
     static void cy_sum_s1_##SFX(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel,  \
                                 T* out, const T* divisors, ptrdiff_t n) {                 \
