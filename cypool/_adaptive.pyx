@@ -42,6 +42,11 @@ cdef enum:
     PIXEL_BLOCK = 8
     # Largest input row (elements) the channels-first column paths keep per thread.
     SCRATCH_LIMIT = 1 << 22
+    # Channels-first planes of at most SMALL_PLANE elements with rows of fewer
+    # than LANES windows: adaptive max pooled LANES planes at a time (_max_lanes;
+    # _simd.h's cy_max_lanes takes 16).
+    LANES = 16
+    SMALL_PLANE = 1024
 
 
 cdef struct Shape:
@@ -284,6 +289,15 @@ cdef extern from *:
 cdef extern from "_simd.h" nogil:
     # float32 sum in 32 partial sums, the same bits at every vector level
     float cy_wide_sum_f32(const float* v, Py_ssize_t n)
+    # small planes side by side in lanes (see _max.pyx's _forward_lanes)
+    void cy_transpose_f32(const float* src, Py_ssize_t src_stride, Py_ssize_t rows,
+                          Py_ssize_t cols, float* dst, Py_ssize_t dst_stride)
+    void cy_transpose_f64(const double* src, Py_ssize_t src_stride, Py_ssize_t rows,
+                          Py_ssize_t cols, double* dst, Py_ssize_t dst_stride)
+    void cy_max_lanes_f32(const float* lanes, const int32_t* tap, const int32_t* start,
+                          Py_ssize_t n_out, float* out, float* where)
+    void cy_max_lanes_f64(const double* lanes, const int32_t* tap, const int32_t* start,
+                          Py_ssize_t n_out, double* out, double* where)
     int cy_simd_level()
     int cy_simd_cap(int cap)
 
@@ -869,6 +883,97 @@ cdef void _max_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
                               (id_ * H + ih) * W + iw, channels)
 
 
+# ------------------------------------------ channels-first, small planes
+#
+# As max pooling's (_max.pyx): LANES small planes transposed side by side,
+# every window's taps one LANES-wide vector select each, transposed back.
+# Max is exact: the other paths' bits.
+
+cdef void _max_lanes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t block,
+                     Py_ssize_t planes, Py_ssize_t in_plane, Py_ssize_t out_plane,
+                     const int32_t* tap, const int32_t* start, max_t* lanes) noexcept nogil:
+    """Planes ``[block * LANES, ...)`` of ``planes`` (float32/64 only); scratch:
+    ``lanes`` holds in_plane + 2 * out_plane times LANES values."""
+    cdef Py_ssize_t first = block * LANES
+    cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
+    cdef max_t* results = lanes + in_plane * LANES
+    cdef max_t* where = results + out_plane * LANES if ind != NULL else NULL
+    cdef int64_t* irow
+    cdef Py_ssize_t o, i, lane
+    if not (max_t is float or max_t is double):
+        return
+    if max_t is float:
+        cy_transpose_f32(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+    else:
+        cy_transpose_f64(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+    if width < LANES:
+        # the missing planes' lanes pool zeros and are not written back
+        for i in range(in_plane):
+            for lane in range(width, LANES):
+                lanes[i * LANES + lane] = 0
+    if max_t is float:
+        cy_max_lanes_f32(lanes, tap, start, out_plane, results, where)
+        cy_transpose_f32(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+    else:
+        cy_max_lanes_f64(lanes, tap, start, out_plane, results, where)
+        cy_transpose_f64(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+    if ind != NULL:
+        for lane in range(width):
+            irow = ind + (first + lane) * out_plane
+            for o in range(out_plane):
+                irow[o] = <int64_t> where[o * LANES + lane]
+
+
+cdef inline bint _max_by_lanes(const Shape* s) noexcept nogil:
+    """Whether channels-first planes take :func:`_max_lanes`: small (see _max.pyx)."""
+    return _plane(s.in_size) <= SMALL_PLANE and s.out_size[2] < LANES
+
+
+cdef int _max_small(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
+                    const Shape* s, const Tables* t, int nthreads) noexcept nogil:
+    """All planes by :func:`_max_lanes`, LANES per job; -1: no memory."""
+    cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t room = (in_plane + 2 * out_plane) * LANES
+    cdef Py_ssize_t jobs = (planes + LANES - 1) // LANES, job, a, o, k = 0
+    cdef Py_ssize_t id_, ih, iw, taps = 1, along
+    cdef Window w
+    # taps of all windows: the product over the axes of their windows' sizes summed
+    for a in range(3):
+        along = 0
+        for o in range(s.out_size[a]):
+            along += t.count[t.offset[a] + o]
+        taps *= along
+    cdef max_t* values = <max_t*> malloc(nthreads * room * sizeof(max_t))
+    cdef int32_t* tap = <int32_t*> malloc(taps * sizeof(int32_t) + 1)
+    cdef int32_t* start = <int32_t*> malloc((out_plane + 1) * sizeof(int32_t))
+    if values == NULL or tap == NULL or start == NULL:
+        free(values)
+        free(tap)
+        free(start)
+        return -1
+    for o in range(out_plane):
+        _step(t, s.out_size, o, &w)
+        start[o] = <int32_t> k
+        for id_ in range(w.start[0], w.start[0] + w.count[0]):
+            for ih in range(w.start[1], w.start[1] + w.count[1]):
+                for iw in range(w.start[2], w.start[2] + w.count[2]):
+                    tap[k] = <int32_t> ((id_ * H + ih) * W + iw)
+                    k += 1
+    start[out_plane] = <int32_t> k
+    if nthreads > 1:
+        for job in prange(jobs, schedule='static', num_threads=nthreads):
+            _max_lanes(x, out, ind, job, planes, in_plane, out_plane, tap, start,
+                       values + threadid() * room)
+    else:
+        for job in range(jobs):
+            _max_lanes(x, out, ind, job, planes, in_plane, out_plane, tap, start, values)
+    free(values)
+    free(tap)
+    free(start)
+    return 0
+
+
 cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
                       Py_ssize_t channels, bint channels_last, const Shape* s,
                       int nthreads, bint naive) noexcept nogil:
@@ -880,6 +985,7 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
     cdef Py_ssize_t room, rows, blocks
     cdef max_t* col
     cdef int32_t* col_row
+    cdef int status
     if _is_global(s) and not naive:
         if not channels_last:
             # jobs of 64 planes, four at a time
@@ -901,6 +1007,10 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
         return 0
     if _make_windows(s, &t) != 0:
         return -1
+    if (max_t is float or max_t is double) and not channels_last and not naive and _max_by_lanes(s):
+        status = _max_small(x, out, ind, lead, s, &t, nthreads)
+        free_tables(&t)
+        return status
     if not channels_last and _column_path(s, naive):
         room = s.in_size[2] + 16
         col = <max_t*> malloc(nthreads * room * sizeof(max_t))

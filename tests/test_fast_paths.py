@@ -401,6 +401,29 @@ def test_small_planes_average_backward_in_lanes_same_bits(simd_level, dtype, pla
                                           f"{include_pad} {override}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("planes", [1, 16, 37])
+def test_small_planes_adaptive_max_in_lanes_bit_exact(simd_level, dtype, planes):
+    """Adaptive max pooling of small planes, 16 side by side, equals the general
+    loop bit for bit, values and indices (overlapping and uneven windows, ties
+    between -0.0 and 0.0, NaNs of two payloads)."""
+    rng = np.random.default_rng(planes + 10 * simd_level)
+    for in_size, out_size in [((1, 14, 14), (1, 7, 7)), ((1, 9, 13), (1, 4, 5)),
+                              ((1, 7, 7), (1, 3, 5)), ((1, 1, 29), (1, 1, 12)),
+                              ((4, 5, 6), (3, 2, 4)), ((1, 32, 32), (1, 15, 15))]:
+        x, bits = _signed_data(rng, (planes,) + in_size, dtype)
+        results = []
+        for naive in (False, True):
+            values = np.empty((planes,) + out_size, dtype)
+            indices = np.empty((planes,) + out_size, np.int64)
+            _adaptive.adaptive_max_forward(x, values, indices, in_size, out_size, False, 1, naive)
+            only = np.empty((planes,) + out_size, dtype)
+            _adaptive.adaptive_max_forward(x, only, None, in_size, out_size, False, 1, naive)
+            results.append((values.view(bits), indices, only.view(bits)))
+        for fast, general in zip(*results):
+            np.testing.assert_array_equal(fast, general, err_msg=f"{in_size} -> {out_size}")
+
+
 def test_global_average_float32_sums_same_bits(simd_level):
     """A float32 plane's global average sums blocks in 32 partial sums with the
     same additions at every vector level (so the same bits on every CPU), and
