@@ -298,6 +298,12 @@ cdef extern from "_simd.h" nogil:
                           Py_ssize_t n_out, float* out, float* where)
     void cy_max_lanes_f64(const double* lanes, const int32_t* tap, const int32_t* start,
                           Py_ssize_t n_out, double* out, double* where)
+    void cy_avg_col_lanes_f32(const float* lanes, const int32_t* win, Py_ssize_t plane_step,
+                              Py_ssize_t row_step, Py_ssize_t n_out, const float* divisors,
+                              float* out)
+    void cy_avg_col_lanes_f64(const double* lanes, const int32_t* win, Py_ssize_t plane_step,
+                              Py_ssize_t row_step, Py_ssize_t n_out, const double* divisors,
+                              double* out)
     int cy_simd_level()
     int cy_simd_cap(int cap)
 
@@ -462,6 +468,7 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
     cdef Py_ssize_t rows, blocks
     cdef real_t* col
+    cdef int status
     if _is_global(s) and not naive:
         if not channels_last:
             # jobs of 64 planes: a small plane is less work than a job's overhead
@@ -483,6 +490,10 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
         return 0
     if _make_windows(s, &t) != 0:
         return -1
+    if not channels_last and _column_path(s, naive) and _max_by_lanes(s):
+        status = _avg_small(x, out, lead, s, &t, nthreads)
+        free_tables(&t)
+        return status
     if not channels_last and _column_path(s, naive):
         col = <real_t*> malloc(nthreads * (s.in_size[2] + 16) * sizeof(real_t))
         if col == NULL:
@@ -925,7 +936,8 @@ cdef void _max_lanes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t block,
 
 
 cdef inline bint _max_by_lanes(const Shape* s) noexcept nogil:
-    """Whether channels-first planes take :func:`_max_lanes`: small (see _max.pyx)."""
+    """Whether channels-first planes take :func:`_max_lanes` (and the averages
+    :func:`_avg_lanes`): small (see _max.pyx)."""
     return _plane(s.in_size) <= SMALL_PLANE and s.out_size[2] < LANES
 
 
@@ -971,6 +983,70 @@ cdef int _max_small(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
     free(values)
     free(tap)
     free(start)
+    return 0
+
+
+cdef void _avg_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssize_t planes,
+                     const Shape* s, const int32_t* win, const real_t* divisors,
+                     real_t* lanes) noexcept nogil:
+    """Adaptive averages of planes ``[block * LANES, ...)``, side by side, with
+    the column path's additions in its order (so its bits); scratch: in_plane
+    + out_plane times LANES values."""
+    cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
+    cdef Py_ssize_t first = block * LANES
+    cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
+    cdef Py_ssize_t plane_step = s.in_size[1] * s.in_size[2], row_step = s.in_size[2]
+    cdef real_t* results = lanes + in_plane * LANES
+    cdef Py_ssize_t i, lane
+    if real_t is float:
+        cy_transpose_f32(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+    else:
+        cy_transpose_f64(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+    if width < LANES:
+        for i in range(in_plane):
+            for lane in range(width, LANES):
+                lanes[i * LANES + lane] = 0
+    if real_t is float:
+        cy_avg_col_lanes_f32(lanes, win, plane_step, row_step, out_plane, divisors, results)
+        cy_transpose_f32(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+    else:
+        cy_avg_col_lanes_f64(lanes, win, plane_step, row_step, out_plane, divisors, results)
+        cy_transpose_f64(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+
+
+cdef int _avg_small(const real_t* x, real_t* out, Py_ssize_t planes, const Shape* s,
+                    const Tables* t, int nthreads) noexcept nogil:
+    """All planes by :func:`_avg_lanes`, LANES per job; -1: no memory."""
+    cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t room = (in_plane + out_plane) * LANES
+    cdef Py_ssize_t jobs = (planes + LANES - 1) // LANES, job, o
+    cdef real_t* values = <real_t*> malloc(nthreads * room * sizeof(real_t))
+    cdef int32_t* win = <int32_t*> malloc(5 * out_plane * sizeof(int32_t))
+    cdef real_t* divisors = <real_t*> malloc(out_plane * sizeof(real_t))
+    cdef Window w
+    if values == NULL or win == NULL or divisors == NULL:
+        free(values)
+        free(win)
+        free(divisors)
+        return -1
+    for o in range(out_plane):
+        _step(t, s.out_size, o, &w)
+        win[5 * o] = <int32_t> ((w.start[0] * H + w.start[1]) * W + w.start[2])
+        win[5 * o + 1] = <int32_t> w.count[0]
+        win[5 * o + 2] = <int32_t> w.count[1]
+        win[5 * o + 3] = <int32_t> w.count[2]
+        win[5 * o + 4] = 0
+        divisors[o] = <real_t> (w.count[0] * w.count[1] * w.count[2])  # as the column path
+    if nthreads > 1:
+        for job in prange(jobs, schedule='static', num_threads=nthreads):
+            _avg_lanes(x, out, job, planes, s, win, divisors, values + threadid() * room)
+    else:
+        for job in range(jobs):
+            _avg_lanes(x, out, job, planes, s, win, divisors, values)
+    free(values)
+    free(win)
+    free(divisors)
     return 0
 
 

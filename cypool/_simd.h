@@ -15,7 +15,8 @@
  *
  * cy_transpose_f32/f64/i64: planes to lanes and back (the small-plane paths), and
  * cy_max_lanes_f32/f64, cy_avg_lanes_f32/f64, cy_avg_back_lanes_f32/f64: 16 small planes
- * side by side pooled as one channels-last plane (the average also backward).
+ * side by side pooled as one channels-last plane (the average also backward, and in the
+ * adaptive column path's order: cy_avg_col_lanes_f32/f64).
  *
  * cy_wide_sum_f32: a float32 sum in 32 partial sums (the global average's planes).
  *
@@ -717,6 +718,52 @@ CY_DEFINE_MAX_LANES(cy_max_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_l
         }                                                                                      \
     }
 
+/* Adaptive averages of the same lanes, in the adaptive column path's order: for each
+   column of window o, its rows added top to bottom (from the first), then the columns
+   added left to right from 0, divided by divisors[o]. */
+#define CY_DEFINE_COL_LANES(NAME, ATTR, T, V, VL, LOADU, STOREU, ADD, DIV, SET1, ZERO)        \
+    ATTR static void NAME(const T* lanes, const int32_t* win, ptrdiff_t plane_step,           \
+                          ptrdiff_t row_step, ptrdiff_t n_out, const T* divisors, T* out) {   \
+        for (ptrdiff_t o = 0; o < n_out; o++) {                                               \
+            const int32_t* w_ = win + 5 * o;                                                  \
+            V acc_[16 / (VL)], col_[16 / (VL)];                                               \
+            for (int v = 0; v < 16 / (VL); v++) acc_[v] = ZERO;                               \
+            for (int32_t k = 0; k < w_[3]; k++) {                                             \
+                for (int32_t d = 0; d < w_[1]; d++)                                           \
+                    for (int32_t h = 0; h < w_[2]; h++) {                                     \
+                        const T* p_ = lanes + ((ptrdiff_t) w_[0] + d * plane_step             \
+                                               + h * row_step + k) * 16;                      \
+                        for (int v = 0; v < 16 / (VL); v++)                                   \
+                            col_[v] = (d | h) ? ADD(col_[v], LOADU(p_ + v * (VL)))            \
+                                              : LOADU(p_ + v * (VL));                         \
+                    }                                                                         \
+                for (int v = 0; v < 16 / (VL); v++) acc_[v] = ADD(acc_[v], col_[v]);         \
+            }                                                                                 \
+            V divisor_ = SET1(divisors[o]);                                                   \
+            for (int v = 0; v < 16 / (VL); v++)                                               \
+                STOREU(out + o * 16 + v * (VL), DIV(acc_[v], divisor_));                      \
+        }                                                                                     \
+    }
+
+CY_DEFINE_COL_LANES(cy_avg_col_lanes_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_ADD1,
+                    CY_DIV1, CY_SET1, 0.0f)
+CY_DEFINE_COL_LANES(cy_avg_col_lanes_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_ADD1,
+                    CY_DIV1, CY_SET1, 0.0)
+#if CY_HAVE_SSE2
+CY_DEFINE_COL_LANES(cy_avg_col_lanes_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps,
+                    _mm_add_ps, _mm_div_ps, _mm_set1_ps, _mm_setzero_ps())
+CY_DEFINE_COL_LANES(cy_avg_col_lanes_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd,
+                    _mm_add_pd, _mm_div_pd, _mm_set1_pd, _mm_setzero_pd())
+#endif
+#if CY_HAVE_AVX2
+CY_DEFINE_COL_LANES(cy_avg_col_lanes_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps,
+                    _mm256_storeu_ps, _mm256_add_ps, _mm256_div_ps, _mm256_set1_ps,
+                    _mm256_setzero_ps())
+CY_DEFINE_COL_LANES(cy_avg_col_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd,
+                    _mm256_storeu_pd, _mm256_add_pd, _mm256_div_pd, _mm256_set1_pd,
+                    _mm256_setzero_pd())
+#endif
+
 CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_ADD1,
                          CY_DIV1, CY_SET1)
 CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_ADD1,
@@ -954,6 +1001,7 @@ CY_LANES_DISPATCH(double, f64)
 
 #define CY_AVG_LANES_DISPATCH(T, SFX)                                                     \
     CY_LANES_OP_DISPATCH(avg_lanes, T, SFX)                                               \
+    CY_LANES_OP_DISPATCH(avg_col_lanes, T, SFX)                                           \
     CY_LANES_OP_DISPATCH(avg_back_lanes, T, SFX)
 CY_AVG_LANES_DISPATCH(float, f32)
 CY_AVG_LANES_DISPATCH(double, f64)

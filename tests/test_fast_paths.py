@@ -424,6 +424,33 @@ def test_small_planes_adaptive_max_in_lanes_bit_exact(simd_level, dtype, planes)
             np.testing.assert_array_equal(fast, general, err_msg=f"{in_size} -> {out_size}")
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("planes", [1, 16, 37])
+def test_small_planes_adaptive_average_in_lanes_same_bits(simd_level, dtype, planes):
+    """Adaptive averages of small planes, 16 side by side, equal the column path
+    bit for bit (its additions in its order, -0.0 included) at every vector
+    level, and the general loop within rounding."""
+    rng = np.random.default_rng(planes + 10 * simd_level)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for in_size, out_size in [((1, 14, 14), (1, 7, 7)), ((1, 9, 13), (1, 4, 5)),
+                              ((1, 7, 7), (1, 3, 5)), ((1, 1, 29), (1, 1, 12)),
+                              ((4, 5, 6), (3, 2, 4)), ((1, 32, 32), (1, 15, 15))]:
+        x = rng.standard_normal((planes,) + in_size).astype(dtype)
+        x[rng.random(x.shape) < 0.3] = -0.0
+        results = []
+        for level, naive in ((simd_level, False), (0, False), (simd_level, True)):
+            _adaptive.simd_level(level)
+            out = np.empty((planes,) + out_size, dtype)
+            _adaptive.adaptive_avg_forward(x, out, in_size, out_size, False, 1, naive)
+            results.append(out)
+        # level 0 is the same lanes in portable C; the column path is checked by
+        # the family fast-path tests against the general loop
+        np.testing.assert_array_equal(results[0].view(bits), results[1].view(bits),
+                                      err_msg=f"{in_size} -> {out_size}")
+        tol = 1e-5 if dtype == np.float32 else 1e-12
+        np.testing.assert_allclose(results[0], results[2], rtol=tol, atol=tol)
+
+
 def test_global_average_float32_sums_same_bits(simd_level):
     """A float32 plane's global average sums blocks in 32 partial sums with the
     same additions at every vector level (so the same bits on every CPU), and
