@@ -289,11 +289,15 @@ cdef extern from *:
 cdef extern from "_simd.h" nogil:
     # float32 sum in 32 partial sums, the same bits at every vector level
     float cy_wide_sum_f32(const float* v, Py_ssize_t n)
-    # small planes side by side in lanes (see _max.pyx's _forward_lanes)
-    void cy_transpose_f32(const float* src, Py_ssize_t src_stride, Py_ssize_t rows,
-                          Py_ssize_t cols, float* dst, Py_ssize_t dst_stride)
-    void cy_transpose_f64(const double* src, Py_ssize_t src_stride, Py_ssize_t rows,
-                          Py_ssize_t cols, double* dst, Py_ssize_t dst_stride)
+    # the small-plane paths' moves between planes and 16 lanes (see _simd.h)
+    void cy_to_lanes_f32(const float* src, Py_ssize_t plane, Py_ssize_t width, float* lanes)
+    void cy_to_lanes_f64(const double* src, Py_ssize_t plane, Py_ssize_t width, double* lanes)
+    void cy_from_lanes_f32(const float* lanes, Py_ssize_t plane, Py_ssize_t width, float* dst)
+    void cy_from_lanes_f64(const double* lanes, Py_ssize_t plane, Py_ssize_t width, double* dst)
+    void cy_lane_index_f32(const float* where, Py_ssize_t plane, Py_ssize_t width,
+                           int64_t* index)
+    void cy_lane_index_f64(const double* where, Py_ssize_t plane, Py_ssize_t width,
+                           int64_t* index)
     void cy_max_lanes_f32(const float* lanes, const int32_t* tap, const int32_t* start,
                           Py_ssize_t n_out, float* out, float* where)
     void cy_max_lanes_f64(const double* lanes, const int32_t* tap, const int32_t* start,
@@ -909,30 +913,20 @@ cdef void _max_lanes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t block,
     cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
     cdef max_t* results = lanes + in_plane * LANES
     cdef max_t* where = results + out_plane * LANES if ind != NULL else NULL
-    cdef int64_t* irow
-    cdef Py_ssize_t o, i, lane
     if not (max_t is float or max_t is double):
         return
     if max_t is float:
-        cy_transpose_f32(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
-    else:
-        cy_transpose_f64(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
-    if width < LANES:
-        # the missing planes' lanes pool zeros and are not written back
-        for i in range(in_plane):
-            for lane in range(width, LANES):
-                lanes[i * LANES + lane] = 0
-    if max_t is float:
+        cy_to_lanes_f32(x + first * in_plane, in_plane, width, lanes)
         cy_max_lanes_f32(lanes, tap, start, out_plane, results, where)
-        cy_transpose_f32(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+        cy_from_lanes_f32(results, out_plane, width, out + first * out_plane)
+        if ind != NULL:
+            cy_lane_index_f32(where, out_plane, width, ind + first * out_plane)
     else:
+        cy_to_lanes_f64(x + first * in_plane, in_plane, width, lanes)
         cy_max_lanes_f64(lanes, tap, start, out_plane, results, where)
-        cy_transpose_f64(results, LANES, out_plane, width, out + first * out_plane, out_plane)
-    if ind != NULL:
-        for lane in range(width):
-            irow = ind + (first + lane) * out_plane
-            for o in range(out_plane):
-                irow[o] = <int64_t> where[o * LANES + lane]
+        cy_from_lanes_f64(results, out_plane, width, out + first * out_plane)
+        if ind != NULL:
+            cy_lane_index_f64(where, out_plane, width, ind + first * out_plane)
 
 
 cdef inline bint _max_by_lanes(const Shape* s) noexcept nogil:
@@ -997,21 +991,14 @@ cdef void _avg_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssize_t 
     cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
     cdef Py_ssize_t plane_step = s.in_size[1] * s.in_size[2], row_step = s.in_size[2]
     cdef real_t* results = lanes + in_plane * LANES
-    cdef Py_ssize_t i, lane
     if real_t is float:
-        cy_transpose_f32(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
-    else:
-        cy_transpose_f64(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
-    if width < LANES:
-        for i in range(in_plane):
-            for lane in range(width, LANES):
-                lanes[i * LANES + lane] = 0
-    if real_t is float:
+        cy_to_lanes_f32(x + first * in_plane, in_plane, width, lanes)
         cy_avg_col_lanes_f32(lanes, win, plane_step, row_step, out_plane, divisors, results)
-        cy_transpose_f32(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+        cy_from_lanes_f32(results, out_plane, width, out + first * out_plane)
     else:
+        cy_to_lanes_f64(x + first * in_plane, in_plane, width, lanes)
         cy_avg_col_lanes_f64(lanes, win, plane_step, row_step, out_plane, divisors, results)
-        cy_transpose_f64(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+        cy_from_lanes_f64(results, out_plane, width, out + first * out_plane)
 
 
 cdef int _avg_small(const real_t* x, real_t* out, Py_ssize_t planes, const Shape* s,

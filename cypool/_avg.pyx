@@ -35,11 +35,11 @@ cdef extern from "_simd.h" nogil:
                        const float* divisors, Py_ssize_t n)
     void cy_sum_s1_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t kernel, double* out,
                        const double* divisors, Py_ssize_t n)
-    # dst[c * dst_stride + r] = src[r * src_stride + c]: planes to lanes and back
-    void cy_transpose_f32(const float* src, Py_ssize_t src_stride, Py_ssize_t rows,
-                          Py_ssize_t cols, float* dst, Py_ssize_t dst_stride)
-    void cy_transpose_f64(const double* src, Py_ssize_t src_stride, Py_ssize_t rows,
-                          Py_ssize_t cols, double* dst, Py_ssize_t dst_stride)
+    # the small-plane paths' moves between planes and 16 lanes (see _simd.h)
+    void cy_to_lanes_f32(const float* src, Py_ssize_t plane, Py_ssize_t width, float* lanes)
+    void cy_to_lanes_f64(const double* src, Py_ssize_t plane, Py_ssize_t width, double* lanes)
+    void cy_from_lanes_f32(const float* lanes, Py_ssize_t plane, Py_ssize_t width, float* dst)
+    void cy_from_lanes_f64(const double* lanes, Py_ssize_t plane, Py_ssize_t width, double* dst)
     # averages of 16 small planes side by side (see _simd.h)
     void cy_avg_lanes_f32(const float* lanes, const int32_t* win, Py_ssize_t plane_step,
                           Py_ssize_t row_step, Py_ssize_t n_out, const float* divisors,
@@ -408,22 +408,14 @@ cdef void _forward_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssiz
     cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
     cdef Py_ssize_t plane_step = ax[1].in_size * ax[2].in_size, row_step = ax[2].in_size
     cdef real_t* results = lanes + in_plane * LANES
-    cdef Py_ssize_t i, lane
     if real_t is float:
-        cy_transpose_f32(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
-    else:
-        cy_transpose_f64(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
-    if width < LANES:
-        # the missing planes' lanes average zeros and are not written back
-        for i in range(in_plane):
-            for lane in range(width, LANES):
-                lanes[i * LANES + lane] = 0
-    if real_t is float:
+        cy_to_lanes_f32(x + first * in_plane, in_plane, width, lanes)
         cy_avg_lanes_f32(lanes, win, plane_step, row_step, out_plane, divisors, results)
-        cy_transpose_f32(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+        cy_from_lanes_f32(results, out_plane, width, out + first * out_plane)
     else:
+        cy_to_lanes_f64(x + first * in_plane, in_plane, width, lanes)
         cy_avg_lanes_f64(lanes, win, plane_step, row_step, out_plane, divisors, results)
-        cy_transpose_f64(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+        cy_from_lanes_f64(results, out_plane, width, out + first * out_plane)
 
 
 # SMALL_PLANE, or lower for the tests (see small_plane_limit)
@@ -475,22 +467,15 @@ cdef void _backward_lanes(const real_t* grad_out, real_t* grad_in, Py_ssize_t bl
     cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
     cdef Py_ssize_t plane_step = ax[1].in_size * ax[2].in_size, row_step = ax[2].in_size
     cdef real_t* spread = lanes + out_plane * LANES
-    cdef Py_ssize_t i, lane
-    if real_t is float:
-        cy_transpose_f32(grad_out + first * out_plane, out_plane, width, out_plane, lanes, LANES)
-    else:
-        cy_transpose_f64(grad_out + first * out_plane, out_plane, width, out_plane, lanes, LANES)
-    if width < LANES:
-        for i in range(out_plane):
-            for lane in range(width, LANES):
-                lanes[i * LANES + lane] = 0
     memset(spread, 0, in_plane * LANES * sizeof(real_t))
     if real_t is float:
+        cy_to_lanes_f32(grad_out + first * out_plane, out_plane, width, lanes)
         cy_avg_back_lanes_f32(lanes, win, plane_step, row_step, out_plane, divisors, spread)
-        cy_transpose_f32(spread, LANES, in_plane, width, grad_in + first * in_plane, in_plane)
+        cy_from_lanes_f32(spread, in_plane, width, grad_in + first * in_plane)
     else:
+        cy_to_lanes_f64(grad_out + first * out_plane, out_plane, width, lanes)
         cy_avg_back_lanes_f64(lanes, win, plane_step, row_step, out_plane, divisors, spread)
-        cy_transpose_f64(spread, LANES, in_plane, width, grad_in + first * in_plane, in_plane)
+        cy_from_lanes_f64(spread, in_plane, width, grad_in + first * in_plane)
 
 
 cdef int _small(const real_t* src, real_t* dst, Py_ssize_t planes, const Axis* ax,

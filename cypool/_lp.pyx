@@ -179,11 +179,11 @@ cdef extern from *:
 
 
 cdef extern from "_simd.h" nogil:
-    # dst[c * dst_stride + r] = src[r * src_stride + c]: planes to lanes and back
-    void cy_transpose_f32(const float* src, Py_ssize_t src_stride, Py_ssize_t rows,
-                          Py_ssize_t cols, float* dst, Py_ssize_t dst_stride)
-    void cy_transpose_f64(const double* src, Py_ssize_t src_stride, Py_ssize_t rows,
-                          Py_ssize_t cols, double* dst, Py_ssize_t dst_stride)
+    # the small-plane paths' moves between planes and 16 lanes (see _simd.h)
+    void cy_to_lanes_f32(const float* src, Py_ssize_t plane, Py_ssize_t width, float* lanes)
+    void cy_to_lanes_f64(const double* src, Py_ssize_t plane, Py_ssize_t width, double* lanes)
+    void cy_from_lanes_f32(const float* lanes, Py_ssize_t plane, Py_ssize_t width, float* dst)
+    void cy_from_lanes_f64(const double* lanes, Py_ssize_t plane, Py_ssize_t width, double* dst)
 
 
 cdef extern from *:
@@ -840,7 +840,7 @@ cdef void _forward_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssiz
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
     cdef Py_ssize_t first = block * LANES
     cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
-    cdef Py_ssize_t o, i, lane
+    cdef Py_ssize_t o
     cdef real_t* lanes = scratch                            # the planes, transposed
     cdef real_t* powered = scratch + in_plane * LANES       # their x**p
     cdef real_t* totals = powered + in_plane * LANES        # window totals, then results
@@ -850,14 +850,9 @@ cdef void _forward_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssiz
     cdef const real_t* first_tap
     cdef Window w
     if real_t is float:
-        cy_transpose_f32(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
+        cy_to_lanes_f32(x + first * in_plane, in_plane, width, lanes)
     else:
-        cy_transpose_f64(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
-    if width < LANES:
-        # the missing planes' lanes compute on zeros and are not written back
-        for i in range(in_plane):
-            for lane in range(width, LANES):
-                lanes[i * LANES + lane] = 0
+        cy_to_lanes_f64(x + first * in_plane, in_plane, width, lanes)
     if not norm.is_inf and norm.forward.kind != POWER_ONE:
         _power_row(lanes, powered, in_plane * LANES, &norm.forward)
         window_input = powered
@@ -877,9 +872,9 @@ cdef void _forward_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssiz
     if not norm.is_inf:
         _power_row(lanes, totals, out_plane * LANES, &norm.root)
     if real_t is float:
-        cy_transpose_f32(totals, LANES, out_plane, width, out + first * out_plane, out_plane)
+        cy_from_lanes_f32(totals, out_plane, width, out + first * out_plane)
     else:
-        cy_transpose_f64(totals, LANES, out_plane, width, out + first * out_plane, out_plane)
+        cy_from_lanes_f64(totals, out_plane, width, out + first * out_plane)
 
 
 # ---------------------------------------------------------------- drivers

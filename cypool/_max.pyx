@@ -48,11 +48,15 @@ cdef extern from "_simd.h" nogil:
                                float* out, const int64_t* tap_pos, int64_t* index)
     Py_ssize_t cy_max_taps_f64(const double** taps, Py_ssize_t n_taps, Py_ssize_t channels,
                                double* out, const int64_t* tap_pos, int64_t* index)
-    # dst[c * dst_stride + r] = src[r * src_stride + c]: planes to lanes and back
-    void cy_transpose_f32(const float* src, Py_ssize_t src_stride, Py_ssize_t rows,
-                          Py_ssize_t cols, float* dst, Py_ssize_t dst_stride)
-    void cy_transpose_f64(const double* src, Py_ssize_t src_stride, Py_ssize_t rows,
-                          Py_ssize_t cols, double* dst, Py_ssize_t dst_stride)
+    # the small-plane paths' moves between planes and 16 lanes (see _simd.h)
+    void cy_to_lanes_f32(const float* src, Py_ssize_t plane, Py_ssize_t width, float* lanes)
+    void cy_to_lanes_f64(const double* src, Py_ssize_t plane, Py_ssize_t width, double* lanes)
+    void cy_from_lanes_f32(const float* lanes, Py_ssize_t plane, Py_ssize_t width, float* dst)
+    void cy_from_lanes_f64(const double* lanes, Py_ssize_t plane, Py_ssize_t width, double* dst)
+    void cy_lane_index_f32(const float* where, Py_ssize_t plane, Py_ssize_t width,
+                           int64_t* index)
+    void cy_lane_index_f64(const double* where, Py_ssize_t plane, Py_ssize_t width,
+                           int64_t* index)
     # 16 small planes side by side pooled as one channels-last plane (see _simd.h)
     void cy_max_lanes_f32(const float* lanes, const int32_t* tap, const int32_t* start,
                           Py_ssize_t n_out, float* out, float* where)
@@ -669,30 +673,20 @@ cdef void _forward_lanes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t bl
     cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
     cdef max_t* results = lanes + in_plane * LANES
     cdef max_t* where = results + out_plane * LANES if ind != NULL else NULL
-    cdef int64_t* irow
-    cdef Py_ssize_t o, i, lane
     if not (max_t is float or max_t is double):
         return
     if max_t is float:
-        cy_transpose_f32(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
-    else:
-        cy_transpose_f64(x + first * in_plane, in_plane, width, in_plane, lanes, LANES)
-    if width < LANES:
-        # the missing planes' lanes pool zeros and are not written back
-        for i in range(in_plane):
-            for lane in range(width, LANES):
-                lanes[i * LANES + lane] = 0
-    if max_t is float:
+        cy_to_lanes_f32(x + first * in_plane, in_plane, width, lanes)
         cy_max_lanes_f32(lanes, tap, start, out_plane, results, where)
-        cy_transpose_f32(results, LANES, out_plane, width, out + first * out_plane, out_plane)
+        cy_from_lanes_f32(results, out_plane, width, out + first * out_plane)
+        if ind != NULL:
+            cy_lane_index_f32(where, out_plane, width, ind + first * out_plane)
     else:
+        cy_to_lanes_f64(x + first * in_plane, in_plane, width, lanes)
         cy_max_lanes_f64(lanes, tap, start, out_plane, results, where)
-        cy_transpose_f64(results, LANES, out_plane, width, out + first * out_plane, out_plane)
-    if ind != NULL:
-        for lane in range(width):
-            irow = ind + (first + lane) * out_plane
-            for o in range(out_plane):
-                irow[o] = <int64_t> where[o * LANES + lane]
+        cy_from_lanes_f64(results, out_plane, width, out + first * out_plane)
+        if ind != NULL:
+            cy_lane_index_f64(where, out_plane, width, ind + first * out_plane)
 
 
 cdef int _list_taps(const Axis* ax, const Tables* t, int32_t* tap, int32_t* start) noexcept nogil:

@@ -13,7 +13,8 @@
  * cy_max_taps_f32/f64, cy_avg_taps_f32/f64: channels-last windows (at most
  * CY_SUM_MAX_TAPS taps), the channel vectors in registers.
  *
- * cy_transpose_f32/f64/i64: planes to lanes and back (the small-plane paths), and
+ * cy_transpose_f32/f64, cy_to_lanes/cy_from_lanes: planes to lanes and back (the small-plane
+ * paths), and
  * cy_max_lanes_f32/f64, cy_avg_lanes_f32/f64, cy_avg_back_lanes_f32/f64: 16 small planes
  * side by side pooled as one channels-last plane (the average also backward, and in the
  * adaptive column path's order: cy_avg_col_lanes_f32/f64).
@@ -535,7 +536,7 @@ CY_DEFINE_AVG_TAPS(cy_avg_taps_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loa
 /* dst[c * dst_stride + r] = src[r * src_stride + c] for r < rows, c < cols: the
    small-plane paths' moves between planes and lanes (planes side by side, as the
    channels of a channels-last plane).  Square blocks of B x B go through registers
-   (AVX2: 8x8 float, 4x4 double; SSE2: 4x4 float, 2x2 double and int64), element by
+   (AVX2: 8x8 float, 4x4 double; SSE2: 4x4 float, 2x2 double), element by
    element the edges. */
 #define CY_DEFINE_TRANSPOSE(NAME, ATTR, T, B, ...)                                        \
     ATTR static void NAME(const T* src, ptrdiff_t src_stride, ptrdiff_t rows,             \
@@ -555,7 +556,6 @@ CY_DEFINE_AVG_TAPS(cy_avg_taps_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loa
 
 CY_DEFINE_TRANSPOSE(cy_transpose_f32_c, , float, 1, {})
 CY_DEFINE_TRANSPOSE(cy_transpose_f64_c, , double, 1, {})
-CY_DEFINE_TRANSPOSE(cy_transpose_i64_c, , int64_t, 1, {})
 #if CY_HAVE_SSE2
 CY_DEFINE_TRANSPOSE(cy_transpose_f32_sse2, , float, 4, {
     __m128 a0 = _mm_loadu_ps(s_), a1 = _mm_loadu_ps(s_ + src_stride);
@@ -570,12 +570,6 @@ CY_DEFINE_TRANSPOSE(cy_transpose_f64_sse2, , double, 2, {
     __m128d a0 = _mm_loadu_pd(s_), a1 = _mm_loadu_pd(s_ + src_stride);
     _mm_storeu_pd(d_, _mm_unpacklo_pd(a0, a1));
     _mm_storeu_pd(d_ + dst_stride, _mm_unpackhi_pd(a0, a1));
-})
-CY_DEFINE_TRANSPOSE(cy_transpose_i64_sse2, , int64_t, 2, {
-    __m128i a0 = _mm_loadu_si128((const __m128i*) s_);
-    __m128i a1 = _mm_loadu_si128((const __m128i*) (s_ + src_stride));
-    _mm_storeu_si128((__m128i*) d_, _mm_unpacklo_epi64(a0, a1));
-    _mm_storeu_si128((__m128i*) (d_ + dst_stride), _mm_unpackhi_epi64(a0, a1));
 })
 #endif
 #if CY_HAVE_AVX2
@@ -963,8 +957,7 @@ CY_SUM_S1_DISPATCH(double, f64)
 CY_LANES_DISPATCH(float, f32)
 CY_LANES_DISPATCH(double, f64)
 
-/* Transposes: the widest blocks the CPU has (int64 has no AVX2 form: only the
-   indices' few outputs take it). */
+/* Transposes: the widest blocks the CPU has. */
 #define CY_TRANSPOSE_DISPATCH(T, SFX, AVX2_CODE)                                          \
     static void cy_transpose_##SFX(const T* src, ptrdiff_t src_stride, ptrdiff_t rows,    \
                                    ptrdiff_t cols, T* dst, ptrdiff_t dst_stride) {        \
@@ -1016,7 +1009,31 @@ static float cy_wide_sum_f32(const float* v, ptrdiff_t n) {
 
 CY_TRANSPOSE_DISPATCH(float, f32, CY_TRANSPOSE_AVX2(f32))
 CY_TRANSPOSE_DISPATCH(double, f64, CY_TRANSPOSE_AVX2(f64))
-CY_TRANSPOSE_DISPATCH(int64_t, i64, )
+
+/* The small-plane paths' moves: planes [0, width) of src, `plane` elements each, into
+   16 lanes (the missing lanes zero: they compute on zeros and are not written back);
+   the lanes' first `width` back into planes; and the winners' offsets that
+   cy_max_lanes leaves in `where` as int64 indices of those planes. */
+#define CY_DEFINE_LANE_MOVES(T, SFX)                                                      \
+    static void cy_to_lanes_##SFX(const T* src, ptrdiff_t plane, ptrdiff_t width,         \
+                                  T* lanes) {                                             \
+        cy_transpose_##SFX(src, plane, width, plane, lanes, 16);                          \
+        if (width < 16)                                                                   \
+            for (ptrdiff_t i = 0; i < plane; i++)                                         \
+                for (ptrdiff_t l = width; l < 16; l++) lanes[i * 16 + l] = 0;             \
+    }                                                                                     \
+    static void cy_from_lanes_##SFX(const T* lanes, ptrdiff_t plane, ptrdiff_t width,     \
+                                    T* dst) {                                             \
+        cy_transpose_##SFX(lanes, 16, plane, width, dst, plane);                          \
+    }                                                                                     \
+    static void cy_lane_index_##SFX(const T* where, ptrdiff_t plane, ptrdiff_t width,     \
+                                    int64_t* index) {                                     \
+        for (ptrdiff_t l = 0; l < width; l++)                                             \
+            for (ptrdiff_t o = 0; o < plane; o++)                                         \
+                index[l * plane + o] = (int64_t) where[o * 16 + l];                       \
+    }
+CY_DEFINE_LANE_MOVES(float, f32)
+CY_DEFINE_LANE_MOVES(double, f64)
 
 /* Channels-last windows (at most CY_SUM_MAX_TAPS taps): the widest path first, the
    narrower ones for what is left; returns the channels done (all, with SSE2). */
