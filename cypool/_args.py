@@ -2,7 +2,10 @@
 
 Every public function hands its raw arguments here first.  Each check raises
 ``ValueError`` (or ``TypeError`` for a wrong type) with a message that names the
-argument, the value and the rule, before any work starts.
+argument, the value and the rule, before any work starts.  The one exception is
+the values of index arrays, which the scatters check in their one pass over a
+result of their own (the result is dropped on error); a caller's ``out=`` is
+checked first, so nothing is written into it.
 """
 
 import math

@@ -894,26 +894,30 @@ def count_bad_indices(cnp.ndarray indices, Py_ssize_t plane_size, int nthreads):
     return bad
 
 
-cdef void _scatter_plane(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
-                         Py_ssize_t out_plane, Py_ssize_t in_plane) noexcept nogil:
-    cdef Py_ssize_t o
+cdef Py_ssize_t _scatter_plane(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
+                               Py_ssize_t out_plane, Py_ssize_t in_plane) noexcept nogil:
+    """Zero one plane and add each gradient at its index; the number of
+    indices outside the plane (skipped)."""
+    cdef Py_ssize_t o, bad = 0
     cdef int64_t at
     memset(grad_in, 0, in_plane * sizeof(real_t))
     for o in range(out_plane):
-        # checked again here: another thread may rewrite indices after validation
         at = ind[o]
         if 0 <= at < in_plane:
             grad_in[at] += grad_out[o]
+        else:
+            bad += 1
+    return bad
 
 
-cdef void _scatter_block_cl(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
-                            Py_ssize_t job, Py_ssize_t blocks, Py_ssize_t channels,
-                            Py_ssize_t out_plane, Py_ssize_t in_plane) noexcept nogil:
+cdef Py_ssize_t _scatter_block_cl(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
+                                  Py_ssize_t job, Py_ssize_t blocks, Py_ssize_t channels,
+                                  Py_ssize_t out_plane, Py_ssize_t in_plane) noexcept nogil:
     """Channels ``[c0, c1)`` of one batch element, channels-last."""
     cdef Py_ssize_t n = job // blocks
     cdef Py_ssize_t c0 = (job % blocks) * CHANNEL_BLOCK
     cdef Py_ssize_t c1 = c0 + CHANNEL_BLOCK if c0 + CHANNEL_BLOCK < channels else channels
-    cdef Py_ssize_t s, c
+    cdef Py_ssize_t s, c, bad = 0
     cdef real_t* gi = grad_in + n * in_plane * channels
     cdef const real_t* go = grad_out + n * out_plane * channels
     cdef const int64_t* ii = ind + n * out_plane * channels
@@ -924,41 +928,50 @@ cdef void _scatter_block_cl(const real_t* grad_out, const int64_t* ind, real_t* 
     for s in range(out_plane):
         for c in range(c0, c1):
             at = ii[s * channels + c]
-            if 0 <= at < in_plane:  # re-checked: indices may change after validation
+            if 0 <= at < in_plane:
                 gi[at * channels + c] += go[s * channels + c]
+            else:
+                bad += 1
+    return bad
 
 
-cdef void _backward(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
-                    Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
-                    Py_ssize_t out_plane, Py_ssize_t in_plane, int nthreads) noexcept nogil:
-    cdef Py_ssize_t p, blocks, jobs
+cdef Py_ssize_t _backward(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
+                          Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
+                          Py_ssize_t out_plane, Py_ssize_t in_plane, int nthreads) noexcept nogil:
+    cdef Py_ssize_t p, blocks, jobs, bad = 0
     if not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
-                _scatter_plane(grad_out + p * out_plane, ind + p * out_plane,
-                               grad_in + p * in_plane, out_plane, in_plane)
+                bad += _scatter_plane(grad_out + p * out_plane, ind + p * out_plane,
+                                      grad_in + p * in_plane, out_plane, in_plane)
         else:
             for p in range(lead):
-                _scatter_plane(grad_out + p * out_plane, ind + p * out_plane,
-                               grad_in + p * in_plane, out_plane, in_plane)
+                bad += _scatter_plane(grad_out + p * out_plane, ind + p * out_plane,
+                                      grad_in + p * in_plane, out_plane, in_plane)
+        return bad
+    blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+    jobs = lead * blocks
+    if nthreads > 1:
+        for p in prange(jobs, schedule='static', num_threads=nthreads):
+            bad += _scatter_block_cl(grad_out, ind, grad_in, p, blocks, channels, out_plane,
+                                     in_plane)
     else:
-        blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
-        jobs = lead * blocks
-        if nthreads > 1:
-            for p in prange(jobs, schedule='static', num_threads=nthreads):
-                _scatter_block_cl(grad_out, ind, grad_in, p, blocks, channels, out_plane, in_plane)
-        else:
-            for p in range(jobs):
-                _scatter_block_cl(grad_out, ind, grad_in, p, blocks, channels, out_plane, in_plane)
+        for p in range(jobs):
+            bad += _scatter_block_cl(grad_out, ind, grad_in, p, blocks, channels, out_plane,
+                                     in_plane)
+    return bad
 
 
 def max_pool_backward(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray grad_in,
                       Py_ssize_t in_plane, bint channels_last, int nthreads):
-    """Scatter-add ``grad_out`` into ``grad_in`` at ``indices`` (validated).
+    """Scatter-add ``grad_out`` into ``grad_in`` at ``indices``.
 
     grad_out: IN, float32/float64, ``(planes, out_plane)`` or ``(N, out_plane, C)``.
-    indices: IN, int64, shaped like ``grad_out``, every entry in ``[0, in_plane)``.
+    indices: IN, int64, shaped like ``grad_out``; entries outside ``[0, in_plane)``
+        are skipped and counted (the caller raises and drops ``grad_in``).
     grad_in: OUT, same dtype, ``(planes, in_plane)`` or ``(N, in_plane, C)``.
+
+    Returns the number of indices outside ``[0, in_plane)``.
     """
     cdef Py_ssize_t lead = grad_out.shape[0]
     cdef Py_ssize_t out_plane = grad_out.shape[1]
@@ -969,8 +982,10 @@ def max_pool_backward(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray gra
     cdef int typenum = cnp.PyArray_TYPE(grad_out)
     if typenum != cnp.NPY_FLOAT32 and typenum != cnp.NPY_FLOAT64:
         raise TypeError(f"max pooling backward has no loop for dtype {grad_out.dtype}")
+    cdef Py_ssize_t bad
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            _backward[float](<float*> gop, ip, <float*> gip, lead, channels, channels_last, out_plane, in_plane, nthreads)
+            bad = _backward[float](<float*> gop, ip, <float*> gip, lead, channels, channels_last, out_plane, in_plane, nthreads)
         else:
-            _backward[double](<double*> gop, ip, <double*> gip, lead, channels, channels_last, out_plane, in_plane, nthreads)
+            bad = _backward[double](<double*> gop, ip, <double*> gip, lead, channels, channels_last, out_plane, in_plane, nthreads)
+    return bad

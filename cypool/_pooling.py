@@ -50,6 +50,14 @@ def _max_pool(nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_i
     return (values, indices) if return_indices else values
 
 
+def _check_input_plane(bad, plane, spatial):
+    if bad:
+        raise ValueError(
+            f"indices must be offsets inside one input plane, in [0, {plane}) for spatial size "
+            f"{spatial}; {bad} of them are not"
+        )
+
+
 def _max_pool_backward(nd, grad_output, indices, input_shape, channels_last, out, num_threads):
     grad = _args.as_array(grad_output, "grad_output")
     compute = _args.real_compute_dtype(grad.dtype, "grad_output", "max pooling backward")
@@ -64,15 +72,16 @@ def _max_pool_backward(nd, grad_output, indices, input_shape, channels_last, out
     index = _args.index_array(indices, grad.shape)
     nthreads = _args.num_threads(num_threads)
     plane = int(np.prod(lay.spatial))
-    bad = _max.count_bad_indices(index, plane, _args.threads_for(nthreads, index.size))
-    if bad:
-        raise ValueError(
-            f"indices must be offsets inside one input plane, in [0, {plane}) for spatial size "
-            f"{lay.spatial}; {bad} of them are not"
-        )
+    # A result of our own may be written before the indices are known good: the
+    # scatter checks them in its one pass.  A caller's out is checked first.
+    fused = out is None
+    grad_size = lay.batch * lay.channels * plane
+    if not fused or grad_size == 0:
+        bad = _max.count_bad_indices(index, plane, _args.threads_for(nthreads, index.size))
+        _check_input_plane(bad, plane, lay.spatial)
     grad_in = _args.result(out, lay.shape_with(lay.spatial), _args.real_result_dtype(grad.dtype),
                            (grad, index))
-    if grad_in.size == 0:
+    if grad_size == 0:
         return grad_in
     out_plane = int(np.prod(grad_lay.spatial))
     if lay.channels_last:
@@ -80,11 +89,12 @@ def _max_pool_backward(nd, grad_output, indices, input_shape, channels_last, out
     else:
         grad_shape, in_shape = (lay.batch * lay.channels, out_plane), (lay.batch * lay.channels, plane)
     target = grad_in if grad_in.dtype == compute else np.empty(grad_in.shape, compute)
-    _max.max_pool_backward(
+    bad = _max.max_pool_backward(
         _args.as_kernel_input(grad, compute).reshape(grad_shape), index.reshape(grad_shape),
         target.reshape(in_shape), plane, lay.channels_last,
         _args.threads_for(nthreads, grad_in.size),
     )
+    _check_input_plane(bad, plane, lay.spatial)
     if target is not grad_in:
         np.copyto(grad_in, target, casting="unsafe")
     return grad_in

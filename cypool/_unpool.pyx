@@ -35,23 +35,32 @@ cdef enum:
     MIN_CHANNEL_BLOCK = 8
 
 
-cdef void _scatter_plane(const item_t* x, const int64_t* ind, item_t* out,
-                         Py_ssize_t in_plane, Py_ssize_t out_plane) noexcept nogil:
-    cdef Py_ssize_t i
+cdef Py_ssize_t _scatter_plane(const item_t* x, const int64_t* ind, item_t* out,
+                               Py_ssize_t in_plane, Py_ssize_t out_plane) noexcept nogil:
+    """Zero one plane and write each element at its index; the number of
+    indices outside the plane (skipped)."""
+    cdef Py_ssize_t i, bad = 0
+    cdef int64_t at
     memset(out, 0, out_plane * sizeof(item_t))
     for i in range(in_plane):
-        out[ind[i]] = x[i]
+        at = ind[i]
+        if 0 <= at < out_plane:
+            out[at] = x[i]
+        else:
+            bad += 1
+    return bad
 
 
-cdef void _scatter_block_cl(const item_t* x, const int64_t* ind, item_t* out,
-                            Py_ssize_t job, Py_ssize_t blocks, Py_ssize_t block,
-                            Py_ssize_t channels, Py_ssize_t in_plane,
-                            Py_ssize_t out_plane) noexcept nogil:
+cdef Py_ssize_t _scatter_block_cl(const item_t* x, const int64_t* ind, item_t* out,
+                                  Py_ssize_t job, Py_ssize_t blocks, Py_ssize_t block,
+                                  Py_ssize_t channels, Py_ssize_t in_plane,
+                                  Py_ssize_t out_plane) noexcept nogil:
     """Channels ``[c0, c1)`` of one batch element, channels-last."""
     cdef Py_ssize_t n = job // blocks
     cdef Py_ssize_t c0 = (job % blocks) * block
     cdef Py_ssize_t c1 = c0 + block if c0 + block < channels else channels
-    cdef Py_ssize_t s, c
+    cdef Py_ssize_t s, c, bad = 0
+    cdef int64_t at
     cdef item_t* o = out + n * out_plane * channels
     cdef const item_t* xi = x + n * in_plane * channels
     cdef const int64_t* ii = ind + n * in_plane * channels
@@ -60,33 +69,39 @@ cdef void _scatter_block_cl(const item_t* x, const int64_t* ind, item_t* out,
             o[s * channels + c] = 0
     for s in range(in_plane):
         for c in range(c0, c1):
-            o[ii[s * channels + c] * channels + c] = xi[s * channels + c]
+            at = ii[s * channels + c]
+            if 0 <= at < out_plane:
+                o[at * channels + c] = xi[s * channels + c]
+            else:
+                bad += 1
+    return bad
 
 
-cdef void _scatter(const item_t* x, const int64_t* ind, item_t* out, Py_ssize_t lead,
-                   Py_ssize_t channels, bint channels_last, Py_ssize_t in_plane,
-                   Py_ssize_t out_plane, int nthreads) noexcept nogil:
-    cdef Py_ssize_t p, blocks, jobs, block = CHANNEL_BLOCK
+cdef Py_ssize_t _scatter(const item_t* x, const int64_t* ind, item_t* out, Py_ssize_t lead,
+                         Py_ssize_t channels, bint channels_last, Py_ssize_t in_plane,
+                         Py_ssize_t out_plane, int nthreads) noexcept nogil:
+    cdef Py_ssize_t p, blocks, jobs, block = CHANNEL_BLOCK, bad = 0
     if not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
-                _scatter_plane(x + p * in_plane, ind + p * in_plane, out + p * out_plane,
-                               in_plane, out_plane)
+                bad += _scatter_plane(x + p * in_plane, ind + p * in_plane, out + p * out_plane,
+                                      in_plane, out_plane)
         else:
             for p in range(lead):
-                _scatter_plane(x + p * in_plane, ind + p * in_plane, out + p * out_plane,
-                               in_plane, out_plane)
-        return
+                bad += _scatter_plane(x + p * in_plane, ind + p * in_plane, out + p * out_plane,
+                                      in_plane, out_plane)
+        return bad
     while block > MIN_CHANNEL_BLOCK and lead * ((channels + block - 1) // block) < nthreads:
         block = block // 2
     blocks = (channels + block - 1) // block
     jobs = lead * blocks
     if nthreads > 1:
         for p in prange(jobs, schedule='static', num_threads=nthreads):
-            _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane)
+            bad += _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane)
     else:
         for p in range(jobs):
-            _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane)
+            bad += _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane)
+    return bad
 
 
 cdef inline Py_ssize_t _gather_run(const item_t* src, const int64_t* ind, item_t* dst,
@@ -167,8 +182,8 @@ cdef Py_ssize_t _move(const item_t* src, const int64_t* ind, item_t* dst, bint s
                       Py_ssize_t in_plane, Py_ssize_t out_plane, bint check,
                       int nthreads) noexcept nogil:
     if scatter:
-        _scatter(src, ind, dst, lead, channels, channels_last, in_plane, out_plane, nthreads)
-        return 0
+        return _scatter(src, ind, dst, lead, channels, channels_last, in_plane, out_plane,
+                        nthreads)
     return _gather(src, ind, dst, lead, channels, channels_last, in_plane, out_plane, check,
                    nthreads)
 
@@ -177,7 +192,7 @@ cdef Py_ssize_t _run(cnp.ndarray src, cnp.ndarray indices, cnp.ndarray dst, bint
                      Py_ssize_t lead, Py_ssize_t in_plane, Py_ssize_t out_plane,
                      bint channels_last, bint check, int nthreads) except -1:
     """Dispatch on the item size (the loops move bits); the number of bad
-    indices found (gathers with ``check`` only)."""
+    indices found (scatters always, gathers with ``check`` only)."""
     cdef Py_ssize_t channels = src.shape[2] if channels_last else 1
     cdef void* sp = cnp.PyArray_DATA(src)
     cdef void* dp = cnp.PyArray_DATA(dst)
@@ -203,11 +218,14 @@ def max_unpool_forward(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out,
     """Zero ``out`` and write each element of ``x`` at its index.
 
     x: IN, C-contiguous ``(planes, in_plane)`` or ``(N, in_plane, C)``.
-    indices: IN, int64, shaped like ``x``, every entry in ``[0, out_plane)``.
+    indices: IN, int64, shaped like ``x``; entries outside ``[0, out_plane)`` are
+        skipped and counted (the caller raises and drops ``out``).
     out: OUT, same item size as ``x``, ``(planes, out_plane)`` or ``(N, out_plane, C)``.
+
+    Returns the number of indices outside ``[0, out_plane)``.
     """
-    _run(x, indices, out, True, x.shape[0], x.shape[1], out.shape[1], channels_last, False,
-         nthreads)
+    return _run(x, indices, out, True, x.shape[0], x.shape[1], out.shape[1], channels_last,
+                False, nthreads)
 
 
 def max_unpool_backward(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray grad_in,

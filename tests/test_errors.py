@@ -120,6 +120,35 @@ def test_max_backward_rejects_bad_indices():
         cypool.max_pool2d_backward(g.astype(np.complex128), idx, x.shape)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_scatters_find_bad_indices_in_their_pass_and_leave_out_alone(channels_last, threads):
+    """Max backward and max unpooling check the indices while scattering into a
+    result of their own (nothing is returned); a caller's out= is checked
+    before it is written."""
+    shape = (2, 6, 6, 3) if channels_last else (2, 3, 6, 6)
+    x = np.random.default_rng(1).standard_normal(shape)
+    y, idx = cypool.max_pool2d(x, 2, return_indices=True, channels_last=channels_last)
+    calls = {
+        "input plane": lambda i, **kw: cypool.max_pool2d_backward(
+            y, i, x.shape, channels_last=channels_last, num_threads=threads, **kw),
+        "output plane": lambda i, **kw: cypool.max_unpool2d(
+            y, i, 2, channels_last=channels_last, num_threads=threads, **kw),
+    }
+    for what, call in calls.items():
+        good = call(idx)
+        for bad in (-1, 36, 2**40):
+            broken = idx.copy()
+            broken[1, 2, 0, 1] = bad
+            with pytest.raises(ValueError, match=f"indices must be offsets inside one {what}"):
+                call(broken)
+            out = np.full_like(good, 7.0)
+            with pytest.raises(ValueError, match=f"indices must be offsets inside one {what}"):
+                call(broken, out=out)
+            assert np.all(out == 7.0)
+        np.testing.assert_array_equal(call(idx, out=np.full_like(good, 7.0)), good)
+
+
 def test_avg_backward_rejects_wrong_grad_shape():
     with pytest.raises(ValueError, match=r"grad_output must have shape \(2, 3, 4, 4\)"):
         cypool.avg_pool2d_backward(np.ones((2, 3, 4, 5)), (2, 3, 8, 8), 2)
