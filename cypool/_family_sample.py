@@ -99,7 +99,8 @@ def _fractional_max_pool(nd, x, kernel_size, output_size, output_ratio, return_i
     return_indices = _args.flag(return_indices, "return_indices")
     nthreads = _args.num_threads(num_threads)
     samples = _args.fractional_samples(random_samples, rng, lay, nd, _args.sample_dtype(x.dtype))
-    starts = _fractional.window_starts(samples, lay.spatial, out_spatial, kernel)
+    starts = _fractional.window_starts(samples, lay.spatial, out_spatial, kernel,
+                                       _args.threads_for(nthreads, len(samples) * sum(out_spatial)))
     out_shape = lay.shape_with(out_spatial)
     out_values, out_indices = _args.split_out(out, return_indices)
     values = _args.result(out_values, out_shape, x.dtype, x)

@@ -37,50 +37,122 @@ cdef enum:
     SCRATCH_LIMIT = 1 << 22
 
 
+ctypedef fused sample_t:
+    float
+    double
+
+
+cdef inline Py_ssize_t _plane_starts(sample_t u, sample_t alpha, Py_ssize_t in_size,
+                                     Py_ssize_t out_size, Py_ssize_t kernel,
+                                     int64_t* row) noexcept nogil:
+    """One plane's starts along one axis (each operation rounded in
+    ``sample_t``, as NumPy and PyTorch round them); the number outside
+    ``[0, in - kernel]``."""
+    cdef int64_t base = <int64_t> (u * alpha), start
+    cdef Py_ssize_t i, bad = 0
+    for i in range(out_size - 1):
+        start = <int64_t> ((<sample_t> i + u) * alpha) - base
+        bad += (start < 0) | (start > in_size - kernel)
+        row[i] = start
+    row[out_size - 1] = in_size - kernel
+    return bad
+
+
+cdef Py_ssize_t _fill_starts(const sample_t* samples, Py_ssize_t planes,
+                             Py_ssize_t in_size, Py_ssize_t out_size, Py_ssize_t kernel,
+                             int64_t* table, Py_ssize_t width, int nthreads) noexcept nogil:
+    """Row ``p`` of ``table`` (``width`` apart) gets plane ``p``'s starts from
+    ``samples[p]``; the number outside ``[0, in - kernel]``."""
+    cdef sample_t alpha = 0
+    cdef Py_ssize_t p, bad = 0
+    if out_size > 1:
+        alpha = <sample_t> (in_size - kernel) / <sample_t> (out_size - 1)
+    if nthreads > 1:
+        for p in prange(planes, schedule='static', num_threads=nthreads):
+            bad += _plane_starts(samples[p], alpha, in_size, out_size, kernel,
+                                 table + p * width)
+    else:
+        for p in range(planes):
+            bad += _plane_starts(samples[p], alpha, in_size, out_size, kernel,
+                                 table + p * width)
+    return bad
+
+
+cdef _refuse_start(dtype, Py_ssize_t in_size, Py_ssize_t out_size, Py_ssize_t kernel):
+    raise ValueError(
+        f"fractional max pooling: with x in {dtype.name}, the samples "
+        f"(_random_samples or rng's draws) give a window start outside [0, "
+        f"{in_size - kernel}] for input size {in_size}, kernel_size {kernel}, output size "
+        f"{out_size} (rounding in {dtype.name}); pass x in a wider float dtype"
+    )
+
+
 def interval_starts(samples, Py_ssize_t in_size, Py_ssize_t out_size, Py_ssize_t kernel):
     """Window starts along one axis for each plane: int64 ``(len(samples), out_size)``.
 
     ``samples`` is 1-D in the dtype PyTorch computes in (the input's float
-    dtype).  NumPy's float16/32/64 arithmetic rounds each operation as C++
-    ``float``/``double``/``c10::Half`` do, so the starts equal PyTorch's bit
-    for bit.  Raises ValueError when a start leaves ``[0, in - kernel]``
-    (possible only through rounding at float16 sizes).
+    dtype).  float32 and float64 are computed by a C loop, float16 by NumPy,
+    whose float16 arithmetic rounds each operation as ``c10::Half`` does; so
+    the starts equal PyTorch's bit for bit.  Raises ValueError when a start
+    leaves ``[0, in - kernel]`` (possible only through rounding at float16
+    sizes).
     """
     samples = np.asarray(samples)
-    kind = samples.dtype.type
     starts = np.empty((samples.shape[0], out_size), dtype=np.int64)
+    _starts_into(samples, starts, 0, in_size, out_size, kernel, 1)
+    return starts
+
+
+cdef _starts_into(samples, cnp.ndarray table, Py_ssize_t column, Py_ssize_t in_size,
+                  Py_ssize_t out_size, Py_ssize_t kernel, int nthreads):
+    """Columns ``[column, column + out_size)`` of the C-contiguous int64
+    ``table``, one row per sample of the 1-D array ``samples``."""
+    cdef Py_ssize_t planes = table.shape[0], width = table.shape[1], bad = 0
+    cdef cnp.ndarray flat
+    cdef int64_t* rows = <int64_t*> cnp.PyArray_DATA(table) + column
+    if samples.dtype == np.float32 or samples.dtype == np.float64:
+        flat = np.ascontiguousarray(samples)
+        with nogil:
+            if cnp.PyArray_TYPE(flat) == cnp.NPY_FLOAT32:
+                bad = _fill_starts[float](<const float*> cnp.PyArray_DATA(flat), planes, in_size, out_size, kernel, rows, width, nthreads)
+            else:
+                bad = _fill_starts[double](<const double*> cnp.PyArray_DATA(flat), planes, in_size, out_size, kernel, rows, width, nthreads)
+        if bad:
+            _refuse_start(samples.dtype, in_size, out_size, kernel)
+        return
+    part = table[:, column:column + out_size]
+    kind = samples.dtype.type
     if out_size > 1:
         alpha = kind(in_size - kernel) / kind(out_size - 1)
         steps = np.arange(out_size - 1).astype(kind)
-        starts[:, :-1] = (((steps[np.newaxis, :] + samples[:, np.newaxis]) * alpha).astype(np.int64)
-                          - (samples * alpha).astype(np.int64)[:, np.newaxis])
-    starts[:, out_size - 1] = in_size - kernel
-    if starts.size and (starts.min() < 0 or starts.max() > in_size - kernel):
-        raise ValueError(
-            f"fractional max pooling: with x in {samples.dtype.name}, the samples "
-            f"(_random_samples or rng's draws) give a window start outside [0, "
-            f"{in_size - kernel}] for input size {in_size}, kernel_size {kernel}, output size "
-            f"{out_size} (rounding in {samples.dtype.name}); pass x in a wider float dtype"
-        )
-    return starts
+        part[:, :-1] = (((steps[np.newaxis, :] + samples[:, np.newaxis]) * alpha).astype(np.int64)
+                        - (samples * alpha).astype(np.int64)[:, np.newaxis])
+    part[:, out_size - 1] = in_size - kernel
+    if part.size and (part.min() < 0 or part.max() > in_size - kernel):
+        _refuse_start(samples.dtype, in_size, out_size, kernel)
 
 
 # PyTorch's sample columns per spatial axis: 2-D samples are [W, H], 3-D [D, H, W].
 _SAMPLE_COLUMN = {2: (1, 0), 3: (0, 1, 2)}
 
 
-def window_starts(samples, tuple in_sizes, tuple out_sizes, tuple kernel):
+def window_starts(samples, tuple in_sizes, tuple out_sizes, tuple kernel, int nthreads=1):
     """The kernel's start table, int64 ``(planes, OD + OH + OW)``.
 
     ``samples`` is ``(planes, nd)`` in PyTorch's column order; a 2-D call gets
     a depth axis of one window starting at 0.
     """
     nd = len(in_sizes)
-    tables = [] if nd == 3 else [np.zeros((samples.shape[0], 1), dtype=np.int64)]
+    out3 = (1,) * (3 - nd) + tuple(out_sizes)
+    cdef cnp.ndarray table = np.empty((samples.shape[0], sum(out3)), dtype=np.int64)
+    if nd == 2:
+        table[:, 0] = 0
+    column = 3 - nd
     for axis in range(nd):
-        tables.append(interval_starts(samples[:, _SAMPLE_COLUMN[nd][axis]], in_sizes[axis],
-                                      out_sizes[axis], kernel[axis]))
-    return np.ascontiguousarray(np.concatenate(tables, axis=1))
+        _starts_into(samples[:, _SAMPLE_COLUMN[nd][axis]], table, column, in_sizes[axis],
+                     out_sizes[axis], kernel[axis], nthreads)
+        column += out_sizes[axis]
+    return table
 
 
 # Loops by (kind, item size): every native int64 type (long, long long) shares one.

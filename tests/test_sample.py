@@ -387,6 +387,12 @@ def test_fractional_interval_table():
                 assert row.tolist() == want, (dtype, in_size, kernel, out_size, u)
                 steps = np.diff(row)
                 assert row[0] >= 0 and row[-1] == in_size - kernel and (steps >= 0).all()
+        # the whole table ([D], H, W columns), threaded, is the same axis by axis
+        many = rng.random((5000, 2)).astype(dtype)
+        table = _fractional.window_starts(many, (20, 15), (7, 6), (3, 2), 2)
+        assert (table[:, 0] == 0).all()
+        assert (table[:, 1:8] == _fractional.interval_starts(many[:, 1], 20, 7, 3)).all()
+        assert (table[:, 8:] == _fractional.interval_starts(many[:, 0], 15, 6, 2)).all()
 
 
 def test_fractional_rng_and_ratio(rng):
