@@ -268,6 +268,33 @@ def _breadth_cases(rng, add):
                lambda x, n: cypool.max_pool1d(x, 3, 1, 1, num_threads=n),
                lambda t: F.max_pool1d(t, 3, 1, 1))
 
+    torch_case("adaptive_max_pool2d to 7, 14x14 planes", 0.5, small,
+               lambda x, n: cypool.adaptive_max_pool2d(x, 7, num_threads=n),
+               lambda t: F.adaptive_max_pool2d(t, 7))
+    torch_case("adaptive_avg_pool2d to 7, 14x14 planes", 0.5, small,
+               lambda x, n: cypool.adaptive_avg_pool2d(x, 7, num_threads=n),
+               lambda t: F.adaptive_avg_pool2d(t, 7))
+
+    def small_fractional():
+        return (rng.standard_normal(small, dtype=np.float32),
+                rng.random(small[:2] + (2,), dtype=np.float32))
+
+    add("fractional_max_pool2d k2 to 7, 14x14", "torch", 0.5, small_fractional,
+        lambda a: lambda n: cypool.fractional_max_pool2d(a[0], 2, 7, _random_samples=a[1],
+                                                         num_threads=n),
+        lambda a: lambda n: F.fractional_max_pool2d(torch.from_numpy(a[0]), 2, 7,
+                                                    _random_samples=torch.from_numpy(a[1])),
+        small, section="breadth")
+
+    def small_unpool():
+        return cypool.max_pool2d(rng.standard_normal(small, dtype=np.float32), 2,
+                                 return_indices=True)
+
+    add("max_unpool2d k2, 7x7 to 14x14", "torch", 0.5, small_unpool,
+        lambda a: lambda n: cypool.max_unpool2d(a[0], a[1], 2, num_threads=n),
+        lambda a: lambda n: F.max_unpool2d(torch.from_numpy(a[0]), torch.from_numpy(a[1]), 2),
+        small[:2] + (7, 7), section="breadth")
+
     def small_backward():
         x = rng.standard_normal(small, dtype=np.float32)
         y, idx = cypool.max_pool2d(x, 3, 2, 1, return_indices=True)

@@ -353,8 +353,9 @@ def test_stochastic_lanes_equal_general_loop(dtype, channels_last, case):
 @given(batch=batches(max_size=14), kernel=st.lists(st.integers(1, 4), min_size=3, max_size=3),
        seed=st.integers(0, 2**32 - 1))
 def test_fractional_fast_equals_naive(dtype, batch, kernel, seed):
-    """The sliding-maximum path takes every window's first maximum (last NaN)
-    in scan order, as the window-by-window loop does."""
+    """The sliding-maximum paths (rows, or small planes whole when no indices
+    are asked for) take every window's first maximum (last NaN) in scan
+    order, as the window-by-window loop does."""
     nd, spatial, n, c, channels_last, threads = batch
     if nd == 1:
         return  # fractional pooling is 2-D and 3-D
@@ -366,20 +367,27 @@ def test_fractional_fast_equals_naive(dtype, batch, kernel, seed):
     x = _values(rng, _shape(spatial, n, c, channels_last), dtype)
     lay = _args.layout(x.shape, nd, channels_last)
     kernel3 = (1,) * (3 - nd) + kernel
-    results = []
-    for naive in (False, True):
-        for with_index in (True, False):
-            values = np.empty(lay.kernel_shape(out_spatial), dtype)
-            indices = np.empty(values.shape, np.int64) if with_index else None
+
+    def run(naive, with_index, whole_plane):
+        values = np.empty(lay.kernel_shape(out_spatial), dtype)
+        indices = np.empty(values.shape, np.int64) if with_index else None
+        default = _fractional.whole_plane_limit()
+        _fractional.whole_plane_limit(whole_plane)
+        try:
             _fractional.fractional_max_pool_forward(
                 x.reshape(lay.kernel_shape(lay.spatial)), values, indices, starts, kernel3,
                 channels_last, threads, naive)
-            results += [values] + ([indices] if with_index else [])
-    fast, slow = results[:3], results[3:]
-    for a, b in zip(fast, slow):
-        np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
-    np.testing.assert_array_equal(fast[0], fast[2])
+        finally:
+            _fractional.whole_plane_limit(default)
+        return values, indices
+
+    want, want_at = run(True, True, 0)
+    for with_index, whole_plane in ((True, 0), (False, 0), (False, 1 << 30)):
+        got, got_at = run(False, with_index, whole_plane)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        if with_index:
+            np.testing.assert_array_equal(got_at, want_at)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
