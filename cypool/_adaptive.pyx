@@ -23,6 +23,11 @@ from libc.string cimport memset
 from cypool._dtypes cimport beats, lowest, max_t, real_t
 from cypool._geometry cimport adaptive_end, adaptive_start, ceil_div
 from cypool._kernel_common cimport Tables, free_tables
+from cypool._simd cimport (
+    cy_avg_col_lanes_f32, cy_avg_col_lanes_f64, cy_from_lanes_f32, cy_from_lanes_f64,
+    cy_lane_index_f32, cy_lane_index_f64, cy_max_lanes_f32, cy_max_lanes_f64, cy_simd_cap,
+    cy_simd_level, cy_to_lanes_f32, cy_to_lanes_f64, cy_wide_sum_f32,
+)
 
 cnp.import_array()
 
@@ -286,32 +291,6 @@ cdef extern from *:
     float cypool_small_sum(const float* v, Py_ssize_t n) nogil
 
 
-cdef extern from "_simd.h" nogil:
-    # float32 sum in 32 partial sums, the same bits at every vector level
-    float cy_wide_sum_f32(const float* v, Py_ssize_t n)
-    # the small-plane paths' moves between planes and 16 lanes (see _simd.h)
-    void cy_to_lanes_f32(const float* src, Py_ssize_t plane, Py_ssize_t width, float* lanes)
-    void cy_to_lanes_f64(const double* src, Py_ssize_t plane, Py_ssize_t width, double* lanes)
-    void cy_from_lanes_f32(const float* lanes, Py_ssize_t plane, Py_ssize_t width, float* dst)
-    void cy_from_lanes_f64(const double* lanes, Py_ssize_t plane, Py_ssize_t width, double* dst)
-    void cy_lane_index_f32(const float* where, Py_ssize_t plane, Py_ssize_t width,
-                           int64_t* index)
-    void cy_lane_index_f64(const double* where, Py_ssize_t plane, Py_ssize_t width,
-                           int64_t* index)
-    void cy_max_lanes_f32(const float* lanes, const int32_t* tap, const int32_t* start,
-                          Py_ssize_t n_out, float* out, float* where)
-    void cy_max_lanes_f64(const double* lanes, const int32_t* tap, const int32_t* start,
-                          Py_ssize_t n_out, double* out, double* where)
-    void cy_avg_col_lanes_f32(const float* lanes, const int32_t* win, Py_ssize_t plane_step,
-                              Py_ssize_t row_step, Py_ssize_t n_out, const float* divisors,
-                              float* out)
-    void cy_avg_col_lanes_f64(const double* lanes, const int32_t* win, Py_ssize_t plane_step,
-                              Py_ssize_t row_step, Py_ssize_t n_out, const double* divisors,
-                              double* out)
-    int cy_simd_level()
-    int cy_simd_cap(int cap)
-
-
 def simd_level(cap=None):
     """The vector path of the float32 global sums: 2 AVX2, 1 SSE2, 0 portable C;
     ``cap`` (tests only) lowers it, as ``_max.simd_level``."""
@@ -351,8 +330,6 @@ cdef inline double _plane_sum(const real_t* v, Py_ssize_t n) noexcept nogil:
         total += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
         done += block
     return total
-
-
 
 
 cdef inline void _plane_means(const real_t* x, real_t* out, Py_ssize_t n, double size,

@@ -17,44 +17,12 @@ from cypool._dtypes cimport real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport Tables, fill_axes, free_tables, lead_of, make_tables
 
-cdef extern from "_simd.h" nogil:
-    # Channels-last window sums with the channel vectors in registers; returns the
-    # channels done (at most CY_SUM_MAX_TAPS taps).
-    Py_ssize_t cy_avg_taps_f32(const float** taps, Py_ssize_t n_taps, Py_ssize_t channels,
-                               float* out, float divisor)
-    Py_ssize_t cy_avg_taps_f64(const double** taps, Py_ssize_t n_taps, Py_ssize_t channels,
-                               double* out, double divisor)
-    enum: CY_SUM_MAX_TAPS
-    # Averages of windows 2 or 3 wide at stride 2 over n_rows rows (see _simd.h).
-    void cy_avg_s2_f32(const float** rows, Py_ssize_t n_rows, Py_ssize_t width, float* out,
-                       const float* divisors, Py_ssize_t n)
-    void cy_avg_s2_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t width, double* out,
-                       const double* divisors, Py_ssize_t n)
-    # Sums at stride 1 over n_rows rows, divided when divisors is not NULL (see _simd.h).
-    void cy_sum_s1_f32(const float** rows, Py_ssize_t n_rows, Py_ssize_t kernel, float* out,
-                       const float* divisors, Py_ssize_t n)
-    void cy_sum_s1_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t kernel, double* out,
-                       const double* divisors, Py_ssize_t n)
-    # the small-plane paths' moves between planes and 16 lanes (see _simd.h)
-    void cy_to_lanes_f32(const float* src, Py_ssize_t plane, Py_ssize_t width, float* lanes)
-    void cy_to_lanes_f64(const double* src, Py_ssize_t plane, Py_ssize_t width, double* lanes)
-    void cy_from_lanes_f32(const float* lanes, Py_ssize_t plane, Py_ssize_t width, float* dst)
-    void cy_from_lanes_f64(const double* lanes, Py_ssize_t plane, Py_ssize_t width, double* dst)
-    # averages of 16 small planes side by side (see _simd.h)
-    void cy_avg_lanes_f32(const float* lanes, const int32_t* win, Py_ssize_t plane_step,
-                          Py_ssize_t row_step, Py_ssize_t n_out, const float* divisors,
-                          float* out)
-    void cy_avg_lanes_f64(const double* lanes, const int32_t* win, Py_ssize_t plane_step,
-                          Py_ssize_t row_step, Py_ssize_t n_out, const double* divisors,
-                          double* out)
-    void cy_avg_back_lanes_f32(const float* grad_out, const int32_t* win,
-                               Py_ssize_t plane_step, Py_ssize_t row_step, Py_ssize_t n_out,
-                               const float* divisors, float* grad_in)
-    void cy_avg_back_lanes_f64(const double* grad_out, const int32_t* win,
-                               Py_ssize_t plane_step, Py_ssize_t row_step, Py_ssize_t n_out,
-                               const double* divisors, double* grad_in)
-    int cy_simd_level()
-    int cy_simd_cap(int cap)
+from cypool._simd cimport (
+    cy_avg_back_lanes_f32, cy_avg_back_lanes_f64, cy_avg_lanes_f32, cy_avg_lanes_f64,
+    cy_avg_s2_f32, cy_avg_s2_f64, cy_avg_taps_f32, cy_avg_taps_f64, cy_from_lanes_f32,
+    cy_from_lanes_f64, cy_simd_cap, cy_simd_level, cy_sum_s1_f32, cy_sum_s1_f64,
+    cy_to_lanes_f32, cy_to_lanes_f64, CY_SUM_MAX_TAPS,
+)
 
 cnp.import_array()
 
@@ -386,7 +354,6 @@ cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
     free(sums)
     free(w_factor)
     return 0
-
 
 
 # ------------------------------------------ channels-first, small planes
@@ -825,7 +792,6 @@ cdef int _backward_separable(const real_t* grad_out, real_t* grad_in, Py_ssize_t
     free(scratch)
     free(w_factor)
     return 0
-
 
 
 cdef int _backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,

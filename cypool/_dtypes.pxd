@@ -12,9 +12,7 @@ from libc.stdint cimport (
     int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
 )
 
-cdef extern from "_simd.h" nogil:
-    float cy_pick1_f32(float best, float value, int32_t* at, int32_t idx)
-    double cy_pick1_f64(double best, double value, int32_t* at, int32_t idx)
+from cypool._simd cimport cy_pick1_f32, cy_pick1_f64
 
 ctypedef fused max_t:
     float

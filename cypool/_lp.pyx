@@ -27,6 +27,7 @@ from libc.string cimport memset
 from cypool._dtypes cimport beats, real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport Tables, fill_axes, free_tables, make_tables
+from cypool._simd cimport cy_from_lanes_f32, cy_from_lanes_f64, cy_to_lanes_f32, cy_to_lanes_f64
 
 cnp.import_array()
 
@@ -176,14 +177,6 @@ cdef extern from *:
     """
     void cypool_powf_row(const float* src, float* dst, Py_ssize_t n, double p, int parity,
                          int whole, int half) nogil
-
-
-cdef extern from "_simd.h" nogil:
-    # the small-plane paths' moves between planes and 16 lanes (see _simd.h)
-    void cy_to_lanes_f32(const float* src, Py_ssize_t plane, Py_ssize_t width, float* lanes)
-    void cy_to_lanes_f64(const double* src, Py_ssize_t plane, Py_ssize_t width, double* lanes)
-    void cy_from_lanes_f32(const float* lanes, Py_ssize_t plane, Py_ssize_t width, float* dst)
-    void cy_from_lanes_f64(const double* lanes, Py_ssize_t plane, Py_ssize_t width, double* dst)
 
 
 cdef extern from *:

@@ -19,49 +19,13 @@ from cypool._dtypes cimport beats, lowest, max_t, pick_at, real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport Tables, fill_axes, free_tables, lead_of, make_tables
 
-cdef extern from "_simd.h" nogil:
-    # Windows 2 or 3 wide at stride 2 over n_rows rows, float32/float64 (see _simd.h).
-    void cy_max_s2_f32(const float** rows, Py_ssize_t n_rows, Py_ssize_t width, float* out,
-                       Py_ssize_t n)
-    void cy_max_s2_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t width, double* out,
-                       Py_ssize_t n)
-    # Windows at stride 1, any kernel and dilation, over n_rows rows (see _simd.h).
-    void cy_max_s1_f32(const float** rows, Py_ssize_t n_rows, Py_ssize_t kernel,
-                       Py_ssize_t dilation, float* out, Py_ssize_t n)
-    void cy_max_s1_f64(const double** rows, Py_ssize_t n_rows, Py_ssize_t kernel,
-                       Py_ssize_t dilation, double* out, Py_ssize_t n)
-    # The same rows of many 1-D planes, in_stride and out_stride apart (see _simd.h).
-    void cy_max_s1_rows_f32(const float* first, Py_ssize_t in_stride, Py_ssize_t rows,
-                            Py_ssize_t kernel, Py_ssize_t dilation, float* out,
-                            Py_ssize_t out_stride, Py_ssize_t n)
-    void cy_max_s1_rows_f64(const double* first, Py_ssize_t in_stride, Py_ssize_t rows,
-                            Py_ssize_t kernel, Py_ssize_t dilation, double* out,
-                            Py_ssize_t out_stride, Py_ssize_t n)
-    void cy_max_s2_rows_f32(const float* first, Py_ssize_t in_stride, Py_ssize_t rows,
-                            Py_ssize_t width, float* out, Py_ssize_t out_stride, Py_ssize_t n)
-    void cy_max_s2_rows_f64(const double* first, Py_ssize_t in_stride, Py_ssize_t rows,
-                            Py_ssize_t width, double* out, Py_ssize_t out_stride, Py_ssize_t n)
-    int cy_simd_level()
-    int cy_simd_cap(int cap)
-    # Channels-last windows with the channel vectors in registers (see _simd.h).
-    Py_ssize_t cy_max_taps_f32(const float** taps, Py_ssize_t n_taps, Py_ssize_t channels,
-                               float* out, const int64_t* tap_pos, int64_t* index)
-    Py_ssize_t cy_max_taps_f64(const double** taps, Py_ssize_t n_taps, Py_ssize_t channels,
-                               double* out, const int64_t* tap_pos, int64_t* index)
-    # the small-plane paths' moves between planes and 16 lanes (see _simd.h)
-    void cy_to_lanes_f32(const float* src, Py_ssize_t plane, Py_ssize_t width, float* lanes)
-    void cy_to_lanes_f64(const double* src, Py_ssize_t plane, Py_ssize_t width, double* lanes)
-    void cy_from_lanes_f32(const float* lanes, Py_ssize_t plane, Py_ssize_t width, float* dst)
-    void cy_from_lanes_f64(const double* lanes, Py_ssize_t plane, Py_ssize_t width, double* dst)
-    void cy_lane_index_f32(const float* where, Py_ssize_t plane, Py_ssize_t width,
-                           int64_t* index)
-    void cy_lane_index_f64(const double* where, Py_ssize_t plane, Py_ssize_t width,
-                           int64_t* index)
-    # 16 small planes side by side pooled as one channels-last plane (see _simd.h)
-    void cy_max_lanes_f32(const float* lanes, const int32_t* tap, const int32_t* start,
-                          Py_ssize_t n_out, float* out, float* where)
-    void cy_max_lanes_f64(const double* lanes, const int32_t* tap, const int32_t* start,
-                          Py_ssize_t n_out, double* out, double* where)
+from cypool._simd cimport (
+    cy_from_lanes_f32, cy_from_lanes_f64, cy_lane_index_f32, cy_lane_index_f64,
+    cy_max_lanes_f32, cy_max_lanes_f64, cy_max_s1_f32, cy_max_s1_f64, cy_max_s1_rows_f32,
+    cy_max_s1_rows_f64, cy_max_s2_f32, cy_max_s2_f64, cy_max_s2_rows_f32, cy_max_s2_rows_f64,
+    cy_max_taps_f32, cy_max_taps_f64, cy_simd_cap, cy_simd_level, cy_to_lanes_f32,
+    cy_to_lanes_f64,
+)
 
 cnp.import_array()
 

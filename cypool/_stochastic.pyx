@@ -47,6 +47,7 @@ from libc.string cimport memset
 from cypool._dtypes cimport real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport Tables, fill_axes, free_tables, make_tables
+from cypool._simd cimport CY_SIMD_AVX2, cy_simd_level  # the lane kernels below need AVX2
 
 cnp.import_array()
 
@@ -55,13 +56,6 @@ cdef enum:
     CHANNEL_BLOCK = 64
     # Output pixels of one channels-last drawing block.
     PIXEL_BLOCK = 32
-
-
-cdef extern from "_simd.h" nogil:
-    # the CPU's vector level, once per process (CY_SIMD_AVX2 picks the lane kernels below)
-    int cy_simd_level()
-    enum:
-        CY_SIMD_AVX2
 
 
 cdef extern from *:
