@@ -165,8 +165,17 @@ def _as_int(value, name):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}") from None
 
 
+def _listed(value):
+    """An output size given as a 1-D NumPy array (``np.array(x.shape[2:]) // 2``)
+    as a list of Python scalars, whose float or bool items are then refused as
+    in a tuple; anything else as it is.  Window arguments take no arrays."""
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return value.tolist()
+    return value
+
+
 def int_tuple(value, nd, name, minimum, maximum=MAX_PARAM):
-    """An int or a sequence of ``nd`` ints, each in ``[minimum, maximum]``."""
+    """An int or a tuple/list of ``nd`` ints, each in ``[minimum, maximum]``."""
     if isinstance(value, (tuple, list)):
         if len(value) != nd:
             raise ValueError(
@@ -561,8 +570,7 @@ def unpool_output_size(nd, lay, kernel_size, stride, padding, output_size):
 
 def _unpool_spatial(nd, lay, output_size):
     """The spatial part of an unpooling ``output_size``."""
-    if isinstance(output_size, np.ndarray):
-        output_size = output_size.tolist()
+    output_size = _listed(output_size)
     if not isinstance(output_size, (tuple, list)):
         raise TypeError(
             f"output_size must be a tuple of {nd} spatial sizes or a full shape, "
@@ -611,7 +619,7 @@ def fractional_output_size(nd, spatial, kernel_size, output_size, output_ratio):
                          f"output_ratio, got output_size={output_size!r}, "
                          f"output_ratio={output_ratio!r}")
     if output_size is not None:
-        out = int_tuple(output_size, nd, "output_size", 1)
+        out = int_tuple(_listed(output_size), nd, "output_size", 1)
     else:
         if isinstance(output_ratio, (tuple, list)):
             if len(output_ratio) != nd:
@@ -730,6 +738,7 @@ def adaptive_output_size(output_size, nd, spatial):
     if output_size is None:
         raise TypeError(f"output_size must be an int or a tuple of {nd} ints or None entries, "
                         "got None")
+    output_size = _listed(output_size)
     if isinstance(output_size, (tuple, list)):
         if len(output_size) != nd:
             raise ValueError(

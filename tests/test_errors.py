@@ -82,6 +82,28 @@ def test_bad_argument(func, kwargs, exc, words):
         assert word in message, f"{word!r} not in {message!r}"
 
 
+def test_output_sizes_as_numpy_arrays():
+    """A 1-D integer array is an output size like a tuple, in every op that
+    takes one; float and bool items are refused as in a tuple.  (Window
+    arguments take no arrays: see test_adversarial.)"""
+    x = np.random.default_rng(0).standard_normal((1, 2, 14, 14)).astype(np.float32)
+    sizes = np.array(x.shape[2:]) // 2
+    np.testing.assert_array_equal(cypool.fractional_max_pool2d(x, 2, sizes, rng=0),
+                                  cypool.fractional_max_pool2d(x, 2, (7, 7), rng=0))
+    np.testing.assert_array_equal(cypool.adaptive_avg_pool2d(x, sizes),
+                                  cypool.adaptive_avg_pool2d(x, (7, 7)))
+    y, idx = cypool.max_pool2d(x, 2, return_indices=True)
+    assert cypool.max_unpool2d(y, idx, 2, output_size=np.array([15, 14])).shape == (1, 2, 15, 14)
+    for op in (lambda s: cypool.fractional_max_pool2d(x, 2, s, rng=0),
+               lambda s: cypool.adaptive_max_pool2d(x, s)):
+        with pytest.raises(TypeError, match="output_size must be an int, got float 7.0"):
+            op(np.array([7.0, 7.0]))
+        with pytest.raises(TypeError, match="output_size must be an int, got bool True"):
+            op(np.array([True, True]))
+        with pytest.raises(ValueError, match=r"output_size must be .*2 ints.*\(7, 7, 7\)"):
+            op(np.array([7, 7, 7]))
+
+
 def test_read_only_out_is_rejected():
     out = np.zeros((2, 3, 4, 4), dtype=np.float32)
     out.flags.writeable = False
