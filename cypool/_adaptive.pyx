@@ -22,11 +22,10 @@ from libc.string cimport memset
 
 from cypool._dtypes cimport beats, lowest, max_t, real_t
 from cypool._geometry cimport adaptive_end, adaptive_start, ceil_div
-from cypool._kernel_common cimport Tables, free_tables
+from cypool._kernel_common cimport Tables, free_tables, max_by_lanes
 from cypool._simd cimport (
     cy_avg_col_lanes_f32, cy_avg_col_lanes_f64, cy_from_lanes_f32, cy_from_lanes_f64,
-    cy_lane_index_f32, cy_lane_index_f64, cy_max_lanes_f32, cy_max_lanes_f64, cy_simd_cap,
-    cy_simd_level, cy_to_lanes_f32, cy_to_lanes_f64, cy_wide_sum_f32,
+    cy_simd_cap, cy_simd_level, cy_to_lanes_f32, cy_to_lanes_f64, cy_wide_sum_f32,
 )
 
 cnp.import_array()
@@ -48,7 +47,7 @@ cdef enum:
     # Largest input row (elements) the channels-first column paths keep per thread.
     SCRATCH_LIMIT = 1 << 22
     # Channels-first planes of at most SMALL_PLANE elements with rows of fewer
-    # than LANES windows: adaptive max pooled LANES planes at a time (_max_lanes;
+    # than LANES windows: adaptive max pooled LANES planes at a time (_max_small;
     # _simd.h's cy_max_lanes takes 16).
     LANES = 16
     SMALL_PLANE = 1024
@@ -881,57 +880,31 @@ cdef void _max_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
 # every window's taps one LANES-wide vector select each, transposed back.
 # Max is exact: the other paths' bits.
 
-cdef void _max_lanes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t block,
-                     Py_ssize_t planes, Py_ssize_t in_plane, Py_ssize_t out_plane,
-                     const int32_t* tap, const int32_t* start, max_t* lanes) noexcept nogil:
-    """Planes ``[block * LANES, ...)`` of ``planes`` (float32/64 only); scratch:
-    ``lanes`` holds in_plane + 2 * out_plane times LANES values."""
-    cdef Py_ssize_t first = block * LANES
-    cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
-    cdef max_t* results = lanes + in_plane * LANES
-    cdef max_t* where = results + out_plane * LANES if ind != NULL else NULL
-    if not (max_t is float or max_t is double):
-        return
-    if max_t is float:
-        cy_to_lanes_f32(x + first * in_plane, in_plane, width, lanes)
-        cy_max_lanes_f32(lanes, tap, start, out_plane, results, where)
-        cy_from_lanes_f32(results, out_plane, width, out + first * out_plane)
-        if ind != NULL:
-            cy_lane_index_f32(where, out_plane, width, ind + first * out_plane)
-    else:
-        cy_to_lanes_f64(x + first * in_plane, in_plane, width, lanes)
-        cy_max_lanes_f64(lanes, tap, start, out_plane, results, where)
-        cy_from_lanes_f64(results, out_plane, width, out + first * out_plane)
-        if ind != NULL:
-            cy_lane_index_f64(where, out_plane, width, ind + first * out_plane)
-
-
 cdef inline bint _max_by_lanes(const Shape* s) noexcept nogil:
-    """Whether channels-first planes take :func:`_max_lanes` (and the averages
+    """Whether channels-first planes take :func:`_max_small` (and the averages
     :func:`_avg_lanes`): small (see _max.pyx)."""
     return _plane(s.in_size) <= SMALL_PLANE and s.out_size[2] < LANES
 
 
 cdef int _max_small(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
                     const Shape* s, const Tables* t, int nthreads) noexcept nogil:
-    """All planes by :func:`_max_lanes`, LANES per job; -1: no memory."""
+    """All planes in the lanes, LANES per job (_kernel_common's max_by_lanes);
+    -1: no memory."""
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
     cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
-    cdef Py_ssize_t room = (in_plane + 2 * out_plane) * LANES
-    cdef Py_ssize_t jobs = (planes + LANES - 1) // LANES, job, a, o, k = 0
+    cdef Py_ssize_t a, o, k = 0
     cdef Py_ssize_t id_, ih, iw, taps = 1, along
     cdef Window w
+    cdef int status
     # taps of all windows: the product over the axes of their windows' sizes summed
     for a in range(3):
         along = 0
         for o in range(s.out_size[a]):
             along += t.count[t.offset[a] + o]
         taps *= along
-    cdef max_t* values = <max_t*> malloc(nthreads * room * sizeof(max_t))
     cdef int32_t* tap = <int32_t*> malloc(taps * sizeof(int32_t) + 1)
     cdef int32_t* start = <int32_t*> malloc((out_plane + 1) * sizeof(int32_t))
-    if values == NULL or tap == NULL or start == NULL:
-        free(values)
+    if tap == NULL or start == NULL:
         free(tap)
         free(start)
         return -1
@@ -944,17 +917,10 @@ cdef int _max_small(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
                     tap[k] = <int32_t> ((id_ * H + ih) * W + iw)
                     k += 1
     start[out_plane] = <int32_t> k
-    if nthreads > 1:
-        for job in prange(jobs, schedule='static', num_threads=nthreads):
-            _max_lanes(x, out, ind, job, planes, in_plane, out_plane, tap, start,
-                       values + threadid() * room)
-    else:
-        for job in range(jobs):
-            _max_lanes(x, out, ind, job, planes, in_plane, out_plane, tap, start, values)
-    free(values)
+    status = max_by_lanes(x, out, ind, planes, in_plane, out_plane, tap, start, nthreads)
     free(tap)
     free(start)
-    return 0
+    return status
 
 
 cdef void _avg_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssize_t planes,

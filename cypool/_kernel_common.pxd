@@ -14,9 +14,13 @@ forked child out of libgomp altogether.
 """
 
 cimport numpy as cnp
+from cython.parallel cimport prange, threadid
+from libc.stdint cimport int32_t, int64_t
 from libc.stdlib cimport free, malloc
 
+from cypool._dtypes cimport max_t
 from cypool._geometry cimport Axis, avg_bounds, max_taps
+from cypool._simd cimport cy_max_lanes_block_f32, cy_max_lanes_block_f64
 
 
 cdef struct Tables:
@@ -92,3 +96,38 @@ cdef inline Py_ssize_t lead_of(cnp.ndarray x, const Axis* axes, Py_ssize_t chann
     or batch (channels-last), whatever shape ``x`` has with those bytes."""
     cdef Py_ssize_t per_lead = axes[0].in_size * axes[1].in_size * axes[2].in_size * channels
     return cnp.PyArray_SIZE(x) // per_lead if per_lead > 0 else 0
+
+
+cdef inline int max_by_lanes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
+                             Py_ssize_t in_plane, Py_ssize_t out_plane, const int32_t* tap,
+                             const int32_t* start, int nthreads) noexcept nogil:
+    """Small channels-first planes' maxima (and indices unless ``ind`` is NULL),
+    16 planes side by side per job (_simd.h's cy_max_lanes_block), with
+    per-thread scratch; ``tap``/``start`` list every window's taps (see
+    cy_max_lanes).  float32/float64 only; -1: no memory."""
+    cdef Py_ssize_t room = (in_plane + 2 * out_plane) * 16
+    cdef Py_ssize_t jobs = (planes + 15) // 16, job
+    cdef max_t* lanes
+    if not (max_t is float or max_t is double):
+        return -1
+    lanes = <max_t*> malloc(nthreads * room * sizeof(max_t))
+    if lanes == NULL:
+        return -1
+    if nthreads > 1:
+        for job in prange(jobs, schedule='static', num_threads=nthreads):
+            if max_t is float:
+                cy_max_lanes_block_f32(x, out, ind, job, planes, in_plane, out_plane, tap, start,
+                                       lanes + threadid() * room)
+            elif max_t is double:
+                cy_max_lanes_block_f64(x, out, ind, job, planes, in_plane, out_plane, tap, start,
+                                       lanes + threadid() * room)
+    else:
+        for job in range(jobs):
+            if max_t is float:
+                cy_max_lanes_block_f32(x, out, ind, job, planes, in_plane, out_plane, tap, start,
+                                       lanes)
+            elif max_t is double:
+                cy_max_lanes_block_f64(x, out, ind, job, planes, in_plane, out_plane, tap, start,
+                                       lanes)
+    free(lanes)
+    return 0

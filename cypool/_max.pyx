@@ -17,14 +17,14 @@ from libc.string cimport memset
 
 from cypool._dtypes cimport beats, lowest, max_t, pick_at, real_t
 from cypool._geometry cimport Axis
-from cypool._kernel_common cimport Tables, fill_axes, free_tables, lead_of, make_tables
+from cypool._kernel_common cimport (
+    Tables, fill_axes, free_tables, lead_of, make_tables, max_by_lanes,
+)
 
 from cypool._simd cimport (
-    cy_from_lanes_f32, cy_from_lanes_f64, cy_lane_index_f32, cy_lane_index_f64,
-    cy_max_lanes_f32, cy_max_lanes_f64, cy_max_s1_f32, cy_max_s1_f64, cy_max_s1_rows_f32,
-    cy_max_s1_rows_f64, cy_max_s2_f32, cy_max_s2_f64, cy_max_s2_rows_f32, cy_max_s2_rows_f64,
-    cy_max_taps_f32, cy_max_taps_f64, cy_simd_cap, cy_simd_level, cy_to_lanes_f32,
-    cy_to_lanes_f64,
+    cy_max_s1_f32, cy_max_s1_f64, cy_max_s1_rows_f32, cy_max_s1_rows_f64, cy_max_s2_f32,
+    cy_max_s2_f64, cy_max_s2_rows_f32, cy_max_s2_rows_f64, cy_max_taps_f32, cy_max_taps_f64,
+    cy_simd_cap, cy_simd_level,
 )
 
 cnp.import_array()
@@ -51,7 +51,7 @@ cdef enum:
     CL_TAPS = 64
     # Channels-first planes of at most SMALL_PLANE elements (float32/64) with
     # rows of fewer than LANES windows are pooled LANES at a time, side by side
-    # (see _forward_lanes and _by_lanes; _simd.h's cy_max_lanes takes 16).
+    # (see _forward_small and _by_lanes; _simd.h's cy_max_lanes takes 16).
     LANES = 16
     SMALL_PLANE = 1024
     SMALL_PLANE_ANY = 256
@@ -625,34 +625,6 @@ cdef void _forward_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t r
 # taps are listed once per call.  Max is exact, so the results are the other
 # paths' bit for bit.
 
-cdef void _forward_lanes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t block,
-                         Py_ssize_t planes, Py_ssize_t in_plane, Py_ssize_t out_plane,
-                         const int32_t* tap, const int32_t* start,
-                         max_t* lanes) noexcept nogil:
-    """Planes ``[block * LANES, ...)`` (at most LANES of them) of ``planes``,
-    float32/64 only; ``tap``/``start``: the windows (see _simd.h).  Scratch:
-    ``lanes`` holds ``in_plane + 2 * out_plane`` times LANES values (the
-    planes, their maxima, the winners' offsets)."""
-    cdef Py_ssize_t first = block * LANES
-    cdef Py_ssize_t width = planes - first if planes - first < LANES else LANES
-    cdef max_t* results = lanes + in_plane * LANES
-    cdef max_t* where = results + out_plane * LANES if ind != NULL else NULL
-    if not (max_t is float or max_t is double):
-        return
-    if max_t is float:
-        cy_to_lanes_f32(x + first * in_plane, in_plane, width, lanes)
-        cy_max_lanes_f32(lanes, tap, start, out_plane, results, where)
-        cy_from_lanes_f32(results, out_plane, width, out + first * out_plane)
-        if ind != NULL:
-            cy_lane_index_f32(where, out_plane, width, ind + first * out_plane)
-    else:
-        cy_to_lanes_f64(x + first * in_plane, in_plane, width, lanes)
-        cy_max_lanes_f64(lanes, tap, start, out_plane, results, where)
-        cy_from_lanes_f64(results, out_plane, width, out + first * out_plane)
-        if ind != NULL:
-            cy_lane_index_f64(where, out_plane, width, ind + first * out_plane)
-
-
 cdef int _list_taps(const Axis* ax, const Tables* t, int32_t* tap, int32_t* start) noexcept nogil:
     """Every window's taps in scan order, as plane offsets (see _simd.h's
     cy_max_lanes); 1 if a window has none (then the lanes are not used)."""
@@ -693,12 +665,11 @@ cdef inline bint _by_lanes(const Axis* ax, bint with_index) noexcept nogil:
 
 cdef int _forward_small(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
                         const Axis* ax, const Tables* t, int nthreads) noexcept nogil:
-    """All planes by :func:`_forward_lanes`, LANES per job, per-thread
-    scratch; -1: no memory, 1: a window without taps (not done)."""
+    """All planes in the lanes, LANES per job (_kernel_common's max_by_lanes);
+    -1: no memory, 1: a window without taps (not done)."""
     cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
-    cdef Py_ssize_t room = (in_plane + 2 * out_plane) * LANES
-    cdef Py_ssize_t jobs = (planes + LANES - 1) // LANES, job, tid, a, o
+    cdef Py_ssize_t a, o
     # taps of all windows: the product over the axes of their windows' clipped
     # sizes summed (at most out_plane * in_plane, whatever the kernel)
     cdef Py_ssize_t taps = 1, along
@@ -707,22 +678,13 @@ cdef int _forward_small(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t pla
         for o in range(ax[a].out_size):
             along += t.count[t.offset[a] + o]
         taps *= along
-    cdef max_t* values = <max_t*> malloc(nthreads * room * sizeof(max_t))
     cdef int32_t* tap = <int32_t*> malloc(taps * sizeof(int32_t) + 1)
     cdef int32_t* start = <int32_t*> malloc((out_plane + 1) * sizeof(int32_t))
     cdef int status = -1
-    if values != NULL and tap != NULL and start != NULL:
+    if tap != NULL and start != NULL:
         status = _list_taps(ax, t, tap, start)
     if status == 0:
-        if nthreads > 1:
-            for job in prange(jobs, schedule='static', num_threads=nthreads):
-                tid = threadid()
-                _forward_lanes(x, out, ind, job, planes, in_plane, out_plane, tap, start,
-                               values + tid * room)
-        else:
-            for job in range(jobs):
-                _forward_lanes(x, out, ind, job, planes, in_plane, out_plane, tap, start, values)
-    free(values)
+        status = max_by_lanes(x, out, ind, planes, in_plane, out_plane, tap, start, nthreads)
     free(tap)
     free(start)
     return status
@@ -833,7 +795,7 @@ def simd_level(cap=None):
 
 def small_plane_limit(limit=None):
     """The largest channels-first plane (elements) pooled in lanes (see
-    ``_forward_lanes``); ``limit`` (tests only) sets it, 0 turns the lanes
+    ``_forward_small``); ``limit`` (tests only) sets it, 0 turns the lanes
     off so the row paths can be checked on small planes, None only reads it."""
     global small_plane
     if limit is not None:

@@ -19,6 +19,8 @@
  * side by side pooled as one channels-last plane (the average also backward, and in the
  * adaptive column path's order: cy_avg_col_lanes_f32/f64).
  *
+ * cy_max_lanes_block_f32/f64: 16 small planes through the lanes to their maxima.
+ *
  * cy_wide_sum_f32: a float32 sum in 32 partial sums (the global average's planes).
  *
  * Both follow PyTorch's rule (a later value wins when it is greater or NaN), so the
@@ -1084,5 +1086,27 @@ CY_TAPS_DISPATCH(avg, double, f64, (const double* const* taps, ptrdiff_t n_taps,
 
 CY_AVG_S2_DISPATCH(float, f32)
 CY_AVG_S2_DISPATCH(double, f64)
+
+/* Planes [block * 16, ...) of `planes` (at most 16) through the lanes: moved in, every
+   window's max by cy_max_lanes (and, when index is not NULL, its int64 offset), moved
+   out.  Scratch `lanes`: (in_plane + 2 * out_plane) * 16 values. */
+#define CY_DEFINE_MAX_LANES_BLOCK(T, SFX)                                                 \
+    static void cy_max_lanes_block_##SFX(const T* x, T* out, int64_t* index,              \
+                                         ptrdiff_t block, ptrdiff_t planes,               \
+                                         ptrdiff_t in_plane, ptrdiff_t out_plane,         \
+                                         const int32_t* tap, const int32_t* start,        \
+                                         T* lanes) {                                      \
+        ptrdiff_t first = block * 16;                                                     \
+        ptrdiff_t width = planes - first < 16 ? planes - first : 16;                      \
+        T* results = lanes + in_plane * 16;                                               \
+        T* where = index != NULL ? results + out_plane * 16 : NULL;                       \
+        cy_to_lanes_##SFX(x + first * in_plane, in_plane, width, lanes);                  \
+        cy_max_lanes_##SFX(lanes, tap, start, out_plane, results, where);                 \
+        cy_from_lanes_##SFX(results, out_plane, width, out + first * out_plane);          \
+        if (index != NULL)                                                                \
+            cy_lane_index_##SFX(where, out_plane, width, index + first * out_plane);      \
+    }
+CY_DEFINE_MAX_LANES_BLOCK(float, f32)
+CY_DEFINE_MAX_LANES_BLOCK(double, f64)
 
 #endif

@@ -96,5 +96,14 @@ cdef extern from "_simd.h" nogil:
                                Py_ssize_t plane_step, Py_ssize_t row_step, Py_ssize_t n_out,
                                const double* divisors, double* grad_in)
 
+    # planes [block * 16, ...) of planes moved into the lanes, pooled by cy_max_lanes and
+    # moved out; scratch: (in_plane + 2 * out_plane) * 16 values
+    void cy_max_lanes_block_f32(const float* x, float* out, int64_t* index, Py_ssize_t block,
+                                Py_ssize_t planes, Py_ssize_t in_plane, Py_ssize_t out_plane,
+                                const int32_t* tap, const int32_t* start, float* lanes)
+    void cy_max_lanes_block_f64(const double* x, double* out, int64_t* index, Py_ssize_t block,
+                                Py_ssize_t planes, Py_ssize_t in_plane, Py_ssize_t out_plane,
+                                const int32_t* tap, const int32_t* start, double* lanes)
+
     # a float32 sum in 32 partial sums, the same bits at every vector level
     float cy_wide_sum_f32(const float* v, Py_ssize_t n)
