@@ -22,7 +22,9 @@ from libc.string cimport memset
 
 from cypool._dtypes cimport beats, lowest, max_t, real_t
 from cypool._geometry cimport adaptive_end, adaptive_start, ceil_div
-from cypool._kernel_common cimport Tables, free_tables, max_by_lanes
+from cypool._kernel_common cimport (
+    Tables, Window, free_tables, max_by_lanes, set_axis, window_at, window_size, window_step,
+)
 from cypool._simd cimport (
     cy_avg_col_lanes_f32, cy_avg_col_lanes_f64, cy_from_lanes_f32, cy_from_lanes_f64,
     cy_simd_cap, cy_simd_level, cy_to_lanes_f32, cy_to_lanes_f64, cy_wide_sum_f32,
@@ -73,6 +75,7 @@ cdef int _make_windows(const Shape* s, Tables* t) noexcept nogil:
     t.offset[1] = s.out_size[0]
     t.offset[2] = s.out_size[0] + s.out_size[1]
     for a in range(3):
+        t.out_size[a] = s.out_size[a]
         t.full_lo[a] = 0
         t.full_hi[a] = 0
         for o in range(s.out_size[a]):
@@ -80,46 +83,6 @@ cdef int _make_windows(const Shape* s, Tables* t) noexcept nogil:
             t.first[t.offset[a] + o] = start
             t.count[t.offset[a] + o] = adaptive_end(o, s.in_size[a], s.out_size[a]) - start
     return 0
-
-
-cdef struct Window:
-    Py_ssize_t at[3]        # output position along D, H, W
-    Py_ssize_t start[3]     # first input position along D, H, W
-    Py_ssize_t count[3]     # elements along D, H, W
-    Py_ssize_t batch        # the batch element of a channels-last pixel
-
-
-cdef inline void _set_axis(const Tables* t, Window* w, Py_ssize_t a, Py_ssize_t o) noexcept nogil:
-    w.at[a] = o
-    w.start[a] = t.first[t.offset[a] + o]
-    w.count[a] = t.count[t.offset[a] + o]
-
-
-cdef inline void _window(const Tables* t, const Py_ssize_t* out_size, Py_ssize_t pixel,
-                         Window* w) noexcept nogil:
-    """Window of output ``pixel``, a row-major offset over ``(N, OD, OH, OW)``."""
-    cdef Py_ssize_t a
-    for a in range(2, -1, -1):
-        _set_axis(t, w, a, pixel % out_size[a])
-        pixel = pixel // out_size[a]
-    w.batch = pixel
-
-
-cdef inline void _step(const Tables* t, const Py_ssize_t* out_size, Py_ssize_t o, Window* w) noexcept nogil:
-    """Window of output ``o`` of a plane when ``w`` holds ``o - 1``: an odometer
-    step, since a division per output costs more than a small window's work."""
-    cdef Py_ssize_t a = 2
-    if o == 0:
-        _window(t, out_size, 0, w)
-        return
-    while a > 0 and w.at[a] + 1 == out_size[a]:
-        _set_axis(t, w, a, 0)
-        a -= 1
-    _set_axis(t, w, a, w.at[a] + 1)
-
-
-cdef inline Py_ssize_t _size(const Window* w) noexcept nogil:
-    return w.count[0] * w.count[1] * w.count[2]
 
 
 cdef struct Jobs:
@@ -175,14 +138,14 @@ cdef void _avg_plane(const real_t* x, real_t* out, const Shape* s,
     cdef real_t total
     cdef const real_t* row
     for o in range(_plane(s.out_size)):
-        _step(t, s.out_size, o, &w)
+        window_step(t, o, &w)
         total = 0
         for id_ in range(w.start[0], w.start[0] + w.count[0]):
             for ih in range(w.start[1], w.start[1] + w.count[1]):
                 row = x + (id_ * H + ih) * W
                 for iw in range(w.start[2], w.start[2] + w.count[2]):
                     total = total + row[iw]
-        out[o] = total / <real_t> _size(&w)
+        out[o] = total / <real_t> window_size(&w)
 
 
 # Channels-first column paths.  The windows of one output row share their
@@ -233,9 +196,9 @@ cdef void _avg_plane_columns(const real_t* x, real_t* out, const Shape* s, const
     cdef real_t total
     cdef Py_ssize_t rows
     for od in range(s.out_size[0]):
-        _set_axis(t, &w, 0, od)
+        set_axis(t, &w, 0, od)
         for oh in range(OH):
-            _set_axis(t, &w, 1, oh)
+            set_axis(t, &w, 1, oh)
             sums = _row_sums(x, col, s, &w)
             rows = w.count[0] * w.count[1]
             for ow in range(OW):
@@ -376,8 +339,8 @@ cdef void _avg_pixel_cl(const real_t* x, real_t* out, Py_ssize_t pixel, Py_ssize
     cdef Window w
     cdef real_t* o = out + pixel * channels
     cdef const real_t* row
-    _window(t, s.out_size, pixel, &w)
-    cdef real_t scale = <real_t> _size(&w)
+    window_at(t, pixel, &w)
+    cdef real_t scale = <real_t> window_size(&w)
     for c in range(channels):
         o[c] = 0
     for id_ in range(w.start[0], w.start[0] + w.count[0]):
@@ -400,9 +363,9 @@ cdef inline Py_ssize_t _row_job(const Tables* t, const Shape* s, Py_ssize_t job,
                                 Window* w) noexcept nogil:
     """Depth and height extents of output row ``job`` (over (N, OD, OH)) in
     ``w``; returns its batch element."""
-    _set_axis(t, w, 1, job % s.out_size[1])
+    set_axis(t, w, 1, job % s.out_size[1])
     job = job // s.out_size[1]
-    _set_axis(t, w, 0, job % s.out_size[0])
+    set_axis(t, w, 0, job % s.out_size[0])
     return job // s.out_size[0]
 
 
@@ -555,7 +518,7 @@ cdef void _max_plane(const max_t* x, max_t* out, int64_t* ind, const Shape* s,
     cdef max_t best, value
     cdef const max_t* row
     for o in range(_plane(s.out_size)):
-        _step(t, s.out_size, o, &w)
+        window_step(t, o, &w)
         best = lowest(x)
         pos = (w.start[0] * H + w.start[1]) * W + w.start[2]
         for id_ in range(w.start[0], w.start[0] + w.count[0]):
@@ -669,9 +632,9 @@ cdef void _max_plane_columns(const max_t* x, max_t* out, int64_t* ind, const Sha
     cdef int64_t at
     cdef Window w
     for od in range(s.out_size[0]):
-        _set_axis(t, &w, 0, od)
+        set_axis(t, &w, 0, od)
         for oh in range(OH):
-            _set_axis(t, &w, 1, oh)
+            set_axis(t, &w, 1, oh)
             _row_maxima(x, col, col_row, s, &w)
             for ow in range(OW):
                 _columns_max(col, col_row, W, first_w[ow], count_w[ow], &out[o], &at)
@@ -830,7 +793,7 @@ cdef void _max_pixel_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t pix
     cdef Window w
     cdef max_t* o = out + pixel * channels
     cdef int64_t* oi = ind + pixel * channels if ind != NULL else NULL
-    _window(t, s.out_size, pixel, &w)
+    window_at(t, pixel, &w)
     for c in range(channels):
         o[c] = lowest(x)
     if oi != NULL:
@@ -909,7 +872,7 @@ cdef int _max_small(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
         free(start)
         return -1
     for o in range(out_plane):
-        _step(t, s.out_size, o, &w)
+        window_step(t, o, &w)
         start[o] = <int32_t> k
         for id_ in range(w.start[0], w.start[0] + w.count[0]):
             for ih in range(w.start[1], w.start[1] + w.count[1]):
@@ -961,7 +924,7 @@ cdef int _avg_small(const real_t* x, real_t* out, Py_ssize_t planes, const Shape
         free(divisors)
         return -1
     for o in range(out_plane):
-        _step(t, s.out_size, o, &w)
+        window_step(t, o, &w)
         win[5 * o] = <int32_t> ((w.start[0] * H + w.start[1]) * W + w.start[2])
         win[5 * o + 1] = <int32_t> w.count[0]
         win[5 * o + 2] = <int32_t> w.count[1]
@@ -1125,8 +1088,8 @@ cdef void _avg_backward_plane(const real_t* grad_out, real_t* grad_in, const Sha
     cdef real_t* row
     memset(grad_in, 0, _plane(s.in_size) * sizeof(real_t))
     for o in range(_plane(s.out_size)):
-        _step(t, s.out_size, o, &w)
-        share = grad_out[o] / <real_t> _size(&w)
+        window_step(t, o, &w)
+        share = grad_out[o] / <real_t> window_size(&w)
         for id_ in range(w.start[0], w.start[0] + w.count[0]):
             for ih in range(w.start[1], w.start[1] + w.count[1]):
                 row = grad_in + (id_ * H + ih) * W
@@ -1154,8 +1117,8 @@ cdef void _avg_backward_block_cl(const real_t* grad_out, real_t* grad_in, Py_ssi
         for c in range(c0, c1):
             gi[p * channels + c] = 0
     for o in range(out_plane):
-        _step(t, s.out_size, o, &w)
-        scale = <real_t> _size(&w)
+        window_step(t, o, &w)
+        scale = <real_t> window_size(&w)
         src = go + o * channels
         for id_ in range(w.start[0], w.start[0] + w.count[0]):
             for ih in range(w.start[1], w.start[1] + w.count[1]):

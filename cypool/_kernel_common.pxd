@@ -26,6 +26,7 @@ from cypool._simd cimport cy_max_lanes_block_f32, cy_max_lanes_block_f64
 cdef struct Tables:
     # For axis a and window o, entry [offset[a] + o] of each array.
     Py_ssize_t offset[3]
+    Py_ssize_t out_size[3]
     Py_ssize_t* first      # max: first in-bounds tap; avg: in-bounds start
     Py_ssize_t* count      # number of in-bounds taps
     Py_ssize_t* padded     # avg only: window extent inside the padding
@@ -50,6 +51,7 @@ cdef inline int make_tables(const Axis* axes, Tables* t, bint average) noexcept 
     t.offset[1] = axes[0].out_size
     t.offset[2] = axes[0].out_size + axes[1].out_size
     for a in range(3):
+        t.out_size[a] = axes[a].out_size
         t.full_lo[a] = 0
         t.full_hi[a] = 0
         for o in range(axes[a].out_size):
@@ -73,6 +75,46 @@ cdef inline int make_tables(const Axis* axes, Tables* t, bint average) noexcept 
 cdef inline void free_tables(Tables* t) noexcept nogil:
     free(t.block)
     t.block = NULL
+
+
+cdef struct Window:
+    Py_ssize_t at[3]        # output position along D, H, W
+    Py_ssize_t start[3]     # first input position along D, H, W
+    Py_ssize_t count[3]     # elements along D, H, W
+    Py_ssize_t batch        # the batch element of a channels-last pixel
+
+
+cdef inline void set_axis(const Tables* t, Window* w, Py_ssize_t a, Py_ssize_t o) noexcept nogil:
+    """Window ``o`` along axis ``a``."""
+    w.at[a] = o
+    w.start[a] = t.first[t.offset[a] + o]
+    w.count[a] = t.count[t.offset[a] + o]
+
+
+cdef inline void window_at(const Tables* t, Py_ssize_t pixel, Window* w) noexcept nogil:
+    """Window of output ``pixel``, a row-major offset over ``(N, OD, OH, OW)``."""
+    cdef Py_ssize_t a
+    for a in range(2, -1, -1):
+        set_axis(t, w, a, pixel % t.out_size[a])
+        pixel = pixel // t.out_size[a]
+    w.batch = pixel
+
+
+cdef inline void window_step(const Tables* t, Py_ssize_t o, Window* w) noexcept nogil:
+    """Window of output ``o`` of a plane when ``w`` holds ``o - 1``: an odometer
+    step, since a division per output costs more than a small window's work."""
+    cdef Py_ssize_t a = 2
+    if o == 0:
+        window_at(t, 0, w)
+        return
+    while a > 0 and w.at[a] + 1 == t.out_size[a]:
+        set_axis(t, w, a, 0)
+        a -= 1
+    set_axis(t, w, a, w.at[a] + 1)
+
+
+cdef inline Py_ssize_t window_size(const Window* w) noexcept nogil:
+    return w.count[0] * w.count[1] * w.count[2]
 
 
 cdef inline int fill_axes(Axis* axes, tuple geometry) except -1:

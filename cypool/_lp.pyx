@@ -26,7 +26,10 @@ from libc.string cimport memset
 
 from cypool._dtypes cimport beats, real_t
 from cypool._geometry cimport Axis
-from cypool._kernel_common cimport Tables, fill_axes, free_tables, make_tables
+from cypool._kernel_common cimport (
+    Tables, Window, fill_axes, free_tables, make_tables, set_axis, window_at, window_size,
+    window_step,
+)
 from cypool._simd cimport cy_from_lanes_f32, cy_from_lanes_f64, cy_to_lanes_f32, cy_to_lanes_f64
 
 cnp.import_array()
@@ -416,46 +419,6 @@ cdef inline real_t _element_slope(real_t accumulated, real_t x, const Norm* norm
 
 # ---------------------------------------------------------------- windows
 
-cdef struct Window:
-    Py_ssize_t at[3]        # output position along D, H, W
-    Py_ssize_t start[3]     # first input position along D, H, W
-    Py_ssize_t count[3]     # elements along D, H, W
-    Py_ssize_t batch        # the batch element of a channels-last pixel
-
-
-cdef inline void _set_axis(const Tables* t, Window* w, Py_ssize_t a, Py_ssize_t o) noexcept nogil:
-    w.at[a] = o
-    w.start[a] = t.first[t.offset[a] + o]
-    w.count[a] = t.count[t.offset[a] + o]
-
-
-cdef inline void _window(const Tables* t, const Axis* ax, Py_ssize_t pixel,
-                         Window* w) noexcept nogil:
-    """Window of output ``pixel``, a row-major offset over ``(N, OD, OH, OW)``."""
-    cdef Py_ssize_t a
-    for a in range(2, -1, -1):
-        _set_axis(t, w, a, pixel % ax[a].out_size)
-        pixel = pixel // ax[a].out_size
-    w.batch = pixel
-
-
-cdef inline void _step(const Tables* t, const Axis* ax, Py_ssize_t o, Window* w) noexcept nogil:
-    """Window of output ``o`` of a plane when ``w`` holds ``o - 1``: an odometer
-    step, since a division per output costs more than a small window's work."""
-    cdef Py_ssize_t a = 2
-    if o == 0:
-        _window(t, ax, 0, w)
-        return
-    while a > 0 and w.at[a] + 1 == ax[a].out_size:
-        _set_axis(t, w, a, 0)
-        a -= 1
-    _set_axis(t, w, a, w.at[a] + 1)
-
-
-cdef inline Py_ssize_t _size(const Window* w) noexcept nogil:
-    return w.count[0] * w.count[1] * w.count[2]
-
-
 cdef inline real_t _reduce(const real_t* x, Py_ssize_t H, Py_ssize_t W, const Window* w,
                            const Norm* norm, Py_ssize_t* at) noexcept nogil:
     """One channels-first window: its sum of ``x**p``, or for ``p = inf`` its
@@ -532,9 +495,9 @@ cdef void _forward_plane(const real_t* x, real_t* out, const Axis* ax, const Tab
     cdef Window w
     cdef real_t total
     for o in range(ax[0].out_size * ax[1].out_size * ax[2].out_size):
-        _step(t, ax, o, &w)
+        window_step(t, o, &w)
         total = _reduce(x, ax[1].in_size, ax[2].in_size, &w, norm, &at)
-        out[o] = total if norm.is_inf else _window_value(total, _size(&w), norm)
+        out[o] = total if norm.is_inf else _window_value(total, window_size(&w), norm)
 
 
 # ------------------------------------------ channels-first, separable path
@@ -683,12 +646,12 @@ cdef void _backward_plane(const real_t* grad_out, const real_t* x, real_t* grad_
     cdef real_t* row
     memset(grad_in, 0, in_plane * sizeof(real_t))
     for o in range(ax[0].out_size * ax[1].out_size * ax[2].out_size):
-        _step(t, ax, o, &w)
+        window_step(t, o, &w)
         total = _reduce(x, H, W, &w, norm, &at)
         if norm.is_inf:
             grad_in[at] += grad_out[o] * _sign(x[at])
             continue
-        slope = _window_slope(grad_out[o], total, _size(&w), norm)
+        slope = _window_slope(grad_out[o], total, window_size(&w), norm)
         for id_ in range(w.start[0], w.start[0] + w.count[0]):
             for ih in range(w.start[1], w.start[1] + w.count[1]):
                 row = grad_in + (id_ * H + ih) * W
@@ -714,8 +677,8 @@ cdef void _backward_plane_fast(const real_t* grad_out, const real_t* x, real_t* 
     _window_totals(x, totals, ax, t, norm, hs, row_scratch)
     memset(grad_in, 0, ax[0].in_size * H * W * sizeof(real_t))
     for o in range(ax[0].out_size * ax[1].out_size * ax[2].out_size):
-        _step(t, ax, o, &w)
-        slope = _window_slope(grad_out[o], totals[o], _size(&w), norm)
+        window_step(t, o, &w)
+        slope = _window_slope(grad_out[o], totals[o], window_size(&w), norm)
         for id_ in range(w.start[0], w.start[0] + w.count[0]):
             for ih in range(w.start[1], w.start[1] + w.count[1]):
                 row = grad_in + (id_ * H + ih) * W
@@ -740,7 +703,7 @@ cdef void _forward_pixel_cl(const real_t* x, real_t* out, Py_ssize_t pixel, Py_s
     cdef Py_ssize_t c0, chunk
     cdef Window w
     cdef real_t* o = out + pixel * channels
-    _window(t, ax, pixel, &w)
+    window_at(t, pixel, &w)
     cdef real_t scaled[POWER_CHUNK]
     _reduce_cl(x + w.batch * in_plane * channels, ax[1].in_size, ax[2].in_size, channels,
                channels, &w, norm, o, NULL)
@@ -748,7 +711,7 @@ cdef void _forward_pixel_cl(const real_t* x, real_t* out, Py_ssize_t pixel, Py_s
         c0 = 0
         while c0 < channels:
             chunk = channels - c0 if channels - c0 < POWER_CHUNK else POWER_CHUNK
-            _window_values(o + c0, scaled, o + c0, chunk, _size(&w), norm)
+            _window_values(o + c0, scaled, o + c0, chunk, window_size(&w), norm)
             c0 += chunk
 
 
@@ -774,7 +737,7 @@ cdef void _backward_block_cl(const real_t* grad_out, const real_t* x, real_t* gr
         for c in range(width):
             gi[p * channels + c] = 0
     for o in range(out_plane):
-        _step(t, ax, o, &w)
+        window_step(t, o, &w)
         _reduce_cl(xi, H, W, channels, width, &w, norm, total, best_at)
         if norm.is_inf:
             for c in range(width):
@@ -782,7 +745,7 @@ cdef void _backward_block_cl(const real_t* grad_out, const real_t* x, real_t* gr
                 gi[pos] += go[o * channels + c] * _sign(xi[pos])
             continue
         for c in range(width):
-            total[c] = _window_slope(go[o * channels + c], total[c], _size(&w), norm)
+            total[c] = _window_slope(go[o * channels + c], total[c], window_size(&w), norm)
         for id_ in range(w.start[0], w.start[0] + w.count[0]):
             for ih in range(w.start[1], w.start[1] + w.count[1]):
                 for iw in range(w.start[2], w.start[2] + w.count[2]):
@@ -850,7 +813,7 @@ cdef void _forward_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssiz
         _power_row(lanes, powered, in_plane * LANES, &norm.forward)
         window_input = powered
     for o in range(out_plane):
-        _step(t, ax, o, &w)
+        window_step(t, o, &w)
         if norm.is_inf:
             _lane_maxima(lanes, H, W, &w, totals + o * LANES)
             continue
@@ -858,10 +821,10 @@ cdef void _forward_lanes(const real_t* x, real_t* out, Py_ssize_t block, Py_ssiz
         first_tap = window_input + ((w.start[0] * H + w.start[1]) * W + w.start[2]) * LANES
         if real_t is float:
             cypool_lane_sums_ps(first_tap, w.count[0], w.count[1], w.count[2], H * W * LANES,
-                                W * LANES, <float> _size(&w), k, lanes + o * LANES)
+                                W * LANES, <float> window_size(&w), k, lanes + o * LANES)
         else:
             cypool_lane_sums_pd(first_tap, w.count[0], w.count[1], w.count[2], H * W * LANES,
-                                W * LANES, <double> _size(&w), k, lanes + o * LANES)
+                                W * LANES, <double> window_size(&w), k, lanes + o * LANES)
     if not norm.is_inf:
         _power_row(lanes, totals, out_plane * LANES, &norm.root)
     if real_t is float:
