@@ -268,10 +268,10 @@ def _breadth_cases(rng, add):
                lambda x, n: cypool.max_pool1d(x, 3, 1, 1, num_threads=n),
                lambda t: F.max_pool1d(t, 3, 1, 1))
 
-    torch_case("adaptive_max_pool2d to 7, 14x14 planes", 0.5, small,
+    torch_case("adaptive_max_pool2d 14x14 to 7", 0.5, small,
                lambda x, n: cypool.adaptive_max_pool2d(x, 7, num_threads=n),
                lambda t: F.adaptive_max_pool2d(t, 7))
-    torch_case("adaptive_avg_pool2d to 7, 14x14 planes", 0.5, small,
+    torch_case("adaptive_avg_pool2d 14x14 to 7", 0.5, small,
                lambda x, n: cypool.adaptive_avg_pool2d(x, 7, num_threads=n),
                lambda t: F.adaptive_avg_pool2d(t, 7))
 
@@ -279,7 +279,7 @@ def _breadth_cases(rng, add):
         return (rng.standard_normal(small, dtype=np.float32),
                 rng.random(small[:2] + (2,), dtype=np.float32))
 
-    add("fractional_max_pool2d k2 to 7, 14x14", "torch", 0.5, small_fractional,
+    add("fractional_max_pool2d 14x14 to 7", "torch", 0.5, small_fractional,
         lambda a: lambda n: cypool.fractional_max_pool2d(a[0], 2, 7, _random_samples=a[1],
                                                          num_threads=n),
         lambda a: lambda n: F.fractional_max_pool2d(torch.from_numpy(a[0]), 2, 7,
