@@ -20,7 +20,7 @@ from libc.stdint cimport (
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 
-from cypool._dtypes cimport beats, lowest, max_t, real_t
+from cypool._dtypes cimport beats, lowest, max_t, pick_at, real_t
 from cypool._geometry cimport adaptive_end, adaptive_start, ceil_div
 from cypool._kernel_common cimport (
     Tables, Window, free_tables, max_by_lanes, set_axis, window_at, window_size, window_step,
@@ -28,6 +28,7 @@ from cypool._kernel_common cimport (
 from cypool._simd cimport (
     cy_avg_col_lanes_f32, cy_avg_col_lanes_f64, cy_from_lanes_f32, cy_from_lanes_f64,
     cy_simd_cap, cy_simd_level, cy_to_lanes_f32, cy_to_lanes_f64, cy_wide_sum_f32,
+    cy_window_max_f32, cy_window_max_f64,
 )
 
 cnp.import_array()
@@ -622,19 +623,50 @@ cdef inline void _columns_max(const max_t* col, const int32_t* col_row, Py_ssize
     index[0] = <int64_t> best_row * W + best_col
 
 
+cdef inline max_t _row_window_max(const max_t* row, Py_ssize_t start, Py_ssize_t count,
+                                  int32_t* at) noexcept nogil:
+    """The maximum of ``row[start : start + count]`` by ``beats`` (the first
+    maximum, the last NaN), its column in ``at``: _simd.h's cy_window_max for
+    floats, else one element at a time without branches on the data.
+    Starting from the first element is starting from ``lowest`` with it as
+    the index: it beats or equals it."""
+    cdef Py_ssize_t i
+    cdef max_t best
+    if max_t is float:
+        return cy_window_max_f32(row, start, count, at)
+    elif max_t is double:
+        return cy_window_max_f64(row, start, count, at)
+    else:
+        best = row[start]
+        at[0] = <int32_t> start
+        for i in range(start + 1, start + count):
+            best = pick_at(best, row[i], at, <int32_t> i)
+        return best
+
+
 cdef void _max_plane_columns(const max_t* x, max_t* out, int64_t* ind, const Shape* s,
                              const Tables* t, max_t* col, int32_t* col_row) noexcept nogil:
-    """One channels-first plane by the column path; ``col``, ``col_row``: scratch of W."""
-    cdef Py_ssize_t OH = s.out_size[1], OW = s.out_size[2], W = s.in_size[2]
+    """One channels-first plane by the column path; ``col``, ``col_row``: scratch
+    of W.  Windows one input row high (1-D planes) are taken from the row."""
+    cdef Py_ssize_t OH = s.out_size[1], OW = s.out_size[2], H = s.in_size[1], W = s.in_size[2]
     cdef const Py_ssize_t* first_w = t.first + t.offset[2]
     cdef const Py_ssize_t* count_w = t.count + t.offset[2]
-    cdef Py_ssize_t od, oh, ow, o = 0
+    cdef Py_ssize_t od, oh, ow, r, o = 0
     cdef int64_t at
+    cdef int32_t column
     cdef Window w
     for od in range(s.out_size[0]):
         set_axis(t, &w, 0, od)
         for oh in range(OH):
             set_axis(t, &w, 1, oh)
+            if w.count[0] * w.count[1] == 1:
+                r = w.start[0] * H + w.start[1]
+                for ow in range(OW):
+                    out[o] = _row_window_max(x + r * W, first_w[ow], count_w[ow], &column)
+                    if ind != NULL:
+                        ind[o] = r * W + column
+                    o += 1
+                continue
             _row_maxima(x, col, col_row, s, &w)
             for ow in range(OW):
                 _columns_max(col, col_row, W, first_w[ow], count_w[ow], &out[o], &at)

@@ -21,6 +21,8 @@
  *
  * cy_max_lanes_block_f32/f64: 16 small planes through the lanes to their maxima.
  *
+ * cy_window_max_f32/f64: the maximum of one long run of a row and its position.
+ *
  * cy_wide_sum_f32: a float32 sum in 32 partial sums (the global average's planes).
  *
  * Both follow PyTorch's rule (a later value wins when it is greater or NaN), so the
@@ -1108,5 +1110,112 @@ CY_AVG_S2_DISPATCH(double, f64)
     }
 CY_DEFINE_MAX_LANES_BLOCK(float, f32)
 CY_DEFINE_MAX_LANES_BLOCK(double, f64)
+
+/* The maximum of row[start, start + count) by the same rule (the first maximum, the last
+   NaN), its position in *at; for long windows (adaptive windows of long rows).  SSE2
+   keeps two vectors of running maxima and their positions, so that their
+   compare-and-select chains overlap, and combines their lanes as the scan order would:
+   the larger value, among equal values the earlier position, among NaNs the later.
+   The elements past the last whole pair of vectors go one at a time. */
+/* The lanes' maxima and positions combined as the scan order would: with a NaN, the
+   last NaN's position; else the largest value at its earliest position. */
+#define CY_DEFINE_COMBINE(T, SFX)                                                         \
+    static T cy_combine_##SFX(const T* lane, const int32_t* lane_at, int n, int32_t* at) { \
+        int nan = 0, j;                                                                   \
+        T best = lane[0];                                                                 \
+        int32_t where = INT32_MAX;                                                        \
+        for (j = 0; j < n; j++) nan |= lane[j] != lane[j];                                \
+        if (nan) {                                                                        \
+            where = -1;                                                                   \
+            for (j = 0; j < n; j++)                                                       \
+                if (lane[j] != lane[j] && lane_at[j] > where) where = lane_at[j], best = lane[j]; \
+            *at = where;                                                                  \
+            return best;                                                                  \
+        }                                                                                 \
+        for (j = 1; j < n; j++) best = lane[j] > best ? lane[j] : best;                   \
+        for (j = 0; j < n; j++) where = lane[j] == best && lane_at[j] < where ? lane_at[j] : where; \
+        *at = where;                                                                      \
+        return best;                                                                      \
+    }
+CY_DEFINE_COMBINE(float, f32)
+CY_DEFINE_COMBINE(double, f64)
+
+#if CY_HAVE_SSE2
+static float cy_window_max_f32_sse2(const float* row, ptrdiff_t start, ptrdiff_t count,
+                                    int32_t* at, ptrdiff_t* done) {
+    ptrdiff_t i = start + 8, end = start + count - count % 8;
+    __m128 b0 = _mm_loadu_ps(row + start), b1 = _mm_loadu_ps(row + start + 4);
+    __m128i four = _mm_set1_epi32(4), eight = _mm_set1_epi32(8);
+    __m128i p0 = _mm_add_epi32(_mm_set1_epi32((int32_t) start), _mm_setr_epi32(0, 1, 2, 3));
+    __m128i p1 = _mm_add_epi32(p0, four), a0 = p0, a1 = p1;
+    float lane[8];
+    int32_t lane_at[8];
+    for (; i < end; i += 8) {
+        __m128 v0 = _mm_loadu_ps(row + i), v1 = _mm_loadu_ps(row + i + 4);
+        __m128 t0 = _mm_or_ps(_mm_cmplt_ps(b0, v0), _mm_cmpunord_ps(v0, v0));
+        __m128 t1 = _mm_or_ps(_mm_cmplt_ps(b1, v1), _mm_cmpunord_ps(v1, v1));
+        p0 = _mm_add_epi32(p0, eight);
+        p1 = _mm_add_epi32(p1, eight);
+        b0 = _mm_or_ps(_mm_and_ps(t0, v0), _mm_andnot_ps(t0, b0));
+        b1 = _mm_or_ps(_mm_and_ps(t1, v1), _mm_andnot_ps(t1, b1));
+        a0 = _mm_or_si128(_mm_and_si128(_mm_castps_si128(t0), p0),
+                          _mm_andnot_si128(_mm_castps_si128(t0), a0));
+        a1 = _mm_or_si128(_mm_and_si128(_mm_castps_si128(t1), p1),
+                          _mm_andnot_si128(_mm_castps_si128(t1), a1));
+    }
+    _mm_storeu_ps(lane, b0);
+    _mm_storeu_ps(lane + 4, b1);
+    _mm_storeu_si128((__m128i*) lane_at, a0);
+    _mm_storeu_si128((__m128i*) (lane_at + 4), a1);
+    *done = end;
+    return cy_combine_f32(lane, lane_at, 8, at);
+}
+
+static double cy_window_max_f64_sse2(const double* row, ptrdiff_t start, ptrdiff_t count,
+                                     int32_t* at, ptrdiff_t* done) {
+    ptrdiff_t i = start + 4, end = start + count - count % 4;
+    __m128d b0 = _mm_loadu_pd(row + start), b1 = _mm_loadu_pd(row + start + 2);
+    __m128i two = _mm_set_epi64x(2, 2), four = _mm_set_epi64x(4, 4);
+    __m128i p0 = _mm_set_epi64x((int64_t) start + 1, (int64_t) start);
+    __m128i p1 = _mm_add_epi64(p0, two), a0 = p0, a1 = p1;
+    double lane[4];
+    int64_t wide_at[4];
+    int32_t lane_at[4];
+    for (; i < end; i += 4) {
+        __m128d v0 = _mm_loadu_pd(row + i), v1 = _mm_loadu_pd(row + i + 2);
+        __m128d t0 = _mm_or_pd(_mm_cmplt_pd(b0, v0), _mm_cmpunord_pd(v0, v0));
+        __m128d t1 = _mm_or_pd(_mm_cmplt_pd(b1, v1), _mm_cmpunord_pd(v1, v1));
+        p0 = _mm_add_epi64(p0, four);
+        p1 = _mm_add_epi64(p1, four);
+        b0 = _mm_or_pd(_mm_and_pd(t0, v0), _mm_andnot_pd(t0, b0));
+        b1 = _mm_or_pd(_mm_and_pd(t1, v1), _mm_andnot_pd(t1, b1));
+        a0 = _mm_or_si128(_mm_and_si128(_mm_castpd_si128(t0), p0),
+                          _mm_andnot_si128(_mm_castpd_si128(t0), a0));
+        a1 = _mm_or_si128(_mm_and_si128(_mm_castpd_si128(t1), p1),
+                          _mm_andnot_si128(_mm_castpd_si128(t1), a1));
+    }
+    _mm_storeu_pd(lane, b0);
+    _mm_storeu_pd(lane + 2, b1);
+    _mm_storeu_si128((__m128i*) wide_at, a0);
+    _mm_storeu_si128((__m128i*) (wide_at + 2), a1);
+    for (int j = 0; j < 4; j++) lane_at[j] = (int32_t) wide_at[j];
+    *done = end;
+    return cy_combine_f64(lane, lane_at, 4, at);
+}
+#endif
+
+#define CY_DEFINE_WINDOW_MAX(T, SFX, MIN_VECTOR)                                          \
+    static T cy_window_max_##SFX(const T* row, ptrdiff_t start, ptrdiff_t count,         \
+                                 int32_t* at) {                                           \
+        ptrdiff_t i = start + 1, end = start + count;                                     \
+        T best = row[start];                                                              \
+        *at = (int32_t) start;                                                            \
+        CY_IF_SSE2(if (count >= (MIN_VECTOR) && cy_simd_level() >= CY_SIMD_SSE2)         \
+                       best = cy_window_max_##SFX##_sse2(row, start, count, at, &i);)     \
+        for (; i < end; i++) best = cy_pick1_##SFX(best, row[i], at, (int32_t) i);       \
+        return best;                                                                      \
+    }
+CY_DEFINE_WINDOW_MAX(float, f32, 16)
+CY_DEFINE_WINDOW_MAX(double, f64, 8)
 
 #endif

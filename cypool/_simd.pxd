@@ -105,5 +105,10 @@ cdef extern from "_simd.h" nogil:
                                 Py_ssize_t planes, Py_ssize_t in_plane, Py_ssize_t out_plane,
                                 const int32_t* tap, const int32_t* start, double* lanes)
 
+    # the maximum of row[start, start + count) and its position in at
+    float cy_window_max_f32(const float* row, Py_ssize_t start, Py_ssize_t count, int32_t* at)
+    double cy_window_max_f64(const double* row, Py_ssize_t start, Py_ssize_t count,
+                             int32_t* at)
+
     # a float32 sum in 32 partial sums, the same bits at every vector level
     float cy_wide_sum_f32(const float* v, Py_ssize_t n)

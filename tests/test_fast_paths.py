@@ -425,6 +425,32 @@ def test_small_planes_adaptive_max_in_lanes_bit_exact(simd_level, dtype, planes)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nan", [True, False], ids=["nan", "no-nan"])
+def test_adaptive_max_long_row_windows_bit_exact(simd_level, dtype, nan):
+    """Adaptive windows one row high and long enough for _simd.h's
+    cy_window_max (8 running maxima in two vectors, combined in scan order)
+    equal the general loop bit for bit: the first of equal values (-0.0 and
+    0.0), the last NaN (two payloads), at every vector level."""
+    rng = np.random.default_rng(7 + simd_level)
+    for in_size, out_size in [((1, 1, 4096), (1, 1, 100)), ((1, 1, 300), (1, 1, 7)),
+                              ((1, 3, 200), (1, 3, 5)), ((1, 1, 50), (1, 1, 3)),
+                              ((1, 1, 33), (1, 1, 2)), ((2, 2, 70), (2, 2, 4)),
+                              ((1, 1, 17), (1, 1, 1))]:
+        x, bits = _signed_data(rng, (3,) + in_size, dtype)
+        if not nan:
+            x[np.isnan(x)] = 1.0
+        x[0, ..., : in_size[2] // 3] = -np.inf  # windows of -inf only: the first wins
+        results = []
+        for naive in (False, True):
+            values = np.empty((3,) + out_size, dtype)
+            indices = np.empty((3,) + out_size, np.int64)
+            _adaptive.adaptive_max_forward(x, values, indices, in_size, out_size, False, 1, naive)
+            results.append((values.view(bits), indices))
+        for fast, general in zip(*results):
+            np.testing.assert_array_equal(fast, general, err_msg=f"{in_size} -> {out_size}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("planes", [1, 16, 37])
 def test_small_planes_adaptive_average_in_lanes_same_bits(simd_level, dtype, planes):
     """Adaptive averages of small planes, 16 side by side, equal the column path
