@@ -275,6 +275,10 @@ def _breadth_cases(rng, add):
                lambda x, n: cypool.adaptive_avg_pool2d(x, 7, num_threads=n),
                lambda t: F.adaptive_avg_pool2d(t, 7))
 
+    torch_case("adaptive_max_pool1d 4096 to 100", 0.5, (32, 128, 4096),
+               lambda x, n: cypool.adaptive_max_pool1d(x, 100, num_threads=n),
+               lambda t: F.adaptive_max_pool1d(t, 100))
+
     def small_fractional():
         return (rng.standard_normal(small, dtype=np.float32),
                 rng.random(small[:2] + (2,), dtype=np.float32))
