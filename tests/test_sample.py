@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import cypool
+from cypool import _args
 import reference as ref
 import reference_sample as rs
 
@@ -666,7 +667,9 @@ def test_stochastic_training_mean_is_eval_output():
 @pytest.mark.parametrize("channels_last", LAYOUTS, ids=LAYOUT_IDS)
 def test_stochastic_reproducible_for_any_thread_count(channels_last):
     rng = np.random.default_rng(5)
-    x = _in_layout(np.abs(rng.standard_normal((2, 16, 36, 36))).astype(np.float32), channels_last)
+    # large enough for the calls to use their threads (_args.SERIAL_BELOW)
+    x = _in_layout(np.abs(rng.standard_normal((2, 16, 96, 96))).astype(np.float32), channels_last)
+    assert x.size >= _args.SERIAL_BELOW
     kw = dict(channels_last=channels_last)
     one = cypool.stochastic_pool2d(x, 3, 2, 1, rng=3, return_indices=True, num_threads=1, **kw)
     grad = np.ones_like(one[0])
