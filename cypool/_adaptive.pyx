@@ -54,6 +54,9 @@ cdef enum:
     # _simd.h's cy_max_lanes takes 16).
     LANES = 16
     SMALL_PLANE = 1024
+    # Float32 average windows of at least this many columns, in planes larger
+    # than SMALL_PLANE, add in eight partial sums (see _avg_plane_columns).
+    WIDE_WINDOW = 16
 
 
 cdef struct Shape:
@@ -187,7 +190,11 @@ cdef inline const real_t* _row_sums(const real_t* x, real_t* col, const Shape* s
 
 cdef void _avg_plane_columns(const real_t* x, real_t* out, const Shape* s, const Tables* t,
                              real_t* col) noexcept nogil:
-    """One channels-first plane by the column path; ``col``: scratch of W."""
+    """One channels-first plane by the column path; ``col``: scratch of W.
+    Each window adds its row sums in order, except float32 windows of at
+    least WIDE_WINDOW columns in planes too large for the lanes (which copy
+    the in-order additions): eight partial sums (cypool_small_sum), the same
+    on every CPU, so that long rows are not one long chain of additions."""
     cdef Py_ssize_t OH = s.out_size[1], OW = s.out_size[2]
     cdef const Py_ssize_t* first_w = t.first + t.offset[2]
     cdef const Py_ssize_t* count_w = t.count + t.offset[2]
@@ -196,6 +203,7 @@ cdef void _avg_plane_columns(const real_t* x, real_t* out, const Shape* s, const
     cdef const real_t* sums
     cdef real_t total
     cdef Py_ssize_t rows
+    cdef bint wide = _plane(s.in_size) > SMALL_PLANE
     for od in range(s.out_size[0]):
         set_axis(t, &w, 0, od)
         for oh in range(OH):
@@ -203,6 +211,12 @@ cdef void _avg_plane_columns(const real_t* x, real_t* out, const Shape* s, const
             sums = _row_sums(x, col, s, &w)
             rows = w.count[0] * w.count[1]
             for ow in range(OW):
+                if real_t is float:
+                    if wide and count_w[ow] >= WIDE_WINDOW:
+                        out[o] = (cypool_small_sum(sums + first_w[ow], count_w[ow])
+                                  / <float> (rows * count_w[ow]))
+                        o += 1
+                        continue
                 total = 0
                 for iw in range(first_w[ow], first_w[ow] + count_w[ow]):
                     total = total + sums[iw]
@@ -212,10 +226,10 @@ cdef void _avg_plane_columns(const real_t* x, real_t* out, const Shape* s, const
 
 cdef extern from *:
     """
-    /* Sum of fewer than SUM_BLOCK float32 values (a small plane) with the
-       float64 blocks' additions of _plane_sum: eight partial sums (two
-       vectors), the tail into the first, then ((a0 + a1) + (a2 + a3)) +
-       ((a4 + a5) + (a6 + a7)).  Written with SSE2 intrinsics where there are some: from
+    /* Sum of float32 values in eight partial sums (two vectors), the tail
+       into the first, then ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)):
+       a small plane of fewer than SUM_BLOCK values (the additions of the
+       float64 blocks of _plane_sum), or a long adaptive window.  Written with SSE2 intrinsics where there are some: from
        the Cython loop gcc makes scalar adds and shuffles, three times slower
        on the small planes of a global pool. */
     #if defined(__SSE2__) || defined(_M_X64)
