@@ -28,7 +28,7 @@ from cypool._kernel_common cimport (
 from cypool._simd cimport (
     cy_avg_col_lanes_f32, cy_avg_col_lanes_f64, cy_from_lanes_f32, cy_from_lanes_f64,
     cy_simd_cap, cy_simd_level, cy_to_lanes_f32, cy_to_lanes_f64, cy_wide_sum_f32,
-    cy_window_max_f32, cy_window_max_f64,
+    cy_wide_sum_f64, cy_window_max_f32, cy_window_max_f64,
 )
 
 cnp.import_array()
@@ -39,12 +39,10 @@ cdef enum:
     # (to the minimum) while the threads would have too few jobs.
     MAX_CHANNEL_BLOCK = 512
     MIN_CHANNEL_BLOCK = 64
-    # Values a global sum adds in the input type before its double total
-    # (per partial sum: eight run side by side channels-first, one per
-    # channel channels-last).
+    # float32 planes of fewer values than this sum in eight partial sums
+    # (cypool_small_sum), larger ones in blocks of WIDE_BLOCK values in 32
+    # partial sums, the block sums added in double.
     SUM_BLOCK = 128
-    # Values of a float32 plane's blocks summed in 32 partial sums (planes of
-    # SUM_BLOCK or more values).
     WIDE_BLOCK = 1024
     PIXEL_BLOCK = 8
     # Largest input row (elements) the channels-first column paths keep per thread.
@@ -228,10 +226,10 @@ cdef extern from *:
     """
     /* Sum of float32 values in eight partial sums (two vectors), the tail
        into the first, then ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)):
-       a small plane of fewer than SUM_BLOCK values (the additions of the
-       float64 blocks of _plane_sum), or a long adaptive window.  Written with SSE2 intrinsics where there are some: from
-       the Cython loop gcc makes scalar adds and shuffles, three times slower
-       on the small planes of a global pool. */
+       a small plane of fewer than SUM_BLOCK values, or a long adaptive
+       window.  Written with SSE2 intrinsics where there are some: from the
+       Cython loop gcc makes scalar adds and shuffles, three times slower on
+       the small planes of a global pool. */
     #if defined(__SSE2__) || defined(_M_X64)
     #include <emmintrin.h>
     static CYTHON_INLINE float cypool_small_sum(const float* v, Py_ssize_t n)
@@ -277,34 +275,19 @@ def simd_level(cap=None):
 
 
 cdef inline double _plane_sum(const real_t* v, Py_ssize_t n) noexcept nogil:
-    """Sum of a whole plane: blocks of values summed in independent partial
-    sums of the input type (the adds pipeline and vectorise instead of
-    waiting on one another), the block sums added in double so long float32
-    planes keep their precision.  float32: blocks of WIDE_BLOCK in 32
-    partial sums (_simd.h; eight would hold a long plane below memory speed);
-    float64: blocks of SUM_BLOCK in eight."""
-    cdef real_t acc[8]
-    cdef Py_ssize_t i, j, block, body
+    """Sum of a whole plane in independent partial sums (_simd.h's
+    cy_wide_sum: the adds pipeline and vectorise instead of waiting on one
+    another; fewer would hold a long plane below memory speed), the same bits
+    at every vector level.  float32: blocks of WIDE_BLOCK in 32 partial sums,
+    the block sums added in double so that long planes keep their precision;
+    float64: the plane in 16."""
     cdef double total = 0
-    cdef Py_ssize_t done = 0
+    cdef Py_ssize_t block, done = 0
+    if real_t is double:
+        return cy_wide_sum_f64(v, n)
     while done < n:
-        if real_t is float:
-            block = n - done if n - done < WIDE_BLOCK else WIDE_BLOCK
-            total += cy_wide_sum_f32(v + done, block)
-            done += block
-            continue
-        block = n - done if n - done < SUM_BLOCK else SUM_BLOCK
-        body = block - block % 8
-        for j in range(8):
-            acc[j] = 0
-        i = 0
-        while i < body:
-            for j in range(8):
-                acc[j] = acc[j] + v[done + i + j]
-            i += 8
-        for i in range(body, block):
-            acc[0] = acc[0] + v[done + i]
-        total += ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+        block = n - done if n - done < WIDE_BLOCK else WIDE_BLOCK
+        total += cy_wide_sum_f32(v + done, block)
         done += block
     return total
 

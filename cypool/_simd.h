@@ -23,7 +23,8 @@
  *
  * cy_window_max_f32/f64: the maximum of one long run of a row and its position.
  *
- * cy_wide_sum_f32: a float32 sum in 32 partial sums (the global average's planes).
+ * cy_wide_sum_f32/f64: a sum in 32 (float32) or 16 (float64) partial sums (the global
+ * average's planes).
  *
  * Both follow PyTorch's rule (a later value wins when it is greater or NaN), so the
  * results are bit for bit the general loops': each row's window is combined first,
@@ -852,6 +853,54 @@ static float cy_wide_sum_f32_c(const float* v, ptrdiff_t n) {
     return (acc_[0] + acc_[1]) + (acc_[2] + acc_[3]);
 }
 
+/* The float64 sum in 16 partial sums, the same way: p[j] += v[i + j] for each whole run
+   of 16, the rest into p[0] in order, then p[j] + p[j + 8], + p[j + 4], and
+   ((q0 + q1) + (q2 + q3)).  AVX2 in four vectors, SSE2 in eight, the portable loop in
+   an array. */
+#define CY_WIDE_SUM64_BODY(V, VL, LOADU, ADD, ZERO)                                       \
+    V acc_[16 / (VL)];                                                                    \
+    ptrdiff_t i_, body_ = n - n % 16;                                                     \
+    for (int k = 0; k < 16 / (VL); k++) acc_[k] = ZERO;                                   \
+    for (i_ = 0; i_ < body_; i_ += 16)                                                    \
+        for (int k = 0; k < 16 / (VL); k++) acc_[k] = ADD(acc_[k], LOADU(v + i_ + k * (VL)));
+
+#if CY_HAVE_SSE2
+/* q0 + q1 of a 2-lane vector */
+static inline double cy_sum2_pd(__m128d q) {
+    return _mm_cvtsd_f64(_mm_add_sd(q, _mm_unpackhi_pd(q, q)));
+}
+
+static double cy_wide_sum_f64_sse2(const double* v, ptrdiff_t n) {
+    CY_WIDE_SUM64_BODY(__m128d, 2, _mm_loadu_pd, _mm_add_pd, _mm_setzero_pd())
+    for (; i_ < n; i_++) acc_[0] = _mm_add_sd(acc_[0], _mm_load_sd(v + i_));
+    for (int k = 0; k < 4; k++) acc_[k] = _mm_add_pd(acc_[k], acc_[k + 4]);   /* + 8 */
+    acc_[0] = _mm_add_pd(acc_[0], acc_[2]);                                    /* + 4 */
+    acc_[1] = _mm_add_pd(acc_[1], acc_[3]);
+    return cy_sum2_pd(acc_[0]) + cy_sum2_pd(acc_[1]);
+}
+#endif
+
+#if CY_HAVE_AVX2
+CY_AVX2 static double cy_wide_sum_f64_avx2(const double* v, ptrdiff_t n) {
+    CY_WIDE_SUM64_BODY(__m256d, 4, _mm256_loadu_pd, _mm256_add_pd, _mm256_setzero_pd())
+    __m128d tail = _mm256_castpd256_pd128(acc_[0]);
+    for (; i_ < n; i_++) tail = _mm_add_sd(tail, _mm_load_sd(v + i_));
+    acc_[0] = _mm256_blend_pd(acc_[0], _mm256_castpd128_pd256(tail), 0x3);
+    acc_[0] = _mm256_add_pd(acc_[0], acc_[2]);                                 /* + 8 */
+    acc_[1] = _mm256_add_pd(acc_[1], acc_[3]);
+    acc_[0] = _mm256_add_pd(acc_[0], acc_[1]);                                 /* + 4 */
+    return cy_sum2_pd(_mm256_castpd256_pd128(acc_[0])) + cy_sum2_pd(_mm256_extractf128_pd(acc_[0], 1));
+}
+#endif
+
+static double cy_wide_sum_f64_c(const double* v, ptrdiff_t n) {
+    CY_WIDE_SUM64_BODY(double, 1, CY_LOAD1, CY_ADD1, 0.0)
+    for (; i_ < n; i_++) acc_[0] += v[i_];
+    for (int w = 8; w >= 4; w /= 2)
+        for (int k = 0; k < w; k++) acc_[k] += acc_[k + w];
+    return (acc_[0] + acc_[1]) + (acc_[2] + acc_[3]);
+}
+
 /* ------------------------------------------------------------- dispatch */
 
 #if CY_HAVE_AVX2
@@ -1009,6 +1058,14 @@ static float cy_wide_sum_f32(const float* v, ptrdiff_t n) {
     CY_IF_SSE2(if (level >= CY_SIMD_SSE2) return cy_wide_sum_f32_sse2(v, n);)
     (void) level;
     return cy_wide_sum_f32_c(v, n);
+}
+
+static double cy_wide_sum_f64(const double* v, ptrdiff_t n) {
+    int level = cy_simd_level();
+    CY_IF_AVX2(if (level >= CY_SIMD_AVX2) return cy_wide_sum_f64_avx2(v, n);)
+    CY_IF_SSE2(if (level >= CY_SIMD_SSE2) return cy_wide_sum_f64_sse2(v, n);)
+    (void) level;
+    return cy_wide_sum_f64_c(v, n);
 }
 
 CY_TRANSPOSE_DISPATCH(float, f32, CY_TRANSPOSE_AVX2(f32))

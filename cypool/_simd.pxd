@@ -110,5 +110,6 @@ cdef extern from "_simd.h" nogil:
     double cy_window_max_f64(const double* row, Py_ssize_t start, Py_ssize_t count,
                              int32_t* at)
 
-    # a float32 sum in 32 partial sums, the same bits at every vector level
+    # sums in 32 (float32) or 16 (float64) partial sums, the same bits at every vector level
     float cy_wide_sum_f32(const float* v, Py_ssize_t n)
+    double cy_wide_sum_f64(const double* v, Py_ssize_t n)

@@ -509,21 +509,34 @@ def test_adaptive_average_long_windows_in_eight_sums():
     assert out[0, 0, 0, 0] == total / np.float32(41)
 
 
-def test_global_average_float32_sums_same_bits(simd_level):
-    """A float32 plane's global average sums blocks in 32 partial sums with the
-    same additions at every vector level (so the same bits on every CPU), and
-    stays within float32 rounding of the float64 mean; planes of 1 to 5000
-    values cover the small planes' eight-sum path, whole and partial runs of 32
-    and blocks of 1024."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_average_sums_same_bits(simd_level, dtype):
+    """A plane's global average sums in partial sums (float32: blocks in 32,
+    float64: 16) with the same additions at every vector level (so the same
+    bits on every CPU), within rounding of the float64 mean; planes of 1 to
+    5000 values cover the small planes' eight-sum path, whole and partial
+    runs of the partial sums and blocks of 1024."""
     rng = np.random.default_rng(7)
-    for n in [1, 31, 127, 128, 129, 160, 1023, 1024, 1025, 2080, 5000]:
-        x = (rng.standard_normal((3, n)) * 100 + 50).astype(np.float32)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for n in [1, 15, 16, 17, 31, 127, 128, 129, 160, 1023, 1024, 1025, 2080, 5000]:
+        x = (rng.standard_normal((3, n)) * 100 + 50).astype(dtype)
         got = []
         for level in (simd_level, 0):
             _adaptive.simd_level(level)
-            out = np.empty((3, 1), np.float32)
+            out = np.empty((3, 1), dtype)
             _adaptive.adaptive_avg_forward(x, out, (1, 1, n), (1, 1, 1), False, 1)
             got.append(out)
-        np.testing.assert_array_equal(got[0].view(np.uint32), got[1].view(np.uint32),
+        np.testing.assert_array_equal(got[0].view(bits), got[1].view(bits),
                                       err_msg=f"{n} values")
-        np.testing.assert_allclose(got[0][:, 0], x.astype(np.float64).mean(axis=1), rtol=1e-6)
+        np.testing.assert_allclose(got[0][:, 0], x.astype(np.float64).mean(axis=1),
+                                   rtol=1e-6 if dtype == np.float32 else 1e-13)
+        if dtype == np.float64 and n >= 16:  # the additions themselves
+            p = np.zeros(16)
+            body = n - n % 16
+            for i in range(0, body, 16):
+                p += x[0, i:i + 16]
+            for i in range(body, n):
+                p[0] += x[0, i]
+            p = p[:8] + p[8:]
+            p = p[:4] + p[4:]
+            assert got[0][0, 0] == ((p[0] + p[1]) + (p[2] + p[3])) / n
