@@ -52,8 +52,8 @@ cdef enum:
     # _simd.h's cy_max_lanes takes 16).
     LANES = 16
     SMALL_PLANE = 1024
-    # Float32 average windows of at least this many columns, in planes larger
-    # than SMALL_PLANE, add in eight partial sums (see _avg_plane_columns).
+    # Average windows of at least this many columns, in planes larger than
+    # SMALL_PLANE, add in partial sums (see _avg_plane_columns).
     WIDE_WINDOW = 16
 
 
@@ -189,10 +189,11 @@ cdef inline const real_t* _row_sums(const real_t* x, real_t* col, const Shape* s
 cdef void _avg_plane_columns(const real_t* x, real_t* out, const Shape* s, const Tables* t,
                              real_t* col) noexcept nogil:
     """One channels-first plane by the column path; ``col``: scratch of W.
-    Each window adds its row sums in order, except float32 windows of at
-    least WIDE_WINDOW columns in planes too large for the lanes (which copy
-    the in-order additions): eight partial sums (cypool_small_sum), the same
-    on every CPU, so that long rows are not one long chain of additions."""
+    Each window adds its row sums in order, except windows of at least
+    WIDE_WINDOW columns in planes too large for the lanes (which copy the
+    in-order additions): partial sums, eight for float32 (cypool_small_sum),
+    16 for float64 (_simd.h's cy_wide_sum_f64), the same on every CPU, so
+    that long rows are not one long chain of additions."""
     cdef Py_ssize_t OH = s.out_size[1], OW = s.out_size[2]
     cdef const Py_ssize_t* first_w = t.first + t.offset[2]
     cdef const Py_ssize_t* count_w = t.count + t.offset[2]
@@ -209,12 +210,14 @@ cdef void _avg_plane_columns(const real_t* x, real_t* out, const Shape* s, const
             sums = _row_sums(x, col, s, &w)
             rows = w.count[0] * w.count[1]
             for ow in range(OW):
-                if real_t is float:
-                    if wide and count_w[ow] >= WIDE_WINDOW:
-                        out[o] = (cypool_small_sum(sums + first_w[ow], count_w[ow])
-                                  / <float> (rows * count_w[ow]))
-                        o += 1
-                        continue
+                if wide and count_w[ow] >= WIDE_WINDOW:
+                    if real_t is float:
+                        total = cypool_small_sum(sums + first_w[ow], count_w[ow])
+                    else:
+                        total = cy_wide_sum_f64(sums + first_w[ow], count_w[ow])
+                    out[o] = total / <real_t> (rows * count_w[ow])
+                    o += 1
+                    continue
                 total = 0
                 for iw in range(first_w[ow], first_w[ow] + count_w[ow]):
                     total = total + sums[iw]

@@ -478,25 +478,29 @@ def test_small_planes_adaptive_average_in_lanes_same_bits(simd_level, dtype, pla
         np.testing.assert_allclose(results[0], results[2], rtol=tol, atol=tol)
 
 
-def test_adaptive_average_long_windows_in_eight_sums():
-    """float32 windows of 16 or more columns in planes too large for the lanes
-    add in eight partial sums: exact on small integers (so equal to the general
-    loop bit for bit), within float32 rounding of the float64 mean otherwise."""
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adaptive_average_long_windows_in_partial_sums(dtype):
+    """Windows of 16 or more columns in planes too large for the lanes add in
+    partial sums (float32: eight, float64: 16): exact on small integers (so
+    equal to the general loop bit for bit), within rounding of the float64
+    mean otherwise."""
     rng = np.random.default_rng(3)
     for in_size, out_size in [((1, 1, 4096), (1, 1, 100)), ((1, 2, 700), (1, 2, 9)),
                               ((1, 1, 1100), (1, 1, 70)), ((2, 3, 400), (2, 1, 3))]:
-        integral = rng.integers(-9, 10, size=(3,) + in_size).astype(np.float32)
-        noisy = (rng.standard_normal((3,) + in_size) * 100 + 50).astype(np.float32)
+        integral = rng.integers(-9, 10, size=(3,) + in_size).astype(dtype)
+        noisy = (rng.standard_normal((3,) + in_size) * 100 + 50).astype(dtype)
         for x in (integral, noisy):
             got = []
             for naive in (False, True):
-                out = np.empty((3,) + out_size, np.float32)
+                out = np.empty((3,) + out_size, dtype)
                 _adaptive.adaptive_avg_forward(x, out, in_size, out_size, False, 1, naive)
                 got.append(out)
             if x is integral:
                 np.testing.assert_array_equal(got[0], got[1], err_msg=f"{in_size} -> {out_size}")
             want = rr.adaptive_avg_pool(x.astype(np.float64)[:, None], 3, out_size)[:, 0]
             np.testing.assert_allclose(got[0], want, rtol=1e-5, atol=1e-4)
+    if dtype == np.float64:
+        return  # its additions: test_global_average_sums_same_bits (cy_wide_sum_f64)
     # the additions themselves: the first window of a long row (0 to 41)
     x = (rng.standard_normal((1, 1, 1, 4096)) * 100).astype(np.float32)
     out = np.empty((1, 1, 1, 100), np.float32)
