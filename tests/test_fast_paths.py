@@ -427,16 +427,19 @@ def test_small_planes_adaptive_max_in_lanes_bit_exact(simd_level, dtype, planes)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nan", [True, False], ids=["nan", "no-nan"])
-def test_adaptive_max_long_row_windows_bit_exact(simd_level, dtype, nan):
-    """Adaptive windows one row high and long enough for _simd.h's
-    cy_window_max (8 running maxima in two vectors, combined in scan order)
-    equal the general loop bit for bit: the first of equal values (-0.0 and
-    0.0), the last NaN (two payloads), at every vector level."""
+def test_adaptive_max_long_windows_bit_exact(simd_level, dtype, nan):
+    """Long adaptive windows, one row high (_simd.h's cy_window_max: 8 running
+    maxima in two vectors, combined in scan order) or over the row maxima of
+    several rows (_columns_max), equal the general loop bit for bit: the first
+    of equal values (-0.0 and 0.0), the last NaN (two payloads), at every
+    vector level."""
     rng = np.random.default_rng(7 + simd_level)
     for in_size, out_size in [((1, 1, 4096), (1, 1, 100)), ((1, 1, 300), (1, 1, 7)),
                               ((1, 3, 200), (1, 3, 5)), ((1, 1, 50), (1, 1, 3)),
                               ((1, 1, 33), (1, 1, 2)), ((2, 2, 70), (2, 2, 4)),
-                              ((1, 1, 17), (1, 1, 1))]:
+                              ((1, 1, 17), (1, 1, 1)), ((1, 112, 112), (1, 7, 7)),
+                              ((1, 40, 90), (1, 3, 4)), ((3, 9, 50), (2, 2, 3)),
+                              ((1, 20, 30), (1, 7, 11))]:
         x, bits = _signed_data(rng, (3,) + in_size, dtype)
         if not nan:
             x[np.isnan(x)] = 1.0
