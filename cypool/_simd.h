@@ -1198,67 +1198,46 @@ CY_DEFINE_COMBINE(float, f32)
 CY_DEFINE_COMBINE(double, f64)
 
 #if CY_HAVE_SSE2
-static float cy_window_max_f32_sse2(const float* row, ptrdiff_t start, ptrdiff_t count,
-                                    int32_t* at, ptrdiff_t* done) {
-    ptrdiff_t i = start + 8, end = start + count - count % 8;
-    __m128 b0 = _mm_loadu_ps(row + start), b1 = _mm_loadu_ps(row + start + 4);
-    __m128i four = _mm_set1_epi32(4), eight = _mm_set1_epi32(8);
-    __m128i p0 = _mm_add_epi32(_mm_set1_epi32((int32_t) start), _mm_setr_epi32(0, 1, 2, 3));
-    __m128i p1 = _mm_add_epi32(p0, four), a0 = p0, a1 = p1;
-    float lane[8];
-    int32_t lane_at[8];
-    for (; i < end; i += 8) {
-        __m128 v0 = _mm_loadu_ps(row + i), v1 = _mm_loadu_ps(row + i + 4);
-        __m128 t0 = _mm_or_ps(_mm_cmplt_ps(b0, v0), _mm_cmpunord_ps(v0, v0));
-        __m128 t1 = _mm_or_ps(_mm_cmplt_ps(b1, v1), _mm_cmpunord_ps(v1, v1));
-        p0 = _mm_add_epi32(p0, eight);
-        p1 = _mm_add_epi32(p1, eight);
-        b0 = _mm_or_ps(_mm_and_ps(t0, v0), _mm_andnot_ps(t0, b0));
-        b1 = _mm_or_ps(_mm_and_ps(t1, v1), _mm_andnot_ps(t1, b1));
-        a0 = _mm_or_si128(_mm_and_si128(_mm_castps_si128(t0), p0),
-                          _mm_andnot_si128(_mm_castps_si128(t0), a0));
-        a1 = _mm_or_si128(_mm_and_si128(_mm_castps_si128(t1), p1),
-                          _mm_andnot_si128(_mm_castps_si128(t1), a1));
+/* The two-vector loop over [start, end), end a whole number of pairs of vectors on;
+   IT is the position lanes' type (the width of T, so that a take mask selects them). */
+#define CY_DEFINE_WINDOW_MAX_SSE2(T, SFX, V, L, IT, LOADU, STOREU, CMPLT, CMPUNORD, AND,  \
+                                  ANDNOT, OR, CAST, SET1, ADDI)                           \
+    static T cy_window_max_##SFX##_sse2(const T* row, ptrdiff_t start, ptrdiff_t count,  \
+                                        int32_t* at, ptrdiff_t* done) {                   \
+        ptrdiff_t i, end = start + count - count % (2 * (L));                             \
+        T lane[2 * (L)];                                                                  \
+        IT wide_at[2 * (L)];                                                              \
+        int32_t lane_at[2 * (L)];                                                         \
+        for (int j = 0; j < 2 * (L); j++) wide_at[j] = (IT) (start + j);                  \
+        V b0 = LOADU(row + start), b1 = LOADU(row + start + (L));                         \
+        __m128i p0 = _mm_loadu_si128((const __m128i*) wide_at);                           \
+        __m128i p1 = _mm_loadu_si128((const __m128i*) (wide_at + (L)));                   \
+        __m128i a0 = p0, a1 = p1, step = SET1(2 * (L));                                   \
+        for (i = start + 2 * (L); i < end; i += 2 * (L)) {                                \
+            V v0 = LOADU(row + i), v1 = LOADU(row + i + (L));                             \
+            V t0 = OR(CMPLT(b0, v0), CMPUNORD(v0, v0));                                   \
+            V t1 = OR(CMPLT(b1, v1), CMPUNORD(v1, v1));                                   \
+            p0 = ADDI(p0, step);                                                          \
+            p1 = ADDI(p1, step);                                                          \
+            b0 = OR(AND(t0, v0), ANDNOT(t0, b0));                                         \
+            b1 = OR(AND(t1, v1), ANDNOT(t1, b1));                                         \
+            a0 = _mm_or_si128(_mm_and_si128(CAST(t0), p0), _mm_andnot_si128(CAST(t0), a0)); \
+            a1 = _mm_or_si128(_mm_and_si128(CAST(t1), p1), _mm_andnot_si128(CAST(t1), a1)); \
+        }                                                                                 \
+        STOREU(lane, b0);                                                                 \
+        STOREU(lane + (L), b1);                                                           \
+        _mm_storeu_si128((__m128i*) wide_at, a0);                                         \
+        _mm_storeu_si128((__m128i*) (wide_at + (L)), a1);                                 \
+        for (int j = 0; j < 2 * (L); j++) lane_at[j] = (int32_t) wide_at[j];              \
+        *done = end;                                                                      \
+        return cy_combine_##SFX(lane, lane_at, 2 * (L), at);                              \
     }
-    _mm_storeu_ps(lane, b0);
-    _mm_storeu_ps(lane + 4, b1);
-    _mm_storeu_si128((__m128i*) lane_at, a0);
-    _mm_storeu_si128((__m128i*) (lane_at + 4), a1);
-    *done = end;
-    return cy_combine_f32(lane, lane_at, 8, at);
-}
-
-static double cy_window_max_f64_sse2(const double* row, ptrdiff_t start, ptrdiff_t count,
-                                     int32_t* at, ptrdiff_t* done) {
-    ptrdiff_t i = start + 4, end = start + count - count % 4;
-    __m128d b0 = _mm_loadu_pd(row + start), b1 = _mm_loadu_pd(row + start + 2);
-    __m128i two = _mm_set_epi64x(2, 2), four = _mm_set_epi64x(4, 4);
-    __m128i p0 = _mm_set_epi64x((int64_t) start + 1, (int64_t) start);
-    __m128i p1 = _mm_add_epi64(p0, two), a0 = p0, a1 = p1;
-    double lane[4];
-    int64_t wide_at[4];
-    int32_t lane_at[4];
-    for (; i < end; i += 4) {
-        __m128d v0 = _mm_loadu_pd(row + i), v1 = _mm_loadu_pd(row + i + 2);
-        __m128d t0 = _mm_or_pd(_mm_cmplt_pd(b0, v0), _mm_cmpunord_pd(v0, v0));
-        __m128d t1 = _mm_or_pd(_mm_cmplt_pd(b1, v1), _mm_cmpunord_pd(v1, v1));
-        p0 = _mm_add_epi64(p0, four);
-        p1 = _mm_add_epi64(p1, four);
-        b0 = _mm_or_pd(_mm_and_pd(t0, v0), _mm_andnot_pd(t0, b0));
-        b1 = _mm_or_pd(_mm_and_pd(t1, v1), _mm_andnot_pd(t1, b1));
-        a0 = _mm_or_si128(_mm_and_si128(_mm_castpd_si128(t0), p0),
-                          _mm_andnot_si128(_mm_castpd_si128(t0), a0));
-        a1 = _mm_or_si128(_mm_and_si128(_mm_castpd_si128(t1), p1),
-                          _mm_andnot_si128(_mm_castpd_si128(t1), a1));
-    }
-    _mm_storeu_pd(lane, b0);
-    _mm_storeu_pd(lane + 2, b1);
-    _mm_storeu_si128((__m128i*) wide_at, a0);
-    _mm_storeu_si128((__m128i*) (wide_at + 2), a1);
-    for (int j = 0; j < 4; j++) lane_at[j] = (int32_t) wide_at[j];
-    *done = end;
-    return cy_combine_f64(lane, lane_at, 4, at);
-}
+CY_DEFINE_WINDOW_MAX_SSE2(float, f32, __m128, 4, int32_t, _mm_loadu_ps, _mm_storeu_ps,
+                          _mm_cmplt_ps, _mm_cmpunord_ps, _mm_and_ps, _mm_andnot_ps, _mm_or_ps,
+                          _mm_castps_si128, _mm_set1_epi32, _mm_add_epi32)
+CY_DEFINE_WINDOW_MAX_SSE2(double, f64, __m128d, 2, int64_t, _mm_loadu_pd, _mm_storeu_pd,
+                          _mm_cmplt_pd, _mm_cmpunord_pd, _mm_and_pd, _mm_andnot_pd, _mm_or_pd,
+                          _mm_castpd_si128, _mm_set1_epi64x, _mm_add_epi64)
 #endif
 
 #define CY_DEFINE_WINDOW_MAX(T, SFX, MIN_VECTOR)                                          \
