@@ -361,6 +361,12 @@ cdef void _power_row(const real_t* src, real_t* dst, Py_ssize_t n,
     elif power.kind == POWER_SQRT:
         for i in range(n):
             dst[i] = _sqrt(src[i])
+    elif power.kind == POWER_RSQRT:
+        for i in range(n):
+            dst[i] = 1 / _sqrt(src[i])
+    elif power.kind == POWER_RECIPROCAL:
+        for i in range(n):
+            dst[i] = 1 / src[i]
     elif real_t is float and power.kind == POWER_GENERIC and power.float_parity >= 0:
         cypool_powf_row(src, dst, n, power.float_exponent, power.float_parity,
                         power.float_whole, power.float_half)
@@ -662,28 +668,72 @@ cdef void _backward_plane(const real_t* grad_out, const real_t* x, real_t* grad_
             grad_in[i] = _element_slope(grad_in[i], x[i], norm)
 
 
+cdef inline void _spread_row(real_t* row, const real_t* slopes, const Axis* axis,
+                             const Tables* t) noexcept nogil:
+    """Add each window's slope to its elements in one input row, each element
+    getting its windows' slopes in the general loop's order (window by
+    window): the clipped windows before the full ones one by one, the full
+    ones a tap at a time from the last tap down (no padding in LP pooling, so
+    window ``ow`` starts at ``ow * stride``; an element's earlier window meets
+    it at a later tap), then the clipped ones after.  Window by window, the
+    loads of each window would wait on the stores of the one it overlaps."""
+    cdef const Py_ssize_t* first = t.first + t.offset[2]
+    cdef const Py_ssize_t* count = t.count + t.offset[2]
+    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2], stride = axis.stride
+    cdef Py_ssize_t ow, j, iw
+    for ow in range(lo):
+        for iw in range(first[ow], first[ow] + count[ow]):
+            row[iw] += slopes[ow]
+    if hi > lo:
+        for j in range(axis.kernel - 1, -1, -1):
+            if stride == 2:
+                for ow in range(lo, hi):
+                    row[ow * 2 + j] += slopes[ow]
+            else:
+                for ow in range(lo, hi):
+                    row[ow * stride + j] += slopes[ow]
+    for ow in range(hi, axis.out_size):
+        for iw in range(first[ow], first[ow] + count[ow]):
+            row[iw] += slopes[ow]
+
+
 cdef void _backward_plane_fast(const real_t* grad_out, const real_t* x, real_t* grad_in,
                                const Axis* ax, const Tables* t, const Norm* norm,
                                real_t* totals, real_t* hs, real_t* row_scratch) noexcept nogil:
     """:func:`_backward_plane` for ``p < inf`` with the window totals of the
-    separable path (each ``x**p`` taken once, in vector loops) and the
-    elements' ``x**(p-1)`` a row at a time; totals: scratch of the output plane."""
+    separable path (each ``x**p`` taken once, in vector loops), the windows'
+    slopes an output row at a time (the power of their scaled means in one
+    vector loop) and spread over that row's input rows (each element's
+    additions in the general loop's order, see _spread_row), and the
+    elements' ``x**(p-1)`` a row at a time; totals: scratch of the output
+    plane (it ends holding the slopes)."""
     cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
-    cdef Py_ssize_t o, id_, ih, iw, r
-    cdef Window w
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef Py_ssize_t od, oh, ow, id_, ih, iw, r, sd, nd, sh, nh, o = 0
     cdef real_t slope, scale = <real_t> norm.p
+    cdef real_t k = <real_t> norm.kernel_numel, inverse_p = <real_t> (1 / norm.p)
     cdef real_t* row
     cdef const real_t* xrow
     _window_totals(x, totals, ax, t, norm, hs, row_scratch)
     memset(grad_in, 0, ax[0].in_size * H * W * sizeof(real_t))
-    for o in range(ax[0].out_size * ax[1].out_size * ax[2].out_size):
-        window_step(t, o, &w)
-        slope = _window_slope(grad_out[o], totals[o], window_size(&w), norm)
-        for id_ in range(w.start[0], w.start[0] + w.count[0]):
-            for ih in range(w.start[1], w.start[1] + w.count[1]):
-                row = grad_in + (id_ * H + ih) * W
-                for iw in range(w.start[2], w.start[2] + w.count[2]):
-                    row[iw] += slope
+    for od in range(OD):
+        sd = t.first[t.offset[0] + od]
+        nd = t.count[t.offset[0] + od]
+        for oh in range(OH):
+            sh = t.first[t.offset[1] + oh]
+            nh = t.count[t.offset[1] + oh]
+            # _window_slope of the output row, its power in one vector loop
+            for ow in range(OW):
+                row_scratch[ow] = _mean_power(totals[o + ow], nd * nh * count_w[ow]) * k
+            _power_row(row_scratch, hs, OW, &norm.root_slope)
+            for ow in range(OW):
+                slope = (grad_out[o + ow] * (inverse_p * hs[ow]) * k) / <real_t> (nd * nh * count_w[ow])
+                totals[o + ow] = 0 if row_scratch[ow] == 0 else slope
+            for id_ in range(sd, sd + nd):
+                for ih in range(sh, sh + nh):
+                    _spread_row(grad_in + (id_ * H + ih) * W, totals + o, &ax[2], t)
+            o += OW
     # _element_slope a row at a time
     for r in range(ax[0].in_size * H):
         row = grad_in + r * W
