@@ -279,6 +279,24 @@ def _breadth_cases(rng, add):
                lambda x, n: cypool.adaptive_max_pool1d(x, 100, num_threads=n),
                lambda t: F.adaptive_max_pool1d(t, 100))
 
+    def lp_backward_inputs():
+        x = np.abs(rng.standard_normal((16, 64, 56, 56), dtype=np.float32)) + 0.1
+        y = cypool.lp_pool2d(x, 2, 2)
+        return x, rng.standard_normal(y.shape, dtype=np.float32), torch_lp_graph(x)
+
+    def torch_lp_graph(x):  # PyTorch's backward alone: the graph is built once
+        t = torch.from_numpy(x).requires_grad_(True)
+        return t, F.lp_pool2d(t, 2, 2)
+
+    def torch_lp_backward(a):
+        t, y = a[2]
+        t.grad = None
+        y.backward(torch.from_numpy(a[1]), retain_graph=True)
+
+    add("lp_pool2d backward p=2 k2", "torch", 0.5, lp_backward_inputs,
+        lambda a: lambda n: cypool.lp_pool2d_backward(a[1], a[0], 2, 2, num_threads=n),
+        lambda a: lambda n: torch_lp_backward(a), (16, 64, 56, 56), section="breadth")
+
     def small_fractional():
         return (rng.standard_normal(small, dtype=np.float32),
                 rng.random(small[:2] + (2,), dtype=np.float32))
