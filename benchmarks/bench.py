@@ -111,26 +111,8 @@ def build_cases():
     add("avg_pool2d k3 s2 p1", "copy", 1.0, big2d,
         lambda x: lambda n: cypool.avg_pool2d(x, 3, 2, 1, num_threads=n), copy_peer, (32, 64, 112, 112))
 
-    def max_backward_inputs():
-        x = big2d()
-        y, idx = cypool.max_pool2d(x, 3, 2, 1, return_indices=True)
-        return x, rng.standard_normal(y.shape, dtype=np.float32), idx
-
-    add("max_pool2d backward k3 s2 p1", "torch", 0.5, max_backward_inputs,
-        lambda a: lambda n: cypool.max_pool2d_backward(a[1], a[2], a[0].shape, num_threads=n),
-        lambda a: lambda n: torch.ops.aten.max_pool2d_with_indices_backward(
-            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [3, 3], [2, 2], [1, 1], [1, 1], False,
-            torch.from_numpy(a[2])), (32, 64, 112, 112))
-
-    def avg_backward_inputs():
-        x = big2d()
-        return x, rng.standard_normal((32, 64, 56, 56), dtype=np.float32)
-
-    add("avg_pool2d backward k3 s2 p1", "torch", 0.5, avg_backward_inputs,
-        lambda a: lambda n: cypool.avg_pool2d_backward(a[1], a[0].shape, 3, 2, 1, num_threads=n),
-        lambda a: lambda n: torch.ops.aten.avg_pool2d_backward(
-            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [3, 3], [2, 2], [1, 1], False, True,
-            None), (32, 64, 112, 112))
+    _backward_rows(add, rng, big2d, ("max_pool2d backward k3 s2 p1",
+                                      "avg_pool2d backward k3 s2 p1"), (32, 64, 112, 112))
 
     add("max_pool2d k3 s2 p1 channels_last", "torch", 1.0,
         lambda: rng.standard_normal((32, 112, 112, 64), dtype=np.float32),
@@ -217,6 +199,26 @@ def build_cases():
         lambda x: lambda n: F.max_pool2d(torch.from_numpy(x), 2).numpy(), (1, 3, 8, 8), calls=200)
     _breadth_cases(rng, add)
     return cases
+
+
+def _backward_rows(add, rng, make_x, names, shape, section="core"):
+    """max_pool2d and avg_pool2d backward k3 s2 p1 (rows ``names``) of
+    ``make_x()``'s pooling, against PyTorch's backward kernels."""
+    def inputs():
+        x = make_x()
+        y, idx = cypool.max_pool2d(x, 3, 2, 1, return_indices=True)
+        return x, rng.standard_normal(y.shape, dtype=np.float32), idx
+
+    add(names[0], "torch", 0.5, inputs,
+        lambda a: lambda n: cypool.max_pool2d_backward(a[1], a[2], a[0].shape, num_threads=n),
+        lambda a: lambda n: torch.ops.aten.max_pool2d_with_indices_backward(
+            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [3, 3], [2, 2], [1, 1], [1, 1], False,
+            torch.from_numpy(a[2])), shape, section=section)
+    add(names[1], "torch", 0.5, inputs,
+        lambda a: lambda n: cypool.avg_pool2d_backward(a[1], a[0].shape, 3, 2, 1, num_threads=n),
+        lambda a: lambda n: torch.ops.aten.avg_pool2d_backward(
+            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [3, 3], [2, 2], [1, 1], False, True,
+            None), shape, section=section)
 
 
 def _breadth_cases(rng, add):
@@ -317,21 +319,9 @@ def _breadth_cases(rng, add):
         lambda a: lambda n: F.max_unpool2d(torch.from_numpy(a[0]), torch.from_numpy(a[1]), 2),
         small[:2] + (7, 7), section="breadth")
 
-    def small_backward():
-        x = rng.standard_normal(small, dtype=np.float32)
-        y, idx = cypool.max_pool2d(x, 3, 2, 1, return_indices=True)
-        return x, rng.standard_normal(y.shape, dtype=np.float32), idx
-
-    add("max_pool2d backward k3s2p1, 14x14", "torch", 0.5, small_backward,
-        lambda a: lambda n: cypool.max_pool2d_backward(a[1], a[2], a[0].shape, num_threads=n),
-        lambda a: lambda n: torch.ops.aten.max_pool2d_with_indices_backward(
-            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [3, 3], [2, 2], [1, 1], [1, 1], False,
-            torch.from_numpy(a[2])), small, section="breadth")
-    add("avg_pool2d backward k3s2p1, 14x14", "torch", 0.5, small_backward,
-        lambda a: lambda n: cypool.avg_pool2d_backward(a[1], a[0].shape, 3, 2, 1, num_threads=n),
-        lambda a: lambda n: torch.ops.aten.avg_pool2d_backward(
-            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [3, 3], [2, 2], [1, 1], False, True,
-            None), small, section="breadth")
+    _backward_rows(add, rng, lambda: rng.standard_normal(small, dtype=np.float32),
+                   ("max_pool2d backward k3s2p1, 14x14", "avg_pool2d backward k3s2p1, 14x14"),
+                   small, section="breadth")
 
 
 def run(threads, quick=False):
