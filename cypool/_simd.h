@@ -57,6 +57,18 @@
 #define CY_HAVE_AVX2 0
 #endif
 
+/* code only where the path is compiled */
+#if CY_HAVE_AVX2
+#define CY_IF_AVX2(code) code
+#else
+#define CY_IF_AVX2(code)
+#endif
+#if CY_HAVE_SSE2
+#define CY_IF_SSE2(code) code
+#else
+#define CY_IF_SSE2(code)
+#endif
+
 /* Inlined at every call, so that constant arguments unroll the loops they bound. */
 #if defined(__GNUC__) || defined(__clang__)
 #define CY_ALWAYS_INLINE inline __attribute__((always_inline))
@@ -697,8 +709,9 @@ CY_DEFINE_MAX_LANES(cy_max_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_l
 
 /* The backward of the same windows: grad_in[(tap) * 16 + l] += grad_out[o * 16 + l] /
    divisors[o] for every tap of window o, windows in order, taps in scan order (the
-   general loop's additions); grad_in starts zeroed. */
-#define CY_DEFINE_AVG_BACK_LANES(NAME, ATTR, T, V, VL, LOADU, STOREU, ADD, DIV, SET1)           \
+   general loop's additions); grad_in starts zeroed.  ZERO_ is unused: the argument
+   list of the other average kernels. */
+#define CY_DEFINE_AVG_BACK_LANES(NAME, ATTR, T, V, VL, LOADU, STOREU, ADD, DIV, SET1, ZERO_) \
     ATTR static void NAME(const T* grad_out, const int32_t* win, ptrdiff_t plane_step,         \
                           ptrdiff_t row_step, ptrdiff_t n_out, const T* divisors, T* grad_in) { \
         for (ptrdiff_t o = 0; o < n_out; o++) {                                                \
@@ -744,60 +757,27 @@ CY_DEFINE_MAX_LANES(cy_max_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_l
         }                                                                                     \
     }
 
-CY_DEFINE_COL_LANES(cy_avg_col_lanes_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_ADD1,
-                    CY_DIV1, CY_SET1, 0.0f)
-CY_DEFINE_COL_LANES(cy_avg_col_lanes_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_ADD1,
-                    CY_DIV1, CY_SET1, 0.0)
-#if CY_HAVE_SSE2
-CY_DEFINE_COL_LANES(cy_avg_col_lanes_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps,
-                    _mm_add_ps, _mm_div_ps, _mm_set1_ps, _mm_setzero_ps())
-CY_DEFINE_COL_LANES(cy_avg_col_lanes_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd,
-                    _mm_add_pd, _mm_div_pd, _mm_set1_pd, _mm_setzero_pd())
-#endif
-#if CY_HAVE_AVX2
-CY_DEFINE_COL_LANES(cy_avg_col_lanes_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps,
-                    _mm256_storeu_ps, _mm256_add_ps, _mm256_div_ps, _mm256_set1_ps,
-                    _mm256_setzero_ps())
-CY_DEFINE_COL_LANES(cy_avg_col_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd,
-                    _mm256_storeu_pd, _mm256_add_pd, _mm256_div_pd, _mm256_set1_pd,
-                    _mm256_setzero_pd())
-#endif
+/* An average lanes kernel at every level: NAME_f32_c, NAME_f64_c, NAME_f32_sse2, ...,
+   NAME_f64_avx2 (the portable form one lane per "vector", CY_LOAD1, ... above). */
+#define CY_AVG_KERNELS_AT_EVERY_LEVEL(DEFINE, NAME)                                       \
+    DEFINE(NAME##_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_ADD1, CY_DIV1,        \
+           CY_SET1, 0.0f)                                                                 \
+    DEFINE(NAME##_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_ADD1, CY_DIV1,      \
+           CY_SET1, 0.0)                                                                  \
+    CY_IF_SSE2(DEFINE(NAME##_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps,   \
+                      _mm_add_ps, _mm_div_ps, _mm_set1_ps, _mm_setzero_ps()))             \
+    CY_IF_SSE2(DEFINE(NAME##_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd, \
+                      _mm_add_pd, _mm_div_pd, _mm_set1_pd, _mm_setzero_pd()))             \
+    CY_IF_AVX2(DEFINE(NAME##_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps,        \
+                      _mm256_storeu_ps, _mm256_add_ps, _mm256_div_ps, _mm256_set1_ps,     \
+                      _mm256_setzero_ps()))                                               \
+    CY_IF_AVX2(DEFINE(NAME##_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd,      \
+                      _mm256_storeu_pd, _mm256_add_pd, _mm256_div_pd, _mm256_set1_pd,     \
+                      _mm256_setzero_pd()))
 
-CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_ADD1,
-                         CY_DIV1, CY_SET1)
-CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_ADD1,
-                         CY_DIV1, CY_SET1)
-#if CY_HAVE_SSE2
-CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps,
-                         _mm_add_ps, _mm_div_ps, _mm_set1_ps)
-CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f64_sse2, , double, __m128d, 2, _mm_loadu_pd,
-                         _mm_storeu_pd, _mm_add_pd, _mm_div_pd, _mm_set1_pd)
-#endif
-#if CY_HAVE_AVX2
-CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps,
-                         _mm256_storeu_ps, _mm256_add_ps, _mm256_div_ps, _mm256_set1_ps)
-CY_DEFINE_AVG_BACK_LANES(cy_avg_back_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd,
-                         _mm256_storeu_pd, _mm256_add_pd, _mm256_div_pd, _mm256_set1_pd)
-#endif
-
-CY_DEFINE_AVG_LANES(cy_avg_lanes_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_ADD1, CY_DIV1,
-                    CY_SET1, 0.0f)
-CY_DEFINE_AVG_LANES(cy_avg_lanes_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_ADD1, CY_DIV1,
-                    CY_SET1, 0.0)
-#if CY_HAVE_SSE2
-CY_DEFINE_AVG_LANES(cy_avg_lanes_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps,
-                    _mm_add_ps, _mm_div_ps, _mm_set1_ps, _mm_setzero_ps())
-CY_DEFINE_AVG_LANES(cy_avg_lanes_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd,
-                    _mm_add_pd, _mm_div_pd, _mm_set1_pd, _mm_setzero_pd())
-#endif
-#if CY_HAVE_AVX2
-CY_DEFINE_AVG_LANES(cy_avg_lanes_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps,
-                    _mm256_storeu_ps, _mm256_add_ps, _mm256_div_ps, _mm256_set1_ps,
-                    _mm256_setzero_ps())
-CY_DEFINE_AVG_LANES(cy_avg_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd,
-                    _mm256_storeu_pd, _mm256_add_pd, _mm256_div_pd, _mm256_set1_pd,
-                    _mm256_setzero_pd())
-#endif
+CY_AVG_KERNELS_AT_EVERY_LEVEL(CY_DEFINE_COL_LANES, cy_avg_col_lanes)
+CY_AVG_KERNELS_AT_EVERY_LEVEL(CY_DEFINE_AVG_BACK_LANES, cy_avg_back_lanes)
+CY_AVG_KERNELS_AT_EVERY_LEVEL(CY_DEFINE_AVG_LANES, cy_avg_lanes)
 
 /* ------------------------------------------------------- float32 sums */
 
@@ -806,13 +786,14 @@ CY_DEFINE_AVG_LANES(cy_avg_lanes_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_l
    and ((q0 + q1) + (q2 + q3)).  AVX2 keeps the partials in four vectors, SSE2 in
    eight, the portable loop in an array: the same additions, so the same bits on every
    CPU.  32 independent chains keep the adds busy (eight wait on each add's latency:
-   below memory speed on a long plane). */
-#define CY_WIDE_SUM_BODY(V, VL, LOADU, ADD, ZERO)                                         \
-    V acc_[32 / (VL)];                                                                    \
-    ptrdiff_t i_, body_ = n - n % 32;                                                     \
-    for (int k = 0; k < 32 / (VL); k++) acc_[k] = ZERO;                                   \
-    for (i_ = 0; i_ < body_; i_ += 32)                                                    \
-        for (int k = 0; k < 32 / (VL); k++) acc_[k] = ADD(acc_[k], LOADU(v + i_ + k * (VL)));
+   below memory speed on a long plane).  The body: WIDTH partial sums (32 here, 16 for
+   float64 below) in vectors of VL. */
+#define CY_WIDE_SUM_BODY(V, VL, LOADU, ADD, ZERO, WIDTH)                                  \
+    V acc_[(WIDTH) / (VL)];                                                               \
+    ptrdiff_t i_, body_ = n - n % (WIDTH);                                                \
+    for (int k = 0; k < (WIDTH) / (VL); k++) acc_[k] = ZERO;                              \
+    for (i_ = 0; i_ < body_; i_ += (WIDTH))                                               \
+        for (int k = 0; k < (WIDTH) / (VL); k++) acc_[k] = ADD(acc_[k], LOADU(v + i_ + k * (VL)));
 
 #if CY_HAVE_SSE2
 /* ((q0 + q1) + (q2 + q3)) of a 4-lane vector */
@@ -822,7 +803,7 @@ static inline float cy_sum4_ps(__m128 q) {
 }
 
 static float cy_wide_sum_f32_sse2(const float* v, ptrdiff_t n) {
-    CY_WIDE_SUM_BODY(__m128, 4, _mm_loadu_ps, _mm_add_ps, _mm_setzero_ps())
+    CY_WIDE_SUM_BODY(__m128, 4, _mm_loadu_ps, _mm_add_ps, _mm_setzero_ps(), 32)
     for (; i_ < n; i_++) acc_[0] = _mm_add_ss(acc_[0], _mm_load_ss(v + i_));
     for (int k = 0; k < 4; k++) acc_[k] = _mm_add_ps(acc_[k], acc_[k + 4]);   /* + 16 */
     acc_[0] = _mm_add_ps(acc_[0], acc_[2]);                                    /* + 8 */
@@ -833,7 +814,7 @@ static float cy_wide_sum_f32_sse2(const float* v, ptrdiff_t n) {
 
 #if CY_HAVE_AVX2
 CY_AVX2 static float cy_wide_sum_f32_avx2(const float* v, ptrdiff_t n) {
-    CY_WIDE_SUM_BODY(__m256, 8, _mm256_loadu_ps, _mm256_add_ps, _mm256_setzero_ps())
+    CY_WIDE_SUM_BODY(__m256, 8, _mm256_loadu_ps, _mm256_add_ps, _mm256_setzero_ps(), 32)
     __m128 tail = _mm256_castps256_ps128(acc_[0]);
     for (; i_ < n; i_++) tail = _mm_add_ss(tail, _mm_load_ss(v + i_));
     acc_[0] = _mm256_blend_ps(acc_[0], _mm256_castps128_ps256(tail), 0x0F);
@@ -846,7 +827,7 @@ CY_AVX2 static float cy_wide_sum_f32_avx2(const float* v, ptrdiff_t n) {
 #endif
 
 static float cy_wide_sum_f32_c(const float* v, ptrdiff_t n) {
-    CY_WIDE_SUM_BODY(float, 1, CY_LOAD1, CY_ADD1, 0.0f)
+    CY_WIDE_SUM_BODY(float, 1, CY_LOAD1, CY_ADD1, 0.0f, 32)
     for (; i_ < n; i_++) acc_[0] += v[i_];
     for (int w = 16; w >= 4; w /= 2)
         for (int k = 0; k < w; k++) acc_[k] += acc_[k + w];
@@ -857,13 +838,6 @@ static float cy_wide_sum_f32_c(const float* v, ptrdiff_t n) {
    of 16, the rest into p[0] in order, then p[j] + p[j + 8], + p[j + 4], and
    ((q0 + q1) + (q2 + q3)).  AVX2 in four vectors, SSE2 in eight, the portable loop in
    an array. */
-#define CY_WIDE_SUM64_BODY(V, VL, LOADU, ADD, ZERO)                                       \
-    V acc_[16 / (VL)];                                                                    \
-    ptrdiff_t i_, body_ = n - n % 16;                                                     \
-    for (int k = 0; k < 16 / (VL); k++) acc_[k] = ZERO;                                   \
-    for (i_ = 0; i_ < body_; i_ += 16)                                                    \
-        for (int k = 0; k < 16 / (VL); k++) acc_[k] = ADD(acc_[k], LOADU(v + i_ + k * (VL)));
-
 #if CY_HAVE_SSE2
 /* q0 + q1 of a 2-lane vector */
 static inline double cy_sum2_pd(__m128d q) {
@@ -871,7 +845,7 @@ static inline double cy_sum2_pd(__m128d q) {
 }
 
 static double cy_wide_sum_f64_sse2(const double* v, ptrdiff_t n) {
-    CY_WIDE_SUM64_BODY(__m128d, 2, _mm_loadu_pd, _mm_add_pd, _mm_setzero_pd())
+    CY_WIDE_SUM_BODY(__m128d, 2, _mm_loadu_pd, _mm_add_pd, _mm_setzero_pd(), 16)
     for (; i_ < n; i_++) acc_[0] = _mm_add_sd(acc_[0], _mm_load_sd(v + i_));
     for (int k = 0; k < 4; k++) acc_[k] = _mm_add_pd(acc_[k], acc_[k + 4]);   /* + 8 */
     acc_[0] = _mm_add_pd(acc_[0], acc_[2]);                                    /* + 4 */
@@ -882,7 +856,7 @@ static double cy_wide_sum_f64_sse2(const double* v, ptrdiff_t n) {
 
 #if CY_HAVE_AVX2
 CY_AVX2 static double cy_wide_sum_f64_avx2(const double* v, ptrdiff_t n) {
-    CY_WIDE_SUM64_BODY(__m256d, 4, _mm256_loadu_pd, _mm256_add_pd, _mm256_setzero_pd())
+    CY_WIDE_SUM_BODY(__m256d, 4, _mm256_loadu_pd, _mm256_add_pd, _mm256_setzero_pd(), 16)
     __m128d tail = _mm256_castpd256_pd128(acc_[0]);
     for (; i_ < n; i_++) tail = _mm_add_sd(tail, _mm_load_sd(v + i_));
     acc_[0] = _mm256_blend_pd(acc_[0], _mm256_castpd128_pd256(tail), 0x3);
@@ -894,7 +868,7 @@ CY_AVX2 static double cy_wide_sum_f64_avx2(const double* v, ptrdiff_t n) {
 #endif
 
 static double cy_wide_sum_f64_c(const double* v, ptrdiff_t n) {
-    CY_WIDE_SUM64_BODY(double, 1, CY_LOAD1, CY_ADD1, 0.0)
+    CY_WIDE_SUM_BODY(double, 1, CY_LOAD1, CY_ADD1, 0.0, 16)
     for (; i_ < n; i_++) acc_[0] += v[i_];
     for (int w = 8; w >= 4; w /= 2)
         for (int k = 0; k < w; k++) acc_[k] += acc_[k + w];
@@ -902,17 +876,6 @@ static double cy_wide_sum_f64_c(const double* v, ptrdiff_t n) {
 }
 
 /* ------------------------------------------------------------- dispatch */
-
-#if CY_HAVE_AVX2
-#define CY_IF_AVX2(code) code
-#else
-#define CY_IF_AVX2(code)
-#endif
-#if CY_HAVE_SSE2
-#define CY_IF_SSE2(code) code
-#else
-#define CY_IF_SSE2(code)
-#endif
 
 /* Each path takes outputs [i, n) and returns where it stopped (AVX2: whole vectors;
    SSE2: all); the portable loop finishes what is left. */
