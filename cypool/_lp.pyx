@@ -22,7 +22,7 @@ cimport numpy as cnp
 from cython.parallel cimport prange, threadid
 from libc.math cimport INFINITY, floor, fmod, pow, powf, sqrt, sqrtf
 from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from cypool._dtypes cimport beats, real_t
 from cypool._geometry cimport Axis
@@ -244,6 +244,46 @@ cdef extern from *:
     void cypool_lane_sums_pd(const double* first, Py_ssize_t nd, Py_ssize_t nh, Py_ssize_t nw,
                              Py_ssize_t plane_step, Py_ssize_t row_step, double count, double k,
                              double* result) nogil
+
+cdef extern from *:
+    """
+    /* cypool_times_slope: _element_slope of a row in place, g[i] = 0 where
+       g[i] is 0 (either sign), else g[i] * (scale * power[i]);
+       cypool_keep_nonzero: v[i] = 0 where ref[i] is 0, else v[i].  SSE2
+       selects with a compare's mask: gcc leaves a float compare's select
+       scalar (-ftrapping-math). */
+    #if CY_HAVE_SSE2
+    #define CYPOOL_SELECT_SSE2(SUF, V, L, DST, REF, VALUE)                                  \
+        for (; i + (L) <= n; i += (L)) {                                                    \
+            V tested = _mm_loadu_##SUF(REF + i);                                            \
+            V value = VALUE;                                                                \
+            _mm_storeu_##SUF(DST + i, _mm_and_##SUF(_mm_cmpneq_##SUF(tested, _mm_setzero_##SUF()), value)); \
+        }
+    #else
+    #define CYPOOL_SELECT_SSE2(SUF, V, L, DST, REF, VALUE)
+    #endif
+    #define CYPOOL_SELECTS(T, SUF, V, L)                                                    \
+        static void cypool_times_slope_##SUF(T* g, const T* power, T scale, Py_ssize_t n)   \
+        {                                                                                   \
+            Py_ssize_t i = 0;                                                               \
+            CYPOOL_SELECT_SSE2(SUF, V, L, g, g, _mm_mul_##SUF(tested, _mm_mul_##SUF(           \
+                _mm_set1_##SUF(scale), _mm_loadu_##SUF(power + i))))                        \
+            for (; i < n; i++) g[i] = g[i] == 0 ? (T) 0 : g[i] * (scale * power[i]);       \
+        }                                                                                   \
+        static void cypool_keep_nonzero_##SUF(T* v, const T* ref, Py_ssize_t n)             \
+        {                                                                                   \
+            Py_ssize_t i = 0;                                                               \
+            CYPOOL_SELECT_SSE2(SUF, V, L, v, ref, _mm_loadu_##SUF(v + i))                   \
+            for (; i < n; i++) v[i] = ref[i] == 0 ? (T) 0 : v[i];                           \
+        }
+    CYPOOL_SELECTS(float, ps, __m128, 4)
+    CYPOOL_SELECTS(double, pd, __m128d, 2)
+    """
+    void cypool_times_slope_ps(float* g, const float* power, float scale, Py_ssize_t n) nogil
+    void cypool_times_slope_pd(double* g, const double* power, double scale, Py_ssize_t n) nogil
+    void cypool_keep_nonzero_ps(float* v, const float* ref, Py_ssize_t n) nogil
+    void cypool_keep_nonzero_pd(double* v, const double* ref, Py_ssize_t n) nogil
+
 
 cdef enum PowerKind:
     POWER_ZERO
@@ -697,24 +737,52 @@ cdef inline void _spread_row(real_t* row, const real_t* slopes, const Axis* axis
             row[iw] += slopes[ow]
 
 
+cdef inline void _row_slopes(const real_t* grad_out, real_t* totals, Py_ssize_t rows,
+                             const Py_ssize_t* count_w, Py_ssize_t n, const Norm* norm,
+                             real_t* means, real_t* powers, real_t* counts) noexcept nogil:
+    """:func:`_window_slope` of the ``n`` windows of one output row (``rows``
+    input rows high) in vector loops; ``totals`` (the windows' totals) ends
+    holding the slopes; means, powers and counts: scratch of ``n``."""
+    cdef Py_ssize_t ow
+    cdef real_t k = <real_t> norm.kernel_numel, inverse_p = <real_t> (1 / norm.p)
+    for ow in range(n):
+        counts[ow] = <real_t> (rows * count_w[ow])
+    for ow in range(n):
+        means[ow] = totals[ow] / counts[ow] * k
+    _power_row(means, powers, n, &norm.root_slope)
+    for ow in range(n):
+        totals[ow] = (grad_out[ow] * (inverse_p * powers[ow]) * k) / counts[ow]
+    if real_t is float:
+        cypool_keep_nonzero_ps(totals, means, n)
+    else:
+        cypool_keep_nonzero_pd(totals, means, n)
+
+
+cdef inline void _times_element_slope(real_t* row, const real_t* xrow, Py_ssize_t n,
+                                      const Norm* norm, real_t* powers) noexcept nogil:
+    """:func:`_element_slope` of one row in place, its ``x**(p-1)`` in one
+    vector loop; powers: scratch of ``n``."""
+    if norm.slope.kind != POWER_ONE:
+        _power_row(xrow, powers, n, &norm.slope)
+        xrow = powers
+    if real_t is float:
+        cypool_times_slope_ps(row, xrow, <float> norm.p, n)
+    else:
+        cypool_times_slope_pd(row, xrow, norm.p, n)
+
+
 cdef void _backward_plane_fast(const real_t* grad_out, const real_t* x, real_t* grad_in,
                                const Axis* ax, const Tables* t, const Norm* norm,
                                real_t* totals, real_t* hs, real_t* row_scratch) noexcept nogil:
     """:func:`_backward_plane` for ``p < inf`` with the window totals of the
     separable path (each ``x**p`` taken once, in vector loops), the windows'
-    slopes an output row at a time (the power of their scaled means in one
-    vector loop) and spread over that row's input rows (each element's
-    additions in the general loop's order, see _spread_row), and the
-    elements' ``x**(p-1)`` a row at a time; totals: scratch of the output
-    plane (it ends holding the slopes)."""
+    slopes an output row at a time (:func:`_row_slopes`) and spread over that
+    row's input rows (each element's additions in the general loop's order,
+    see _spread_row), and the elements' ``x**(p-1)`` a row at a time; totals:
+    scratch of the output plane (it ends holding the slopes)."""
     cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
-    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
-    cdef Py_ssize_t od, oh, ow, id_, ih, iw, r, sd, nd, sh, nh, o = 0
-    cdef real_t slope, scale = <real_t> norm.p
-    cdef real_t k = <real_t> norm.kernel_numel, inverse_p = <real_t> (1 / norm.p)
-    cdef real_t* row
-    cdef const real_t* xrow
+    cdef Py_ssize_t od, oh, id_, ih, r, sd, nd, sh, nh, o = 0
     _window_totals(x, totals, ax, t, norm, hs, row_scratch)
     memset(grad_in, 0, ax[0].in_size * H * W * sizeof(real_t))
     for od in range(OD):
@@ -723,25 +791,81 @@ cdef void _backward_plane_fast(const real_t* grad_out, const real_t* x, real_t* 
         for oh in range(OH):
             sh = t.first[t.offset[1] + oh]
             nh = t.count[t.offset[1] + oh]
-            # _window_slope of the output row, its power in one vector loop
-            for ow in range(OW):
-                row_scratch[ow] = _mean_power(totals[o + ow], nd * nh * count_w[ow]) * k
-            _power_row(row_scratch, hs, OW, &norm.root_slope)
-            for ow in range(OW):
-                slope = (grad_out[o + ow] * (inverse_p * hs[ow]) * k) / <real_t> (nd * nh * count_w[ow])
-                totals[o + ow] = 0 if row_scratch[ow] == 0 else slope
+            _row_slopes(grad_out + o, totals + o, nd * nh, t.count + t.offset[2], OW, norm,
+                        row_scratch, hs, row_scratch + W + 16)
             for id_ in range(sd, sd + nd):
                 for ih in range(sh, sh + nh):
                     _spread_row(grad_in + (id_ * H + ih) * W, totals + o, &ax[2], t)
             o += OW
-    # _element_slope a row at a time
     for r in range(ax[0].in_size * H):
-        row = grad_in + r * W
-        xrow = x + r * W
-        _power_row(xrow, row_scratch, W, &norm.slope)
-        for iw in range(W):
-            slope = row[iw] * (scale * row_scratch[iw])
-            row[iw] = 0 if row[iw] == 0 else slope
+        _times_element_slope(grad_in + r * W, x + r * W, W, norm, row_scratch)
+
+
+cdef inline bint _disjoint(const Axis* ax) noexcept nogil:
+    """Whether no element is in two windows (LP pooling has no padding and
+    no dilation: window ``o`` of an axis is ``[o * stride, o * stride +
+    kernel)``, clipped at the end)."""
+    return (ax[0].stride >= ax[0].kernel and ax[1].stride >= ax[1].kernel
+            and ax[2].stride >= ax[2].kernel)
+
+
+cdef inline bint _in_window(const Axis* axis, Py_ssize_t i) noexcept nogil:
+    """Whether element ``i`` of a :func:`_disjoint` axis is in a window."""
+    return i % axis.stride < axis.kernel and i // axis.stride < axis.out_size
+
+
+cdef void _backward_plane_disjoint(const real_t* grad_out, const real_t* x, real_t* grad_in,
+                                   const Axis* ax, const Tables* t, const Norm* norm,
+                                   real_t* totals, real_t* hs, real_t* row_scratch) noexcept nogil:
+    """:func:`_backward_plane_fast` for :func:`_disjoint` windows: an element
+    gets at most one slope, so the gradient is written once, row by row, from
+    the output row's slopes spread along W (``0 + slope`` is ``slope`` but for
+    -0, which ends as 0 either way), with no zeroing and no additions; rows
+    in no window are zeroed; scratch as :func:`_backward_plane_fast`."""
+    cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t kw = ax[2].kernel, sw = ax[2].stride
+    cdef const Py_ssize_t* first_w = t.first + t.offset[2]
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef Py_ssize_t od, oh, ow, id_, ih, iw, j, r, sd, nd, sh, nh, o = 0
+    cdef real_t* spread = row_scratch + W + 16
+    cdef real_t* row
+    _window_totals(x, totals, ax, t, norm, hs, row_scratch)
+    for od in range(OD):
+        sd = t.first[t.offset[0] + od]
+        nd = t.count[t.offset[0] + od]
+        for oh in range(OH):
+            sh = t.first[t.offset[1] + oh]
+            nh = t.count[t.offset[1] + oh]
+            _row_slopes(grad_out + o, totals + o, nd * nh, count_w, OW, norm, row_scratch, hs,
+                        spread)
+            # the slopes along W: window ow's taps, 0 between and after the windows
+            memset(spread, 0, W * sizeof(real_t))
+            if kw == 2 and sw == 2:
+                for ow in range(t.full_lo[2], t.full_hi[2]):
+                    spread[2 * ow] = totals[o + ow]
+                    spread[2 * ow + 1] = totals[o + ow]
+            else:
+                for ow in range(t.full_lo[2], t.full_hi[2]):
+                    for j in range(kw):
+                        spread[ow * sw + j] = totals[o + ow]
+            for ow in range(t.full_lo[2]):
+                for iw in range(first_w[ow], first_w[ow] + count_w[ow]):
+                    spread[iw] = totals[o + ow]
+            for ow in range(t.full_hi[2], OW):
+                for iw in range(first_w[ow], first_w[ow] + count_w[ow]):
+                    spread[iw] = totals[o + ow]
+            for id_ in range(sd, sd + nd):
+                for ih in range(sh, sh + nh):
+                    r = id_ * H + ih
+                    row = grad_in + r * W
+                    memcpy(row, spread, W * sizeof(real_t))
+                    _times_element_slope(row, x + r * W, W, norm, row_scratch)
+            o += OW
+    for id_ in range(D):
+        for ih in range(H):
+            if not (_in_window(&ax[0], id_) and _in_window(&ax[1], ih)):
+                memset(grad_in + (id_ * H + ih) * W, 0, W * sizeof(real_t))
 
 
 # --------------------------------------------------------- channels-last
@@ -953,6 +1077,9 @@ cdef inline void _fast_job(const real_t* x, const real_t* grad_out, real_t* resu
     elif grad_out == NULL:
         _forward_plane_separable(x + job * in_plane, result + job * out_plane, ax, t, norm, hs,
                                  hs + sums + 16)
+    elif _disjoint(ax):
+        _backward_plane_disjoint(grad_out + job * out_plane, x + job * in_plane,
+                                 result + job * in_plane, ax, t, norm, scratch, hs, hs + sums + 16)
     else:
         _backward_plane_fast(grad_out + job * out_plane, x + job * in_plane,
                              result + job * in_plane, ax, t, norm, scratch, hs, hs + sums + 16)
@@ -965,11 +1092,11 @@ cdef int _fast_planes(const real_t* x, const real_t* grad_out, real_t* result, P
     NULL, ``result`` the pooled planes) or backward (``result`` the gradient),
     with per-thread scratch: for small planes forward, LANES transposed input
     planes, their powers and LANES output planes; else window totals
-    (backward), sums along W and a row; -1: no memory."""
+    (backward), sums along W and two rows; -1: no memory."""
     cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
     cdef Py_ssize_t sums = ax[0].in_size * ax[1].in_size * ax[2].out_size
-    cdef Py_ssize_t room = out_plane + sums + ax[2].in_size + 48
+    cdef Py_ssize_t room = out_plane + sums + 2 * ax[2].in_size + 64
     cdef Py_ssize_t jobs = planes
     cdef Py_ssize_t job
     if _by_lanes(ax, grad_out):

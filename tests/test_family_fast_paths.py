@@ -415,6 +415,47 @@ def test_lp_backward_fast_equals_naive(dtype, p, params, seed):
                                atol=tol * max(1.0, float(np.abs(results[1]).max(initial=0))))
 
 
+def _lp_backward_run(grad, x, lay, geom, p, threads, naive):
+    grad_in = np.empty(lay.kernel_shape(lay.spatial), x.dtype)
+    _lp.lp_pool_backward(grad.reshape(lay.kernel_shape(geom.out_size)),
+                         x.reshape(grad_in.shape), grad_in, geom.for_kernel(), p, False,
+                         threads, naive)
+    return grad_in.reshape(x.shape)
+
+
+#: (spatial, kernel, stride, ceil_mode): disjoint windows (each element in at
+#: most one: k2 s2, gaps between windows, a clipped last window, rows and
+#: columns in no window) and overlapping ones.
+LP_BACKWARD_SPECIAL = [((6, 8), 2, 2, False), ((7, 9), 2, 3, False), ((7, 9), (2, 3), 3, True),
+                       ((5, 11), (1, 2), (2, 2), True), ((6, 8), 3, 2, True), ((6, 8), 2, 1, False)]
+
+
+@pytest.mark.parametrize("p", NORMS[:-1])
+@pytest.mark.parametrize("case", LP_BACKWARD_SPECIAL)
+def test_lp_backward_fast_special_values(p, case):
+    """The backward's fast paths (disjoint windows written once, overlapping
+    ones spread) against the window-by-window loop on zero, signed-zero,
+    infinite, NaN and negative inputs and zero gradients: 0 where an
+    element's gradient sum or its window's mean is 0, as the loop has it."""
+    spatial, kernel, stride, ceil_mode = case
+    geom = _args.pool_geometry(2, spatial, kernel, stride, 0, 1, ceil_mode)
+    rng = np.random.default_rng(NORMS.index(p))
+    specials = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -1.0, -2.5, 1e-40, 3e38, 0.7])
+    for dtype in (np.float32, np.float64):
+        x = rng.choice(specials, size=(2, 3) + spatial).astype(dtype)
+        x[0, 0] = 0.0                                  # windows whose mean is 0
+        x[0, 1] = np.abs(rng.standard_normal(spatial)) + 0.5
+        lay = _args.layout(x.shape, 2, False)
+        grad = rng.choice([0.0, -0.0, 1.5, -2.0, np.nan],
+                          size=(2, 3) + tuple(geom.out_size)).astype(dtype)
+        want = _lp_backward_run(grad, x, lay, geom, p, 1, True)
+        for threads in (1, 2):
+            got = _lp_backward_run(grad, x, lay, geom, p, threads, False)
+            np.testing.assert_allclose(got, want, equal_nan=True, **_close(dtype, 8))
+            # the zeros are the loop's zeros, not a product that happened to be small
+            np.testing.assert_array_equal(got == 0, want == 0)
+
+
 # ------------------------------------------------------- LP, small planes
 
 #: (spatial, kernel, stride, ceil_mode): 7x7, 8x8, 14x14, odd, clipped
