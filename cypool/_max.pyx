@@ -424,6 +424,20 @@ cdef inline max_t _border_max(const max_t* row, Py_ssize_t first, Py_ssize_t cou
     return best
 
 
+cdef inline void _border_column(const max_t* x, max_t* out, Py_ssize_t p0, Py_ssize_t p1,
+                                Py_ssize_t W, Py_ssize_t OW, Py_ssize_t ow, Py_ssize_t first,
+                                Py_ssize_t count, Py_ssize_t dilation) noexcept nogil:
+    """Clipped window ``ow`` of the 1-D planes ``[p0, p1)`` (rows of W)."""
+    cdef int32_t unused = 0
+    cdef Py_ssize_t p
+    if count == 2:
+        for p in range(p0, p1):
+            out[p * OW + ow] = pick_at(x[p * W + first], x[p * W + first + dilation], &unused, 0)
+    else:
+        for p in range(p0, p1):
+            out[p * OW + ow] = _border_max(x + p * W, first, count, dilation)
+
+
 cdef void _forward_rows(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t block,
                         Py_ssize_t planes, const Axis* ax, const Tables* t,
                         int32_t* best_at) noexcept nogil:
@@ -449,12 +463,31 @@ cdef void _forward_rows(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t blo
         cy_max_s2_rows_f32(first, W, p1 - p0, ax[2].kernel, out + p0 * OW + lo, OW, hi - lo)
     elif (max_t is double) and vector and s2:
         cy_max_s2_rows_f64(first, W, p1 - p0, ax[2].kernel, out + p0 * OW + lo, OW, hi - lo)
+    elif vector and OW == W:
+        # output rows as long as the input's ("same" padding): the interiors of all the
+        # rows are one run of the rows laid end to end, whose windows across two rows
+        # (the border outputs between the interiors) the loop below writes again
+        if max_t is float:
+            cy_max_s1_f32(&first, 1, ax[2].kernel, ax[2].dilation, out + p0 * OW + lo,
+                          (p1 - p0 - 1) * W + hi - lo)
+        elif max_t is double:
+            cy_max_s1_f64(&first, 1, ax[2].kernel, ax[2].dilation, out + p0 * OW + lo,
+                          (p1 - p0 - 1) * W + hi - lo)
     elif (max_t is float) and vector:
         cy_max_s1_rows_f32(first, W, p1 - p0, ax[2].kernel, ax[2].dilation, out + p0 * OW + lo,
                            OW, hi - lo)
     elif (max_t is double) and vector:
         cy_max_s1_rows_f64(first, W, p1 - p0, ax[2].kernel, ax[2].dilation, out + p0 * OW + lo,
                            OW, hi - lo)
+    if not with_index:
+        # the clipped windows a column at a time: their taps' places are the same in
+        # every row
+        for ow in range(lo):
+            _border_column(x, out, p0, p1, W, OW, ow, first_w[ow], count_w[ow], ax[2].dilation)
+        for ow in range(hi, OW):
+            _border_column(x, out, p0, p1, W, OW, ow, first_w[ow], count_w[ow], ax[2].dilation)
+        if vector:
+            return
     for p in range(p0, p1):
         row = x + p * W
         orow = out + p * OW
@@ -478,11 +511,6 @@ cdef void _forward_rows(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t blo
                                ax[2].dilation)
             for ow in range(OW):
                 ind[p * OW + ow] = best_at[ow]
-        else:
-            for ow in range(lo):
-                orow[ow] = _border_max(row, first_w[ow], count_w[ow], ax[2].dilation)
-            for ow in range(hi, OW):
-                orow[ow] = _border_max(row, first_w[ow], count_w[ow], ax[2].dilation)
 
 
 cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,

@@ -192,10 +192,13 @@ def test_max_stride1_rows_bit_exact(simd_level, lanes, dtype, nd):
     register, the row's last vector taken again ending at the row's end) equal
     the general loop bit for bit, in rows of every length around the vector
     widths; 1-D planes go through the rows path in blocks of planes (37 of
-    them: a partial block)."""
+    them: a partial block), with rows as long as their input's ("same"
+    padding: 3/1/1, 5/1/2, 2/2/1) as one run of the rows end to end and
+    their clipped windows a column at a time."""
     rng = np.random.default_rng(nd + 10 * simd_level)
     for size in list(range(1, 21)) + [31, 33, 100]:
-        for kernel, dilation, padding in [(2, 1, 0), (3, 1, 1), (3, 2, 1), (4, 3, 2), (5, 1, 2)]:
+        for kernel, dilation, padding in [(2, 1, 0), (3, 1, 1), (3, 2, 1), (4, 3, 2), (5, 1, 2),
+                                          (2, 2, 1)]:
             spatial = (3,) * (nd - 1) + (size,)
             try:
                 geom = _args.pool_geometry(nd, spatial, kernel, 1, padding, dilation, False)
