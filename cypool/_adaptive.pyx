@@ -28,7 +28,8 @@ from cypool._kernel_common cimport (
 from cypool._simd cimport (
     cy_avg_col_lanes_f32, cy_avg_col_lanes_f64, cy_from_lanes_f32, cy_from_lanes_f64,
     cy_simd_cap, cy_simd_level, cy_to_lanes_f32, cy_to_lanes_f64, cy_wide_sum_f32,
-    cy_wide_sum_f64, cy_window_max_f32, cy_window_max_f64,
+    cy_wide_sum_f64, cy_window_max_f32, cy_window_max_f64, cy_window_value_f32,
+    cy_window_value_f64,
 )
 
 cnp.import_array()
@@ -644,6 +645,18 @@ cdef inline max_t _row_window_max(const max_t* row, Py_ssize_t start, Py_ssize_t
         return best
 
 
+cdef inline max_t _row_window_value(const max_t* row, Py_ssize_t start,
+                                    Py_ssize_t count) noexcept nogil:
+    """The value of :func:`_row_window_max` (cy_window_value for floats)."""
+    cdef int32_t unused
+    if max_t is float:
+        return cy_window_value_f32(row, start, count)
+    elif max_t is double:
+        return cy_window_value_f64(row, start, count)
+    else:
+        return _row_window_max(row, start, count, &unused)
+
+
 cdef void _max_plane_columns(const max_t* x, max_t* out, int64_t* ind, const Shape* s,
                              const Tables* t, max_t* col, int32_t* col_row) noexcept nogil:
     """One channels-first plane by the column path; ``col``, ``col_row``: scratch
@@ -661,6 +674,11 @@ cdef void _max_plane_columns(const max_t* x, max_t* out, int64_t* ind, const Sha
             set_axis(t, &w, 1, oh)
             if w.count[0] * w.count[1] == 1:
                 r = w.start[0] * H + w.start[1]
+                if ind == NULL:
+                    for ow in range(OW):
+                        out[o + ow] = _row_window_value(x + r * W, first_w[ow], count_w[ow])
+                    o += OW
+                    continue
                 for ow in range(OW):
                     out[o] = _row_window_max(x + r * W, first_w[ow], count_w[ow], &column)
                     if ind != NULL:

@@ -21,7 +21,8 @@
  *
  * cy_max_lanes_block_f32/f64: 16 small planes through the lanes to their maxima.
  *
- * cy_window_max_f32/f64: the maximum of one long run of a row and its position.
+ * cy_window_max_f32/f64: the maximum of one long run of a row and its position;
+ * cy_window_value_f32/f64: the same maximum's value alone.
  *
  * cy_wide_sum_f32/f64: a sum in 32 (float32) or 16 (float64) partial sums (the global
  * average's planes).
@@ -1142,7 +1143,7 @@ CY_DEFINE_MAX_LANES_BLOCK(double, f64)
 #define CY_DEFINE_COMBINE(T, SFX)                                                         \
     static T cy_combine_##SFX(const T* lane, const int32_t* lane_at, int n, int32_t* at) { \
         int nan = 0, j;                                                                   \
-        T best = lane[0];                                                                 \
+        T best = lane[0], value = lane[0];                                                \
         int32_t where = INT32_MAX;                                                        \
         for (j = 0; j < n; j++) nan |= lane[j] != lane[j];                                \
         if (nan) {                                                                        \
@@ -1153,9 +1154,11 @@ CY_DEFINE_MAX_LANES_BLOCK(double, f64)
             return best;                                                                  \
         }                                                                                 \
         for (j = 1; j < n; j++) best = lane[j] > best ? lane[j] : best;                   \
-        for (j = 0; j < n; j++) where = lane[j] == best && lane_at[j] < where ? lane_at[j] : where; \
+        /* the first of the equals, with its bits: -0.0 and 0.0 compare equal */          \
+        for (j = 0; j < n; j++)                                                           \
+            if (lane[j] == best && lane_at[j] < where) where = lane_at[j], value = lane[j]; \
         *at = where;                                                                      \
-        return best;                                                                      \
+        return value;                                                                     \
     }
 CY_DEFINE_COMBINE(float, f32)
 CY_DEFINE_COMBINE(double, f64)
@@ -1216,5 +1219,61 @@ CY_DEFINE_WINDOW_MAX_SSE2(double, f64, __m128d, 2, int64_t, _mm_loadu_pd, _mm_st
     }
 CY_DEFINE_WINDOW_MAX(float, f32, 16)
 CY_DEFINE_WINDOW_MAX(double, f64, 8)
+
+/* The value of cy_window_max: where the run holds no NaN and its maximum is not zero,
+   every element equal to the maximum has its bits, so the order in which maxima are
+   taken does not matter: two vectors of plain maxima, NaNs noted aside, then across
+   the lanes.  A NaN (the last one wins) or a zero maximum (the first zero's sign
+   wins) takes cy_window_max's scan instead. */
+#if CY_HAVE_SSE2
+#define CY_DEFINE_WINDOW_VALUE_SSE2(T, SFX, V, L, LOADU, MAX, CMPUNORD, OR, MOVEMASK,    \
+                                    ACROSS)                                               \
+    static int cy_window_value_##SFX##_sse2(const T* row, ptrdiff_t start, ptrdiff_t count, \
+                                            T* value) {                                   \
+        const T* p = row + start;                                                         \
+        ptrdiff_t i = 2 * (L);                                                            \
+        V m0 = LOADU(p), m1 = LOADU(p + (L));                                             \
+        V nan = OR(CMPUNORD(m0, m0), CMPUNORD(m1, m1));                                   \
+        for (; i + 2 * (L) <= count; i += 2 * (L)) {                                      \
+            V v0 = LOADU(p + i), v1 = LOADU(p + i + (L));                                 \
+            m0 = MAX(m0, v0);                                                             \
+            m1 = MAX(m1, v1);                                                             \
+            nan = OR(nan, OR(CMPUNORD(v0, v0), CMPUNORD(v1, v1)));                        \
+        }                                                                                 \
+        for (; i < count; i += (L)) {  /* the last vector ends at the run's end */        \
+            V v = LOADU(p + (i + (L) <= count ? i : count - (L)));                        \
+            m0 = MAX(m0, v);                                                              \
+            nan = OR(nan, CMPUNORD(v, v));                                                \
+        }                                                                                 \
+        if (MOVEMASK(nan))                                                                \
+            return 0;                                                                     \
+        *value = ACROSS(MAX(m0, m1));                                                     \
+        return *value != 0;                                                               \
+    }
+static inline float cy_across_ps(__m128 m) {
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
+}
+static inline double cy_across_pd(__m128d m) {
+    return _mm_cvtsd_f64(_mm_max_sd(m, _mm_unpackhi_pd(m, m)));
+}
+CY_DEFINE_WINDOW_VALUE_SSE2(float, f32, __m128, 4, _mm_loadu_ps, _mm_max_ps, _mm_cmpunord_ps,
+                            _mm_or_ps, _mm_movemask_ps, cy_across_ps)
+CY_DEFINE_WINDOW_VALUE_SSE2(double, f64, __m128d, 2, _mm_loadu_pd, _mm_max_pd, _mm_cmpunord_pd,
+                            _mm_or_pd, _mm_movemask_pd, cy_across_pd)
+#endif
+
+#define CY_DEFINE_WINDOW_VALUE(T, SFX, MIN_VECTOR)                                        \
+    static T cy_window_value_##SFX(const T* row, ptrdiff_t start, ptrdiff_t count) {     \
+        T value;                                                                          \
+        int32_t at;                                                                       \
+        CY_IF_SSE2(if (count >= (MIN_VECTOR) && cy_simd_level() >= CY_SIMD_SSE2           \
+                       && cy_window_value_##SFX##_sse2(row, start, count, &value))        \
+                       return value;)                                                     \
+        return cy_window_max_##SFX(row, start, count, &at);                               \
+    }
+CY_DEFINE_WINDOW_VALUE(float, f32, 8)
+CY_DEFINE_WINDOW_VALUE(double, f64, 4)
 
 #endif

@@ -109,6 +109,9 @@ cdef extern from "_simd.h" nogil:
     float cy_window_max_f32(const float* row, Py_ssize_t start, Py_ssize_t count, int32_t* at)
     double cy_window_max_f64(const double* row, Py_ssize_t start, Py_ssize_t count,
                              int32_t* at)
+    # its value alone
+    float cy_window_value_f32(const float* row, Py_ssize_t start, Py_ssize_t count)
+    double cy_window_value_f64(const double* row, Py_ssize_t start, Py_ssize_t count)
 
     # sums in 32 (float32) or 16 (float64) partial sums, the same bits at every vector level
     float cy_wide_sum_f32(const float* v, Py_ssize_t n)

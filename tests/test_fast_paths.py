@@ -429,13 +429,14 @@ def test_small_planes_adaptive_max_in_lanes_bit_exact(simd_level, dtype, planes)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("nan", [True, False], ids=["nan", "no-nan"])
-def test_adaptive_max_long_windows_bit_exact(simd_level, dtype, nan):
+@pytest.mark.parametrize("data", ["nan", "no-nan", "zero-maxima"])
+def test_adaptive_max_long_windows_bit_exact(simd_level, dtype, data):
     """Long adaptive windows, one row high (_simd.h's cy_window_max: 8 running
-    maxima in two vectors, combined in scan order) or over the row maxima of
-    several rows (_columns_max), equal the general loop bit for bit: the first
-    of equal values (-0.0 and 0.0), the last NaN (two payloads), at every
-    vector level."""
+    maxima in two vectors, combined in scan order; values alone: cy_window_value,
+    plain maxima unless a NaN or a zero maximum sends the run to the scan) or
+    over the row maxima of several rows (_columns_max), equal the general loop
+    bit for bit, with and without indices: the first of equal values (-0.0 and
+    0.0), the last NaN (two payloads), at every vector level."""
     rng = np.random.default_rng(7 + simd_level)
     for in_size, out_size in [((1, 1, 4096), (1, 1, 100)), ((1, 1, 300), (1, 1, 7)),
                               ((1, 3, 200), (1, 3, 5)), ((1, 1, 50), (1, 1, 3)),
@@ -444,15 +445,20 @@ def test_adaptive_max_long_windows_bit_exact(simd_level, dtype, nan):
                               ((1, 40, 90), (1, 3, 4)), ((3, 9, 50), (2, 2, 3)),
                               ((1, 20, 30), (1, 7, 11))]:
         x, bits = _signed_data(rng, (3,) + in_size, dtype)
-        if not nan:
+        if data != "nan":
             x[np.isnan(x)] = 1.0
+        if data == "zero-maxima":  # no positive values: many maxima are -0.0 or 0.0
+            x = -np.abs(x) if rng.random() < 0.5 else np.where(x > 0, -x, x)
+            x[rng.random(x.shape) < 0.3] = 0.0
         x[0, ..., : in_size[2] // 3] = -np.inf  # windows of -inf only: the first wins
         results = []
         for naive in (False, True):
             values = np.empty((3,) + out_size, dtype)
             indices = np.empty((3,) + out_size, np.int64)
+            only = np.empty((3,) + out_size, dtype)
             _adaptive.adaptive_max_forward(x, values, indices, in_size, out_size, False, 1, naive)
-            results.append((values.view(bits), indices))
+            _adaptive.adaptive_max_forward(x, only, None, in_size, out_size, False, 1, naive)
+            results.append((values.view(bits), indices, only.view(bits)))
         for fast, general in zip(*results):
             np.testing.assert_array_equal(fast, general, err_msg=f"{in_size} -> {out_size}")
 
