@@ -21,7 +21,7 @@ from cypool._simd cimport (
     cy_avg_back_lanes_f32, cy_avg_back_lanes_f64, cy_avg_lanes_f32, cy_avg_lanes_f64,
     cy_avg_s2_f32, cy_avg_s2_f64, cy_avg_taps_f32, cy_avg_taps_f64, cy_from_lanes_f32,
     cy_from_lanes_f64, cy_simd_cap, cy_simd_level, cy_sum_s1_f32, cy_sum_s1_f64,
-    cy_to_lanes_f32, cy_to_lanes_f64, CY_SUM_MAX_TAPS,
+    cy_to_lanes_f32, cy_to_lanes_f64, cy_window_sums_f32, cy_window_sums_f64, CY_SUM_MAX_TAPS,
 )
 
 cnp.import_array()
@@ -115,6 +115,12 @@ cdef inline void _row_sums_interior(const real_t* row, real_t* hs, Py_ssize_t lo
             cy_sum_s1_f32(&start, 1, kernel, hs + lo, NULL, hi - lo)
         else:
             cy_sum_s1_f64(&start, 1, kernel, hs + lo, NULL, hi - lo)
+        return
+    if stride > 2 or (stride == 2 and kernel > 3):  # strided taps: scalar chains
+        if real_t is float:
+            cy_window_sums_f32(start, stride, kernel, hs + lo, hi - lo)
+        else:
+            cy_window_sums_f64(start, stride, kernel, hs + lo, hi - lo)
         return
     if kernel == 2:  # one pass for the common small windows
         for ow in range(lo, hi):

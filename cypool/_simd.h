@@ -27,6 +27,9 @@
  * cy_wide_sum_f32/f64: a sum in 32 (float32) or 16 (float64) partial sums (the global
  * average's planes).
  *
+ * cy_window_sums_f32/f64: the sums of windows at a stride of 2 or more along a row, each
+ * from its first tap to its last.
+ *
  * Both follow PyTorch's rule (a later value wins when it is greater or NaN), so the
  * results are bit for bit the general loops': each row's window is combined first,
  * then the rows in order.  gcc vectorises the generic loops too, but with one pass
@@ -1275,5 +1278,41 @@ CY_DEFINE_WINDOW_VALUE_SSE2(double, f64, __m128d, 2, _mm_loadu_pd, _mm_max_pd, _
     }
 CY_DEFINE_WINDOW_VALUE(float, f32, 8)
 CY_DEFINE_WINDOW_VALUE(double, f64, 4)
+
+/* ---------------------------------------------------------- window sums */
+
+/* out[i] = row[i * stride] + row[i * stride + 1] + ... + row[i * stride + kernel - 1],
+   added left to right, for i in [0, n).  Eight windows at a time, each a chain of
+   scalar additions straight from memory: two additions a cycle once eight chains hide
+   their latency.  gcc would vectorise across the windows, each vector of taps built
+   from `stride`-apart scalars, at twice the cost; the attribute keeps it scalar. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define CY_SCALAR_CHAINS __attribute__((optimize("no-tree-vectorize")))
+#else
+#define CY_SCALAR_CHAINS
+#endif
+#define CY_DEFINE_WINDOW_SUMS(T, SFX)                                                     \
+    CY_SCALAR_CHAINS static void cy_window_sums_##SFX(const T* row, ptrdiff_t stride,    \
+                                                      ptrdiff_t kernel, T* out,           \
+                                                      ptrdiff_t n) {                      \
+        ptrdiff_t i = 0, j;                                                               \
+        int c;                                                                            \
+        for (; i + 8 <= n; i += 8) {                                                      \
+            const T* p = row + i * stride;                                                \
+            T a[8];                                                                       \
+            for (c = 0; c < 8; c++) a[c] = p[c * stride];                                 \
+            for (j = 1; j < kernel; j++)                                                  \
+                for (c = 0; c < 8; c++) a[c] = a[c] + p[c * stride + j];                  \
+            for (c = 0; c < 8; c++) out[i + c] = a[c];                                    \
+        }                                                                                 \
+        for (; i < n; i++) {                                                              \
+            const T* p = row + i * stride;                                                \
+            T a = p[0];                                                                   \
+            for (j = 1; j < kernel; j++) a = a + p[j];                                    \
+            out[i] = a;                                                                   \
+        }                                                                                 \
+    }
+CY_DEFINE_WINDOW_SUMS(float, f32)
+CY_DEFINE_WINDOW_SUMS(double, f64)
 
 #endif

@@ -116,3 +116,9 @@ cdef extern from "_simd.h" nogil:
     # sums in 32 (float32) or 16 (float64) partial sums, the same bits at every vector level
     float cy_wide_sum_f32(const float* v, Py_ssize_t n)
     double cy_wide_sum_f64(const double* v, Py_ssize_t n)
+
+    # out[i]: the sum of row[i * stride + j] for j in [0, kernel), left to right
+    void cy_window_sums_f32(const float* row, Py_ssize_t stride, Py_ssize_t kernel, float* out,
+                            Py_ssize_t n)
+    void cy_window_sums_f64(const double* row, Py_ssize_t stride, Py_ssize_t kernel,
+                            double* out, Py_ssize_t n)

@@ -344,6 +344,45 @@ def test_avg_sums_in_registers_same_bits(simd_level, dtype, nd):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd", [1, 2])
+def test_avg_strided_window_sums_same_bits(simd_level, dtype, nd):
+    """Windows at a stride above 2 (or 2 and wider than 3) sum along W as chains
+    of eight windows (cy_window_sums): each window's taps left to right, then
+    the window rows in order, divided once; bit for bit that order, emulated
+    here with one array operation per addition, in rows of 1 to 21 windows."""
+    rng = np.random.default_rng(nd + 10 * simd_level)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    _avg.small_plane_limit(0)  # the separable path, not the lanes
+    try:
+        for kernel, stride in [(7, 7), (4, 4), (3, 3), (2, 3), (5, 3), (4, 2), (14, 14)]:
+            for windows in (1, 7, 8, 9, 16, 21):
+                size = (windows - 1) * stride + kernel + int(rng.integers(0, stride))
+                spatial = (kernel + 2,) * (nd - 1) + (size,)
+                geom = _args.pool_geometry(nd, spatial, kernel, stride, 0, 1, False)
+                x = rng.standard_normal((2, 3) + spatial).astype(dtype)
+                x[rng.random(x.shape) < 0.2] = -0.0
+                lay = _args.layout(x.shape, nd, False)
+                out = np.empty(lay.kernel_shape(geom.out_size), dtype)
+                _avg.avg_pool_forward(x.reshape(lay.kernel_shape(lay.spatial)).copy(), out,
+                                      geom.for_kernel(), True, 0, False, 1)
+                ow = np.arange(geom.out_size[-1]) * stride
+                sums = x[..., ow]
+                for j in range(1, kernel):
+                    sums = sums + x[..., ow + j]
+                if nd == 2:
+                    oh = np.arange(geom.out_size[0]) * stride
+                    rows = sums[..., oh, :]
+                    for j in range(1, kernel):
+                        rows = rows + sums[..., oh + j, :]
+                    sums = rows
+                want = sums / dtype(kernel ** nd)
+                np.testing.assert_array_equal(out.reshape(want.shape).view(bits), want.view(bits),
+                                              err_msg=f"kernel {kernel} stride {stride} size {size}")
+    finally:
+        _avg.small_plane_limit(1024)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("planes", [1, 16, 37])
 def test_small_planes_average_in_lanes_same_bits(simd_level, dtype, planes):
     """Small planes averaged 16 side by side equal the separable path bit for bit
@@ -356,7 +395,8 @@ def test_small_planes_average_in_lanes_same_bits(simd_level, dtype, planes):
             (2, (14, 14), 3, 2, 1, False), (2, (7, 7), 3, 2, 1, True), (2, (10, 10), 2, 2, 0, False),
             (2, (9, 13), (2, 3), (1, 2), (1, 0), True), (2, (7, 7), 3, 1, 1, False),
             (2, (12, 12), 5, 1, 2, False), (1, (29,), 3, 2, 1, True), (3, (5, 6, 7), 2, 2, 1, True),
-            (2, (28, 28), 3, 2, 1, False)]:
+            (2, (28, 28), 3, 2, 1, False), (2, (14, 14), 4, 4, 0, False),
+            (2, (16, 15), (3, 5), (3, 4), (1, 2), True), (1, (40,), 6, 3, 0, False)]:
         x = rng.standard_normal((planes, 1) + spatial).astype(dtype)
         x[rng.random(x.shape) < 0.3] = -0.0
         geom = _args.pool_geometry(nd, spatial, kernel, stride, padding, 1, ceil_mode)
