@@ -24,7 +24,7 @@ from cypool._kernel_common cimport (
 from cypool._simd cimport (
     cy_max_s1_f32, cy_max_s1_f64, cy_max_s1_rows_f32, cy_max_s1_rows_f64, cy_max_s2_f32,
     cy_max_s2_f64, cy_max_s2_rows_f32, cy_max_s2_rows_f64, cy_max_taps_f32, cy_max_taps_f64,
-    cy_simd_cap, cy_simd_level,
+    cy_simd_cap, cy_simd_level, cy_max_strided_f32, cy_max_strided_f64,
 )
 
 cnp.import_array()
@@ -181,6 +181,12 @@ cdef inline bint _unit_rows(const Axis* axis, bint with_index) noexcept nogil:
     return not with_index and axis.stride == 1
 
 
+cdef inline bint _strided_rows(const Axis* axis, bint with_index) noexcept nogil:
+    """Whether the interior windows along W take _simd.h's strided maxima (float32/64
+    only): values alone, windows at a stride of 3 or more."""
+    return not with_index and axis.stride >= 3 and axis.dilation == 1
+
+
 cdef inline void _row_max(const max_t* row, max_t* hv, int32_t* hw, int32_t row_base,
                           const Axis* axis, const Tables* t, bint with_index) noexcept nogil:
     """Maxima along W of one input row for every output column."""
@@ -197,6 +203,10 @@ cdef inline void _row_max(const max_t* row, max_t* hv, int32_t* hw, int32_t row_
         cy_max_s1_f32(&start, 1, axis.kernel, axis.dilation, hv + lo, hi - lo)
     elif (max_t is double) and _unit_rows(axis, with_index):
         cy_max_s1_f64(&start, 1, axis.kernel, axis.dilation, hv + lo, hi - lo)
+    elif (max_t is float) and _strided_rows(axis, with_index):
+        cy_max_strided_f32(start, axis.stride, axis.kernel, hv + lo, hi - lo)
+    elif (max_t is double) and _strided_rows(axis, with_index):
+        cy_max_strided_f64(start, axis.stride, axis.kernel, hv + lo, hi - lo)
     elif axis.stride == 1:
         _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, 1, axis.dilation,
                       axis.pad_before, with_index)
@@ -370,6 +380,7 @@ cdef void _forward_plane_direct(const max_t* x, max_t* out, int64_t* ind, const 
     # values only, windows 2 or 3 wide at stride 2: the hand-vectorised rows of _simd.h
     cdef bint s2 = _vector_rows(&ax[2], with_index)
     cdef bint s1 = _unit_rows(&ax[2], with_index)
+    cdef bint strided = _strided_rows(&ax[2], with_index)
     cdef Py_ssize_t start = lo * ax[2].stride - ax[2].pad_before
     for od in range(OD):
         for oh in range(OH):
@@ -455,11 +466,20 @@ cdef void _forward_rows(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t blo
     cdef bint with_index = ind != NULL
     cdef bint s2 = _vector_rows(&ax[2], with_index)
     cdef bint s1 = _unit_rows(&ax[2], with_index)
+    cdef bint strided = _strided_rows(&ax[2], with_index)
     cdef Py_ssize_t p0 = block * ROW_BLOCK, p1 = last if last < planes else planes
     # the interior windows of all the rows in one call of _simd.h's loops
     cdef const max_t* first = x + p0 * W + lo * ax[2].stride - ax[2].pad_before
-    cdef bint vector = (max_t is float or max_t is double) and (s1 or s2) and hi > lo
-    if (max_t is float) and vector and s2:
+    cdef bint vector = (max_t is float or max_t is double) and (s1 or s2 or strided) and hi > lo
+    if vector and strided:
+        for p in range(p0, p1):
+            if max_t is float:
+                cy_max_strided_f32(first + (p - p0) * W, ax[2].stride, ax[2].kernel,
+                                   out + p * OW + lo, hi - lo)
+            elif max_t is double:
+                cy_max_strided_f64(first + (p - p0) * W, ax[2].stride, ax[2].kernel,
+                                   out + p * OW + lo, hi - lo)
+    elif (max_t is float) and vector and s2:
         cy_max_s2_rows_f32(first, W, p1 - p0, ax[2].kernel, out + p0 * OW + lo, OW, hi - lo)
     elif (max_t is double) and vector and s2:
         cy_max_s2_rows_f64(first, W, p1 - p0, ax[2].kernel, out + p0 * OW + lo, OW, hi - lo)

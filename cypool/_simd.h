@@ -30,6 +30,9 @@
  * cy_window_sums_f32/f64: the sums of windows at a stride of 2 or more along a row, each
  * from its first tap to its last.
  *
+ * cy_max_strided_f32/f64: the maxima (values alone) of windows at a stride of 3 or more
+ * along a row.
+ *
  * Both follow PyTorch's rule (a later value wins when it is greater or NaN), so the
  * results are bit for bit the general loops': each row's window is combined first,
  * then the rows in order.  gcc vectorises the generic loops too, but with one pass
@@ -1314,5 +1317,82 @@ CY_DEFINE_WINDOW_VALUE(double, f64, 4)
     }
 CY_DEFINE_WINDOW_SUMS(float, f32)
 CY_DEFINE_WINDOW_SUMS(double, f64)
+
+/* ------------------------------------------------------ strided maxima */
+
+/* out[i] = the scan-order max of row[i * stride + j], j in [0, kernel), values alone.
+   Where a window holds no NaN and its maximum is not zero, every element equal to the
+   maximum has its bits, so the maxima may be taken in any order: four (float32) or two
+   (float64) windows at a time, a vector per tap from `stride`-apart elements.  Windows
+   with a NaN (the last one wins) or a zero maximum (the first zero's sign) are scanned
+   again in order. */
+#define CY_SCAN_MAX(T, p, kernel, result)                                                 \
+    do {                                                                                  \
+        T best_ = (p)[0];                                                                 \
+        for (ptrdiff_t j_ = 1; j_ < (kernel); j_++) best_ = CY_PICK(best_, (p)[j_]);      \
+        (result) = best_;                                                                 \
+    } while (0)
+#if CY_HAVE_SSE2
+#define CY_GATHER_PS(p, s) _mm_setr_ps((p)[0], (p)[s], (p)[2 * (s)], (p)[3 * (s)])
+#define CY_GATHER_PD(p, s) _mm_setr_pd((p)[0], (p)[s])
+#define CY_DEFINE_MAX_STRIDED_SSE2(T, SFX, V, L, GATHER, SUF)                             \
+    static ptrdiff_t cy_max_strided_##SFX##_sse2(const T* row, ptrdiff_t stride,         \
+                                                 ptrdiff_t kernel, T* out, ptrdiff_t n) { \
+        ptrdiff_t i = 0;                                                                  \
+        for (; i + (L) <= n; i += (L)) {                                                  \
+            const T* p = row + i * stride;                                                \
+            V m = GATHER(p, stride);                                                      \
+            V odd = _mm_cmpunord_##SUF(m, m);                                             \
+            for (ptrdiff_t j = 1; j < kernel; j++) {                                      \
+                V v = GATHER(p + j, stride);                                              \
+                m = _mm_max_##SUF(m, v);                                                  \
+                odd = _mm_or_##SUF(odd, _mm_cmpunord_##SUF(v, v));                        \
+            }                                                                             \
+            odd = _mm_or_##SUF(odd, _mm_cmpeq_##SUF(m, _mm_setzero_##SUF()));             \
+            _mm_storeu_##SUF(out + i, m);                                                 \
+            if (_mm_movemask_##SUF(odd))                                                  \
+                for (int l = 0; l < (L); l++) CY_SCAN_MAX(T, p + l * stride, kernel, out[i + l]); \
+        }                                                                                 \
+        return i;                                                                         \
+    }
+CY_DEFINE_MAX_STRIDED_SSE2(float, f32, __m128, 4, CY_GATHER_PS, ps)
+CY_DEFINE_MAX_STRIDED_SSE2(double, f64, __m128d, 2, CY_GATHER_PD, pd)
+
+/* float32 windows 4 wide at stride 4: four windows are four whole vectors, their
+   maxima two rounds of pairing lanes (no tap built from scalars) */
+static ptrdiff_t cy_max_k4s4_f32_sse2(const float* row, float* out, ptrdiff_t n) {
+    ptrdiff_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const float* p = row + 4 * i;
+        __m128 a = _mm_loadu_ps(p), b = _mm_loadu_ps(p + 4);
+        __m128 c = _mm_loadu_ps(p + 8), d = _mm_loadu_ps(p + 12);
+        __m128 odd = _mm_or_ps(_mm_or_ps(_mm_cmpunord_ps(a, a), _mm_cmpunord_ps(b, b)),
+                               _mm_or_ps(_mm_cmpunord_ps(c, c), _mm_cmpunord_ps(d, d)));
+        __m128 ab = _mm_max_ps(_mm_unpacklo_ps(a, b), _mm_unpackhi_ps(a, b));
+        __m128 cd = _mm_max_ps(_mm_unpacklo_ps(c, d), _mm_unpackhi_ps(c, d));
+        __m128 m = _mm_max_ps(_mm_movelh_ps(ab, cd), _mm_movehl_ps(cd, ab));
+        odd = _mm_or_ps(odd, _mm_cmpeq_ps(m, _mm_setzero_ps()));
+        _mm_storeu_ps(out + i, m);
+        if (_mm_movemask_ps(odd))
+            for (int l = 0; l < 4; l++) CY_SCAN_MAX(float, p + 4 * l, 4, out[i + l]);
+    }
+    return i;
+}
+#endif
+
+#define CY_DEFINE_MAX_STRIDED(T, SFX, K4S4)                                               \
+    static void cy_max_strided_##SFX(const T* row, ptrdiff_t stride, ptrdiff_t kernel,   \
+                                     T* out, ptrdiff_t n) {                               \
+        ptrdiff_t i = 0;                                                                  \
+        CY_IF_SSE2(if (cy_simd_level() >= CY_SIMD_SSE2)                                   \
+                       i = K4S4(stride, kernel)                                           \
+                               ? cy_max_k4s4_f32_sse2((const float*) row, (float*) out, n) \
+                               : cy_max_strided_##SFX##_sse2(row, stride, kernel, out, n);) \
+        for (; i < n; i++) CY_SCAN_MAX(T, row + i * stride, kernel, out[i]);              \
+    }
+#define CY_K4S4_F32(stride, kernel) ((stride) == 4 && (kernel) == 4)
+#define CY_K4S4_NONE(stride, kernel) 0
+CY_DEFINE_MAX_STRIDED(float, f32, CY_K4S4_F32)
+CY_DEFINE_MAX_STRIDED(double, f64, CY_K4S4_NONE)
 
 #endif

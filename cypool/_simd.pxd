@@ -122,3 +122,9 @@ cdef extern from "_simd.h" nogil:
                             Py_ssize_t n)
     void cy_window_sums_f64(const double* row, Py_ssize_t stride, Py_ssize_t kernel,
                             double* out, Py_ssize_t n)
+
+    # out[i]: the scan-order max (values alone) of row[i * stride + j] for j in [0, kernel)
+    void cy_max_strided_f32(const float* row, Py_ssize_t stride, Py_ssize_t kernel,
+                            float* out, Py_ssize_t n)
+    void cy_max_strided_f64(const double* row, Py_ssize_t stride, Py_ssize_t kernel,
+                            double* out, Py_ssize_t n)
