@@ -280,6 +280,15 @@ def _breadth_cases(rng, add):
     torch_case("adaptive_max_pool1d 4096 to 100", 0.5, (32, 128, 4096),
                lambda x, n: cypool.adaptive_max_pool1d(x, 100, num_threads=n),
                lambda t: F.adaptive_max_pool1d(t, 100))
+    torch_case("adaptive_max_pool2d to (112, 4)", 0.5, (16, 64, 112, 112),
+               lambda x, n: cypool.adaptive_max_pool2d(x, (112, 4), num_threads=n),
+               lambda t: F.adaptive_max_pool2d(t, (112, 4)))
+    torch_case("avg_pool2d k7 s7", 0.5, (16, 64, 112, 112),
+               lambda x, n: cypool.avg_pool2d(x, 7, 7, num_threads=n),
+               lambda t: F.avg_pool2d(t, 7, 7))
+    torch_case("max_pool1d k4 s4", 0.5, (32, 128, 4096),
+               lambda x, n: cypool.max_pool1d(x, 4, 4, num_threads=n),
+               lambda t: F.max_pool1d(t, 4, 4))
 
     def lp_backward_inputs():
         x = np.abs(rng.standard_normal((16, 64, 56, 56), dtype=np.float32)) + 0.1
