@@ -1288,16 +1288,17 @@ CY_DEFINE_WINDOW_VALUE(double, f64, 4)
    added left to right, for i in [0, n).  Eight windows at a time, each a chain of
    scalar additions straight from memory: two additions a cycle once eight chains hide
    their latency.  gcc would vectorise across the windows, each vector of taps built
-   from `stride`-apart scalars, at twice the cost; the attribute keeps it scalar. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define CY_SCALAR_CHAINS __attribute__((optimize("no-tree-vectorize")))
+   from `stride`-apart scalars, at twice the cost: an empty asm holding each sum in a
+   register of its own keeps the chains scalar.  (An optimize("no-tree-vectorize")
+   attribute did too, but slowed the other loops of the modules that include this.) */
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+#define CY_OWN_REGISTER(v) __asm__("" : "+x"(v))
 #else
-#define CY_SCALAR_CHAINS
+#define CY_OWN_REGISTER(v) ((void) 0)
 #endif
 #define CY_DEFINE_WINDOW_SUMS(T, SFX)                                                     \
-    CY_SCALAR_CHAINS static void cy_window_sums_##SFX(const T* row, ptrdiff_t stride,    \
-                                                      ptrdiff_t kernel, T* out,           \
-                                                      ptrdiff_t n) {                      \
+    static void cy_window_sums_##SFX(const T* row, ptrdiff_t stride, ptrdiff_t kernel,   \
+                                     T* out, ptrdiff_t n) {                               \
         ptrdiff_t i = 0, j;                                                               \
         int c;                                                                            \
         for (; i + 8 <= n; i += 8) {                                                      \
@@ -1305,7 +1306,10 @@ CY_DEFINE_WINDOW_VALUE(double, f64, 4)
             T a[8];                                                                       \
             for (c = 0; c < 8; c++) a[c] = p[c * stride];                                 \
             for (j = 1; j < kernel; j++)                                                  \
-                for (c = 0; c < 8; c++) a[c] = a[c] + p[c * stride + j];                  \
+                for (c = 0; c < 8; c++) {                                                 \
+                    a[c] = a[c] + p[c * stride + j];                                      \
+                    CY_OWN_REGISTER(a[c]);                                                \
+                }                                                                         \
             for (c = 0; c < 8; c++) out[i + c] = a[c];                                    \
         }                                                                                 \
         for (; i < n; i++) {                                                              \
