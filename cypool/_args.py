@@ -28,6 +28,8 @@ MAX_ELEMENTS = 2**62
 # Inputs smaller than this (elements) run on one thread: starting a team costs
 # more than the work.
 SERIAL_BELOW = 1 << 17
+#: Shortest row (bytes) of a strided input that as_kernel_input copies on threads.
+THREADED_COPY_ROW = 64
 
 _NAMES = {1: "1-D", 2: "2-D", 3: "3-D"}
 
@@ -135,7 +137,7 @@ _CANONICAL_NUMS = frozenset(np.dtype(f"{kind}{size}").num
                             for size in sizes)
 
 
-def as_kernel_input(x, compute_dtype):
+def as_kernel_input(x, compute_dtype, nthreads=1):
     """C-contiguous, aligned copy or view of ``x`` in the kernel's dtype
     (a misaligned view, e.g. from ``np.frombuffer``, is copied: the kernels'
     typed loads assume alignment).
@@ -143,10 +145,21 @@ def as_kernel_input(x, compute_dtype):
     The kernels dispatch on NumPy's type number, and equal types can have two
     (``longlong`` vs ``int64`` on Linux): the result is viewed as the canonical
     sized type.
+
+    A large strided view of the kernel's dtype whose rows are contiguous (a
+    crop, a slice of channels) is copied a row at a time on ``nthreads``
+    threads; NumPy's copy takes one.
     """
     if (x.dtype == compute_dtype and x.dtype.num in _CANONICAL_NUMS
             and x.flags.c_contiguous and x.flags.aligned):
         return x
+    if (x.dtype == compute_dtype and x.dtype.num in _CANONICAL_NUMS and x.flags.aligned
+            and x.ndim >= 1 and x.strides[-1] == x.itemsize
+            and x.shape[-1] * x.itemsize >= THREADED_COPY_ROW
+            and threads_for(nthreads, x.size) > 1):
+        copy = np.empty(x.shape, x.dtype)
+        _threads.contiguous_copy(x, copy, nthreads)
+        return copy
     if compute_dtype == np.uint8 and x.dtype == np.bool_:
         return np.ascontiguousarray(x).view(np.uint8)
     array = np.require(x, compute_dtype, ["C_CONTIGUOUS", "ALIGNED"])

@@ -23,7 +23,7 @@ def _run_real(kernel, op, x, plan, out, nthreads, *kernel_args):
     values = _args.result(out, plan.out_shape, _args.real_result_dtype(x.dtype), x)
     if x.size:
         target = values if values.dtype == compute else np.empty(plan.out_shape, compute)
-        kernel(_args.as_kernel_input(x, compute).reshape(plan.in_kernel_shape),
+        kernel(_args.as_kernel_input(x, compute, nthreads).reshape(plan.in_kernel_shape),
                target.reshape(plan.out_kernel_shape), *kernel_args,
                plan.layout.channels_last, _args.threads_for(nthreads, x.size))
         if target is not values:
@@ -49,7 +49,7 @@ def _run_max(x, plan, return_indices, out, nthreads):
         else:
             target = np.empty(plan.out_shape, compute)
         _adaptive.adaptive_max_forward(
-            _args.as_kernel_input(x, compute).reshape(plan.in_kernel_shape),
+            _args.as_kernel_input(x, compute, nthreads).reshape(plan.in_kernel_shape),
             target.reshape(kernel_out),
             None if indices is None else indices.reshape(kernel_out),
             plan.in_size, plan.out_size, plan.layout.channels_last,
@@ -67,7 +67,7 @@ def _avg_backward(grad, shape, plan, out, nthreads):
     if grad_in.size:
         target = grad_in if grad_in.dtype == compute else np.empty(shape, compute)
         _adaptive.adaptive_avg_backward(
-            _args.as_kernel_input(grad, compute).reshape(plan.out_kernel_shape),
+            _args.as_kernel_input(grad, compute, nthreads).reshape(plan.out_kernel_shape),
             target.reshape(plan.in_kernel_shape), plan.in_size, plan.out_size,
             plan.layout.channels_last, _args.threads_for(nthreads, grad_in.size),
         )
@@ -169,8 +169,8 @@ def _lp_pool_backward(nd, grad_output, x, norm_type, kernel_size, stride, ceil_m
     if grad_in.size:
         target = grad_in if grad_in.dtype == compute else np.empty(x.shape, compute)
         _lp.lp_pool_backward(
-            _args.as_kernel_input(grad, compute).reshape(plan.out_kernel_shape),
-            _args.as_kernel_input(x, compute).reshape(plan.in_kernel_shape),
+            _args.as_kernel_input(grad, compute, nthreads).reshape(plan.out_kernel_shape),
+            _args.as_kernel_input(x, compute, nthreads).reshape(plan.in_kernel_shape),
             target.reshape(plan.in_kernel_shape), plan.kernel_geometry, p,
             plan.layout.channels_last, _args.threads_for(nthreads, grad_in.size),
         )

@@ -78,7 +78,7 @@ def _max_unpool_backward(nd, grad_output, indices, channels_last, out, num_threa
     if grad_in.size:
         in_plane = int(np.prod(lay.spatial))
         bad = _unpool.max_unpool_backward(
-            _args.as_kernel_input(grad, dtype).reshape(_planes_shape(grad_lay, out_plane)),
+            _args.as_kernel_input(grad, dtype, nthreads).reshape(_planes_shape(grad_lay, out_plane)),
             index.reshape(_planes_shape(lay, in_plane)),
             grad_in.reshape(_planes_shape(lay, in_plane)),
             lay.channels_last, _args.threads_for(nthreads, grad_in.size), fused,
@@ -115,7 +115,7 @@ def _fractional_max_pool(nd, x, kernel_size, output_size, output_ratio, return_i
         else:
             target = np.empty(out_shape, compute)
         _fractional.fractional_max_pool_forward(
-            _args.as_kernel_input(x, compute).reshape(lay.kernel_shape(lay.spatial)),
+            _args.as_kernel_input(x, compute, nthreads).reshape(lay.kernel_shape(lay.spatial)),
             target.reshape(kernel_out),
             None if indices is None else indices.reshape(kernel_out),
             starts, (1,) * (3 - nd) + kernel, lay.channels_last,
@@ -176,7 +176,7 @@ def _stochastic_pool(nd, x, kernel_size, stride, padding, training, rng, return_
         kernel_out = plan.out_kernel_shape
         target = values if values.dtype == compute else np.empty(out_shape, compute)
         _stochastic.stochastic_pool_forward(
-            _args.as_kernel_input(x, compute).reshape(plan.in_kernel_shape),
+            _args.as_kernel_input(x, compute, nthreads).reshape(plan.in_kernel_shape),
             None if uniforms is None else uniforms.reshape(kernel_out),
             target.reshape(kernel_out),
             None if indices is None else indices.reshape(kernel_out),
@@ -225,9 +225,9 @@ def _stochastic_pool_backward(nd, grad_output, input_shape, kernel_size, stride,
         target = grad_in if grad_in.dtype == compute else np.empty(shape, compute)
         kernel_out = plan.out_kernel_shape
         _stochastic.stochastic_pool_backward(
-            _args.as_kernel_input(grad, compute).reshape(kernel_out),
+            _args.as_kernel_input(grad, compute, nthreads).reshape(kernel_out),
             None if index is None else index.reshape(kernel_out),
-            None if x is None else _args.as_kernel_input(x, compute).reshape(plan.in_kernel_shape),
+            None if x is None else _args.as_kernel_input(x, compute, nthreads).reshape(plan.in_kernel_shape),
             target.reshape(plan.in_kernel_shape), plan.kernel_geometry, training,
             plan.layout.channels_last, _args.threads_for(nthreads, grad_in.size),
         )

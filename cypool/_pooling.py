@@ -41,7 +41,7 @@ def _max_pool(nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_i
             target = np.empty(out_shape, compute)
         # the kernels read only the bytes: no reshape to their (planes, D, H, W) view
         _max.max_pool_forward(
-            _args.as_kernel_input(x, compute), target, indices,
+            _args.as_kernel_input(x, compute, nthreads), target, indices,
             plan.kernel_geometry, plan.layout.channels_last,
             _args.threads_for(nthreads, x.size),
         )
@@ -90,7 +90,7 @@ def _max_pool_backward(nd, grad_output, indices, input_shape, channels_last, out
         grad_shape, in_shape = (lay.batch * lay.channels, out_plane), (lay.batch * lay.channels, plane)
     target = grad_in if grad_in.dtype == compute else np.empty(grad_in.shape, compute)
     bad = _max.max_pool_backward(
-        _args.as_kernel_input(grad, compute).reshape(grad_shape), index.reshape(grad_shape),
+        _args.as_kernel_input(grad, compute, nthreads).reshape(grad_shape), index.reshape(grad_shape),
         target.reshape(in_shape), plane, lay.channels_last,
         _args.threads_for(nthreads, grad_in.size),
     )
@@ -115,7 +115,7 @@ def _avg_pool(nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
     if x.size:
         target = values if values.dtype == compute else np.empty(out_shape, compute)
         _avg.avg_pool_forward(
-            _args.as_kernel_input(x, compute), target,
+            _args.as_kernel_input(x, compute, nthreads), target,
             plan.kernel_geometry, include_pad, override, plan.layout.channels_last,
             _args.threads_for(nthreads, x.size),
         )
@@ -143,7 +143,7 @@ def _avg_pool_backward(nd, grad_output, input_shape, kernel_size, stride, paddin
     if grad_in.size:
         target = grad_in if grad_in.dtype == compute else np.empty(shape, compute)
         _avg.avg_pool_backward(
-            _args.as_kernel_input(grad, compute).reshape(plan.out_kernel_shape),
+            _args.as_kernel_input(grad, compute, nthreads).reshape(plan.out_kernel_shape),
             target.reshape(plan.in_kernel_shape),
             plan.kernel_geometry, include_pad, override, plan.layout.channels_last,
             _args.threads_for(nthreads, grad_in.size),

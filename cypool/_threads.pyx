@@ -9,6 +9,12 @@ OpenMP limit of the calling thread (``OMP_NUM_THREADS``,
 
 import os
 
+cimport numpy as cnp
+from cython.parallel cimport prange
+from libc.string cimport memcpy
+
+cnp.import_array()
+
 cdef extern from *:
     """
     #if CYPOOL_OPENMP
@@ -105,3 +111,47 @@ def compiler():
 def openmp_version():
     """The ``_OPENMP`` date this module was compiled against (0: serial build)."""
     return CYPOOL_OPENMP_VERSION
+
+
+cdef enum:
+    MAX_DIMS = 64   # NumPy's NPY_MAXDIMS is 32 (64 since NumPy 2)
+
+
+def contiguous_copy(cnp.ndarray src, cnp.ndarray dst, int nthreads):
+    """Copy ``src`` into the C-contiguous ``dst`` (same shape and itemsize) a
+    row at a time, rows over ``nthreads`` threads; ``src``'s last axis must be
+    contiguous (its rows are whole runs of bytes).  The facade's copy of a
+    strided view (a crop, a slice): NumPy's copy runs on one thread, and a
+    fresh result's pages are first touched there."""
+    cdef int nd = cnp.PyArray_NDIM(src)
+    cdef Py_ssize_t itemsize = cnp.PyArray_ITEMSIZE(src)
+    cdef Py_ssize_t shape[MAX_DIMS]
+    cdef Py_ssize_t strides[MAX_DIMS]
+    cdef Py_ssize_t rows = 1, row_bytes, r, rest, offset
+    cdef int a
+    cdef char* s = <char*> cnp.PyArray_DATA(src)
+    cdef char* d = <char*> cnp.PyArray_DATA(dst)
+    if (nd < 1 or nd > MAX_DIMS or cnp.PyArray_NDIM(dst) != nd
+            or cnp.PyArray_ITEMSIZE(dst) != itemsize or not cnp.PyArray_IS_C_CONTIGUOUS(dst)):
+        raise ValueError("contiguous_copy needs a C-contiguous dst of src's itemsize")
+    for a in range(nd):
+        shape[a] = cnp.PyArray_DIM(src, a)
+        strides[a] = cnp.PyArray_STRIDE(src, a)
+        if cnp.PyArray_DIM(dst, a) != shape[a]:
+            raise ValueError("contiguous_copy needs src and dst of one shape")
+        if a < nd - 1:
+            rows *= shape[a]
+    row_bytes = shape[nd - 1] * itemsize
+    if rows == 0 or row_bytes == 0:
+        return  # (NumPy gives an empty array strides of 0)
+    if strides[nd - 1] != itemsize:
+        raise ValueError("contiguous_copy needs src rows of whole items (last stride = itemsize)")
+    with nogil:
+        for r in prange(rows, schedule='static', num_threads=nthreads if nthreads > 0 else 1):
+            # the row's offset in src from its index over the leading axes
+            offset = 0
+            rest = r
+            for a in range(nd - 2, -1, -1):
+                offset = offset + (rest % shape[a]) * strides[a]
+                rest = rest // shape[a]
+            memcpy(d + r * row_bytes, s + offset, row_bytes)

@@ -266,6 +266,58 @@ def test_views_lists_and_read_only(rng):
                                   ref.max_pool(np.array(as_list), 2, 2)[0])
 
 
+def test_large_strided_views_copied_on_threads(rng):
+    """Views too large for one thread whose rows are contiguous (crops, channel
+    slices, reversed batches, broadcasts) are copied a row at a time on the
+    call's threads: every op gives what it gives on the contiguous copy, bit
+    for bit, and the view's base is left alone."""
+    from cypool import _threads
+    base = rng.standard_normal((6, 8, 70, 90)).astype(np.float32)
+    keep = base.copy()
+    views = {
+        "crop": base[:, :, 3:-4, 5:-6],
+        "channel-slice": base[:, 1::2],
+        "reversed-batch": base[::-1, :, ::-1],
+        "broadcast": np.broadcast_to(base[:1, :1], (6, 8, 70, 90)),
+        "1-d rows": base.reshape(48, 70, 90)[:, 2:60].reshape(48, 58 * 90)[:, 10:],
+    }
+    for name, x in views.items():
+        assert not x.flags.c_contiguous and x.size >= 1 << 17, name
+        dense = np.ascontiguousarray(x)
+        copy = np.empty(x.shape, x.dtype)
+        _threads.contiguous_copy(x, copy, 2)
+        np.testing.assert_array_equal(copy, dense, err_msg=name)
+        nd = x.ndim - 2
+        for threads in (1, 2):
+            if nd == 2:
+                calls = [lambda a: cypool.max_pool2d(a, 3, 2, 1, num_threads=threads),
+                         lambda a: cypool.avg_pool2d(a, 2, num_threads=threads),
+                         lambda a: cypool.adaptive_avg_pool2d(a, 7, num_threads=threads),
+                         lambda a: cypool.lp_pool2d(a, 2, 2, num_threads=threads)]
+            else:
+                calls = [lambda a: cypool.max_pool1d(a, 3, 1, 1, num_threads=threads),
+                         lambda a: cypool.avg_pool1d(a, 4, 4, num_threads=threads)]
+            for call in calls:
+                np.testing.assert_array_equal(call(x).view(np.uint32),
+                                              call(dense).view(np.uint32), err_msg=name)
+    np.testing.assert_array_equal(base, keep)
+
+
+def test_threaded_copy_refuses_what_it_cannot_copy():
+    from cypool import _threads
+    x = np.zeros((4, 6, 8), np.float32)
+    with pytest.raises(ValueError):
+        _threads.contiguous_copy(x[:, :, ::2], np.empty((4, 6, 4), np.float32), 2)
+    with pytest.raises(ValueError):
+        _threads.contiguous_copy(x, np.empty((4, 6, 7), np.float32), 2)
+    with pytest.raises(ValueError):
+        _threads.contiguous_copy(x, np.empty((4, 8, 6), np.float32).transpose(0, 2, 1), 2)
+    with pytest.raises(ValueError):
+        _threads.contiguous_copy(x, np.empty((4, 6, 8), np.float64), 2)
+    empty = np.empty((0, 6, 8), np.float32)
+    _threads.contiguous_copy(np.zeros((0, 6, 8), np.float32), empty, 2)
+
+
 def test_inputs_never_modified(rng):
     x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
     x[0, 0, 0, :3] = np.nan
