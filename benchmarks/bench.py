@@ -280,6 +280,9 @@ def _breadth_cases(rng, add):
     torch_case("adaptive_max_pool1d 4096 to 100", 0.5, (32, 128, 4096),
                lambda x, n: cypool.adaptive_max_pool1d(x, 100, num_threads=n),
                lambda t: F.adaptive_max_pool1d(t, 100))
+    torch_case("adaptive_avg_pool2d 112 to 56", 0.5, (16, 64, 112, 112),
+               lambda x, n: cypool.adaptive_avg_pool2d(x, 56, num_threads=n),
+               lambda t: F.adaptive_avg_pool2d(t, 56))
     torch_case("adaptive_max_pool2d to (112, 4)", 0.5, (16, 64, 112, 112),
                lambda x, n: cypool.adaptive_max_pool2d(x, (112, 4), num_threads=n),
                lambda t: F.adaptive_max_pool2d(t, (112, 4)))

@@ -556,6 +556,40 @@ def test_small_planes_adaptive_average_in_lanes_same_bits(simd_level, dtype, pla
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adaptive_average_uniform_columns_same_bits(simd_level, dtype):
+    """Planes too large for the lanes whose width is a multiple of the output's
+    (windows of k columns at stride k, k under 16) sum each window as a chain
+    from its first column, then add 0: bit for bit the column path's
+    additions from 0 (a window of -0.0 gives 0.0), emulated here one array
+    operation per addition."""
+    rng = np.random.default_rng(3 + simd_level)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for (h, w), (oh, ow) in [((40, 40), (20, 20)), ((36, 45), (12, 9)), ((33, 70), (11, 7)),
+                             ((64, 24), (8, 3)), ((50, 39), (7, 13))]:
+        x = rng.integers(-2, 2, size=(3, h, w)).astype(dtype)
+        x[rng.random(x.shape) < 0.5] = -0.0
+        x[0, :5] = -0.0                               # windows of -0.0 only
+        x[1, 0, 0] = np.nan
+        x[2] = rng.standard_normal((h, w)).astype(dtype)
+        out = np.empty((3, 1, oh, ow), dtype)
+        _adaptive.adaptive_avg_forward(x.reshape(3, 1, h, w), out, (1, h, w), (1, oh, ow),
+                                       False, 1, False)
+        want = np.empty((3, oh, ow), dtype)
+        for i in range(oh):
+            r0, r1 = (i * h) // oh, -((-(i + 1) * h) // oh)
+            sums = x[:, r0]
+            for r in range(r0 + 1, r1):
+                sums = sums + x[:, r]
+            k = w // ow
+            total = np.zeros((3, ow), dtype)
+            for j in range(k):
+                total = total + sums[:, j::k][:, :ow]
+            want[:, i] = total / dtype((r1 - r0) * k)
+        np.testing.assert_array_equal(out.reshape(want.shape).view(bits), want.view(bits),
+                                      err_msg=f"{(h, w)} -> {(oh, ow)}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_adaptive_average_long_windows_in_partial_sums(dtype):
     """Windows of 16 or more columns in planes too large for the lanes add in
     partial sums (float32: eight, float64: 16): exact on small integers (so
