@@ -40,14 +40,14 @@ def _max_unpool(nd, x, indices, kernel_size, stride, padding, output_size, chann
     # As in the backward: the scatter checks the indices of a result of our own.
     if out is not None or out_plane == 0:
         _check_in_plane(index, out_plane, nthreads, "output")
-    values = _args.result(out, lay.shape_with(out_spatial), x.dtype, (x, index))
+    values, zeroed = _args.scatter_result(out, lay.shape_with(out_spatial), x.dtype, (x, index))
     if values.size:
         in_plane = int(np.prod(lay.spatial))
         bad = _unpool.max_unpool_forward(
             np.require(x, requirements=["C_CONTIGUOUS", "ALIGNED"]).reshape(_planes_shape(lay, in_plane)),
             index.reshape(_planes_shape(lay, in_plane)),
             values.reshape(_planes_shape(lay, out_plane)),
-            lay.channels_last, _args.threads_for(nthreads, values.size + x.size),
+            lay.channels_last, _args.threads_for(nthreads, values.size + x.size), zeroed,
         )
         _args.check_indices_in_plane(bad, index, out_plane, "output")
     return values

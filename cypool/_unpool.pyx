@@ -36,12 +36,14 @@ cdef enum:
 
 
 cdef Py_ssize_t _scatter_plane(const item_t* x, const int64_t* ind, item_t* out,
-                               Py_ssize_t in_plane, Py_ssize_t out_plane) noexcept nogil:
-    """Zero one plane and write each element at its index; the number of
-    indices outside the plane (skipped)."""
+                               Py_ssize_t in_plane, Py_ssize_t out_plane,
+                               bint zeroed) noexcept nogil:
+    """Zero one plane (unless ``zeroed``: it is zero already) and write each
+    element at its index; the number of indices outside the plane (skipped)."""
     cdef Py_ssize_t i, bad = 0
     cdef int64_t at
-    memset(out, 0, out_plane * sizeof(item_t))
+    if not zeroed:
+        memset(out, 0, out_plane * sizeof(item_t))
     for i in range(in_plane):
         at = ind[i]
         if 0 <= at < out_plane:
@@ -54,7 +56,7 @@ cdef Py_ssize_t _scatter_plane(const item_t* x, const int64_t* ind, item_t* out,
 cdef Py_ssize_t _scatter_block_cl(const item_t* x, const int64_t* ind, item_t* out,
                                   Py_ssize_t job, Py_ssize_t blocks, Py_ssize_t block,
                                   Py_ssize_t channels, Py_ssize_t in_plane,
-                                  Py_ssize_t out_plane) noexcept nogil:
+                                  Py_ssize_t out_plane, bint zeroed) noexcept nogil:
     """Channels ``[c0, c1)`` of one batch element, channels-last."""
     cdef Py_ssize_t n = job // blocks
     cdef Py_ssize_t c0 = (job % blocks) * block
@@ -64,9 +66,10 @@ cdef Py_ssize_t _scatter_block_cl(const item_t* x, const int64_t* ind, item_t* o
     cdef item_t* o = out + n * out_plane * channels
     cdef const item_t* xi = x + n * in_plane * channels
     cdef const int64_t* ii = ind + n * in_plane * channels
-    for s in range(out_plane):
-        for c in range(c0, c1):
-            o[s * channels + c] = 0
+    if not zeroed:
+        for s in range(out_plane):
+            for c in range(c0, c1):
+                o[s * channels + c] = 0
     for s in range(in_plane):
         for c in range(c0, c1):
             at = ii[s * channels + c]
@@ -79,17 +82,17 @@ cdef Py_ssize_t _scatter_block_cl(const item_t* x, const int64_t* ind, item_t* o
 
 cdef Py_ssize_t _scatter(const item_t* x, const int64_t* ind, item_t* out, Py_ssize_t lead,
                          Py_ssize_t channels, bint channels_last, Py_ssize_t in_plane,
-                         Py_ssize_t out_plane, int nthreads) noexcept nogil:
+                         Py_ssize_t out_plane, int nthreads, bint zeroed) noexcept nogil:
     cdef Py_ssize_t p, blocks, jobs, block = CHANNEL_BLOCK, bad = 0
     if not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
                 bad += _scatter_plane(x + p * in_plane, ind + p * in_plane, out + p * out_plane,
-                                      in_plane, out_plane)
+                                      in_plane, out_plane, zeroed)
         else:
             for p in range(lead):
                 bad += _scatter_plane(x + p * in_plane, ind + p * in_plane, out + p * out_plane,
-                                      in_plane, out_plane)
+                                      in_plane, out_plane, zeroed)
         return bad
     while block > MIN_CHANNEL_BLOCK and lead * ((channels + block - 1) // block) < nthreads:
         block = block // 2
@@ -97,10 +100,12 @@ cdef Py_ssize_t _scatter(const item_t* x, const int64_t* ind, item_t* out, Py_ss
     jobs = lead * blocks
     if nthreads > 1:
         for p in prange(jobs, schedule='static', num_threads=nthreads):
-            bad += _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane)
+            bad += _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane,
+                                     zeroed)
     else:
         for p in range(jobs):
-            bad += _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane)
+            bad += _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane,
+                                     zeroed)
     return bad
 
 
@@ -181,9 +186,10 @@ cdef Py_ssize_t _move(const item_t* src, const int64_t* ind, item_t* dst, bint s
                       Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
                       Py_ssize_t in_plane, Py_ssize_t out_plane, bint check,
                       int nthreads) noexcept nogil:
+    """A scatter's ``check`` means its ``dst`` is all zeros already."""
     if scatter:
         return _scatter(src, ind, dst, lead, channels, channels_last, in_plane, out_plane,
-                        nthreads)
+                        nthreads, check)
     return _gather(src, ind, dst, lead, channels, channels_last, in_plane, out_plane, check,
                    nthreads)
 
@@ -192,7 +198,8 @@ cdef Py_ssize_t _run(cnp.ndarray src, cnp.ndarray indices, cnp.ndarray dst, bint
                      Py_ssize_t lead, Py_ssize_t in_plane, Py_ssize_t out_plane,
                      bint channels_last, bint check, int nthreads) except -1:
     """Dispatch on the item size (the loops move bits); the number of bad
-    indices found (scatters always, gathers with ``check`` only)."""
+    indices found (scatters always, gathers with ``check`` only).  For a
+    scatter, ``check`` says ``dst`` is all zeros already."""
     cdef Py_ssize_t channels = src.shape[2] if channels_last else 1
     cdef void* sp = cnp.PyArray_DATA(src)
     cdef void* dp = cnp.PyArray_DATA(dst)
@@ -214,8 +221,9 @@ cdef Py_ssize_t _run(cnp.ndarray src, cnp.ndarray indices, cnp.ndarray dst, bint
 
 
 def max_unpool_forward(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out,
-                       bint channels_last, int nthreads):
-    """Zero ``out`` and write each element of ``x`` at its index.
+                       bint channels_last, int nthreads, bint zeroed=False):
+    """Zero ``out`` (unless ``zeroed``: it is all zeros already) and write
+    each element of ``x`` at its index.
 
     x: IN, C-contiguous ``(planes, in_plane)`` or ``(N, in_plane, C)``.
     indices: IN, int64, shaped like ``x``; entries outside ``[0, out_plane)`` are
@@ -225,7 +233,7 @@ def max_unpool_forward(cnp.ndarray x, cnp.ndarray indices, cnp.ndarray out,
     Returns the number of indices outside ``[0, out_plane)``.
     """
     return _run(x, indices, out, True, x.shape[0], x.shape[1], out.shape[1], channels_last,
-                False, nthreads)
+                zeroed, nthreads)
 
 
 def max_unpool_backward(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray grad_in,

@@ -171,6 +171,36 @@ def test_scatters_find_bad_indices_in_their_pass_and_leave_out_alone(channels_la
         np.testing.assert_array_equal(call(idx, out=np.full_like(good, 7.0)), good)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_large_scatter_results_start_zeroed(channels_last):
+    """Results of 32 MiB and more that max unpooling allocates come zeroed
+    (np.zeros) and the kernel skips zeroing them: the same as into a caller's
+    out=, which it zeroes; bad indices still raise (max backward, which zeroes
+    its result itself, alongside)."""
+    from cypool import _args
+    shape = (1, 512, 512, 32) if channels_last else (1, 32, 512, 512)
+    assert np.prod(shape) * 4 >= _args.ZEROED_RESULT_BYTES
+    assert _args.scatter_result(None, shape, np.float32)[1]
+    assert not _args.scatter_result(None, (1, 32, 512, 511), np.float32)[1]
+    assert not _args.scatter_result(np.empty(shape, np.float32), shape, np.float32)[1]
+    x = np.random.default_rng(2).standard_normal(shape, dtype=np.float32)
+    y, idx = cypool.max_pool2d(x, 2, return_indices=True, channels_last=channels_last)
+    calls = {
+        "input plane": lambda i, **kw: cypool.max_pool2d_backward(
+            y, i, x.shape, channels_last=channels_last, **kw),
+        "output plane": lambda i, **kw: cypool.max_unpool2d(
+            y, i, 2, channels_last=channels_last, **kw),
+    }
+    for what, call in calls.items():
+        got = call(idx)
+        np.testing.assert_array_equal(got, call(idx, out=np.full(shape, 7.0, np.float32)))
+        assert np.count_nonzero(got) == np.count_nonzero(y)
+        broken = idx.copy()
+        broken.flat[12345] = -1
+        with pytest.raises(ValueError, match=f"indices must be offsets inside one {what}"):
+            call(broken)
+
+
 def test_avg_backward_rejects_wrong_grad_shape():
     with pytest.raises(ValueError, match=r"grad_output must have shape \(2, 3, 4, 4\)"):
         cypool.avg_pool2d_backward(np.ones((2, 3, 4, 5)), (2, 3, 8, 8), 2)
