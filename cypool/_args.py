@@ -504,20 +504,20 @@ def result(out, shape, dtype, x=None, name="out"):
 
 
 #: Fresh results of at least this many bytes that a kernel zeroes and then
-#: stores into (max unpooling) are allocated zeroed (np.zeros: calloc), and the
-#: kernel skips zeroing them: glibc maps them fresh from the OS as zero pages
-#: (32 MiB is its largest mmap threshold on 64-bit), so the zeroing would write
-#: them a second time.  Smaller ones come from reused heap memory, which calloc
-#: would zero on one thread; the kernels zero those on all of theirs.  Not for a
-#: kernel that adds into its result (max backward): its first touch of a page
-#: is a read, which maps the shared zero page, and the write after it faults
-#: again (measured slower than zeroing).
+#: scatters into (max unpooling, max backward) are allocated zeroed (np.zeros:
+#: calloc), and the kernel skips zeroing them: glibc maps them fresh from the
+#: OS as zero pages (32 MiB is its largest mmap threshold on 64-bit), so the
+#: zeroing would write them a second time.  Smaller ones come from reused heap
+#: memory, which calloc would zero on one thread; the kernels zero those on all
+#: of theirs.  (Max backward adds into its result: it writes one element a
+#: page first, or its first touch of a page would be a read, which maps the
+#: shared zero page and faults again on the write.)
 ZEROED_RESULT_BYTES = 32 << 20
 
 
 def scatter_result(out, shape, dtype, x=None, name="out"):
-    """:func:`result` for a kernel that zeroes its result and stores into it:
-    ``(array, zeroed)``, ``zeroed`` when the array is all zeros already."""
+    """:func:`result` for a kernel that zeroes its result and scatters into
+    it: ``(array, zeroed)``, ``zeroed`` when the array is all zeros already."""
     if out is None and math.prod(shape) * np.dtype(dtype).itemsize >= ZEROED_RESULT_BYTES:
         return np.zeros(shape, dtype=dtype), True
     return result(out, shape, dtype, x, name), False

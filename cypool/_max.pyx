@@ -45,6 +45,8 @@ cdef enum:
     SHORT_ROW = 8
     # 1-D planes (rows) of one job of the direct path.
     ROW_BLOCK = 16
+    # Elements of the smallest page (4 KiB) of float64, and fewer than of float32.
+    PAGE_ELEMENTS = 512
     # Rows of a window the separable path takes in registers (more: a pass per row).
     SUM_ROWS = 64
     # Channels-last windows of at most CL_TAPS taps (float32/64) go to _simd.h.
@@ -869,12 +871,22 @@ def count_bad_indices(cnp.ndarray indices, Py_ssize_t plane_size, int nthreads):
 
 
 cdef Py_ssize_t _scatter_plane(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
-                               Py_ssize_t out_plane, Py_ssize_t in_plane) noexcept nogil:
+                               Py_ssize_t out_plane, Py_ssize_t in_plane,
+                               bint zeroed) noexcept nogil:
     """Zero one plane and add each gradient at its index; the number of
-    indices outside the plane (skipped)."""
+    indices outside the plane (skipped).  A ``zeroed`` plane (fresh zero
+    pages) is only written once a page, so that the additions' first touch of
+    a page is not a read (which would map the shared zero page and fault
+    again on the write)."""
     cdef Py_ssize_t o, bad = 0
     cdef int64_t at
-    memset(grad_in, 0, in_plane * sizeof(real_t))
+    if zeroed:
+        o = 0
+        while o < in_plane:
+            grad_in[o] = 0
+            o += PAGE_ELEMENTS
+    else:
+        memset(grad_in, 0, in_plane * sizeof(real_t))
     for o in range(out_plane):
         at = ind[o]
         if 0 <= at < in_plane:
@@ -911,17 +923,18 @@ cdef Py_ssize_t _scatter_block_cl(const real_t* grad_out, const int64_t* ind, re
 
 cdef Py_ssize_t _backward(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
                           Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
-                          Py_ssize_t out_plane, Py_ssize_t in_plane, int nthreads) noexcept nogil:
+                          Py_ssize_t out_plane, Py_ssize_t in_plane, int nthreads,
+                          bint zeroed) noexcept nogil:
     cdef Py_ssize_t p, blocks, jobs, bad = 0
     if not channels_last:
         if nthreads > 1:
             for p in prange(lead, schedule='static', num_threads=nthreads):
                 bad += _scatter_plane(grad_out + p * out_plane, ind + p * out_plane,
-                                      grad_in + p * in_plane, out_plane, in_plane)
+                                      grad_in + p * in_plane, out_plane, in_plane, zeroed)
         else:
             for p in range(lead):
                 bad += _scatter_plane(grad_out + p * out_plane, ind + p * out_plane,
-                                      grad_in + p * in_plane, out_plane, in_plane)
+                                      grad_in + p * in_plane, out_plane, in_plane, zeroed)
         return bad
     blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
     jobs = lead * blocks
@@ -937,8 +950,10 @@ cdef Py_ssize_t _backward(const real_t* grad_out, const int64_t* ind, real_t* gr
 
 
 def max_pool_backward(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray grad_in,
-                      Py_ssize_t in_plane, bint channels_last, int nthreads):
-    """Scatter-add ``grad_out`` into ``grad_in`` at ``indices``.
+                      Py_ssize_t in_plane, bint channels_last, int nthreads,
+                      bint zeroed=False):
+    """Scatter-add ``grad_out`` into ``grad_in`` at ``indices``; ``zeroed``:
+    ``grad_in`` is fresh zero pages (channels-first planes skip zeroing it).
 
     grad_out: IN, float32/float64, ``(planes, out_plane)`` or ``(N, out_plane, C)``.
     indices: IN, int64, shaped like ``grad_out``; entries outside ``[0, in_plane)``
@@ -959,7 +974,7 @@ def max_pool_backward(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray gra
     cdef Py_ssize_t bad
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            bad = _backward[float](<float*> gop, ip, <float*> gip, lead, channels, channels_last, out_plane, in_plane, nthreads)
+            bad = _backward[float](<float*> gop, ip, <float*> gip, lead, channels, channels_last, out_plane, in_plane, nthreads, zeroed)
         else:
-            bad = _backward[double](<double*> gop, ip, <double*> gip, lead, channels, channels_last, out_plane, in_plane, nthreads)
+            bad = _backward[double](<double*> gop, ip, <double*> gip, lead, channels, channels_last, out_plane, in_plane, nthreads, zeroed)
     return bad

@@ -79,8 +79,8 @@ def _max_pool_backward(nd, grad_output, indices, input_shape, channels_last, out
     if not fused or grad_size == 0:
         bad = _max.count_bad_indices(index, plane, _args.threads_for(nthreads, index.size))
         _check_input_plane(bad, plane, lay.spatial)
-    grad_in = _args.result(out, lay.shape_with(lay.spatial), _args.real_result_dtype(grad.dtype),
-                           (grad, index))
+    grad_in, zeroed = _args.scatter_result(out, lay.shape_with(lay.spatial),
+                                           _args.real_result_dtype(grad.dtype), (grad, index))
     if grad_size == 0:
         return grad_in
     out_plane = int(np.prod(grad_lay.spatial))
@@ -92,7 +92,7 @@ def _max_pool_backward(nd, grad_output, indices, input_shape, channels_last, out
     bad = _max.max_pool_backward(
         _args.as_kernel_input(grad, compute, nthreads).reshape(grad_shape), index.reshape(grad_shape),
         target.reshape(in_shape), plane, lay.channels_last,
-        _args.threads_for(nthreads, grad_in.size),
+        _args.threads_for(nthreads, grad_in.size), zeroed and target is grad_in,
     )
     _check_input_plane(bad, plane, lay.spatial)
     if target is not grad_in:

@@ -173,10 +173,10 @@ def test_scatters_find_bad_indices_in_their_pass_and_leave_out_alone(channels_la
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_large_scatter_results_start_zeroed(channels_last):
-    """Results of 32 MiB and more that max unpooling allocates come zeroed
-    (np.zeros) and the kernel skips zeroing them: the same as into a caller's
-    out=, which it zeroes; bad indices still raise (max backward, which zeroes
-    its result itself, alongside)."""
+    """Results of 32 MiB and more that max backward and max unpooling allocate
+    come zeroed (np.zeros) and the kernels skip zeroing them (channels-first
+    backward writes one element a page): the same as into a caller's out=,
+    which they zero; bad indices still raise."""
     from cypool import _args
     shape = (1, 512, 512, 32) if channels_last else (1, 32, 512, 512)
     assert np.prod(shape) * 4 >= _args.ZEROED_RESULT_BYTES
