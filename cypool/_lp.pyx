@@ -771,36 +771,6 @@ cdef inline void _times_element_slope(real_t* row, const real_t* xrow, Py_ssize_
         cypool_times_slope_pd(row, xrow, norm.p, n)
 
 
-cdef void _backward_plane_fast(const real_t* grad_out, const real_t* x, real_t* grad_in,
-                               const Axis* ax, const Tables* t, const Norm* norm,
-                               real_t* totals, real_t* hs, real_t* row_scratch) noexcept nogil:
-    """:func:`_backward_plane` for ``p < inf`` with the window totals of the
-    separable path (each ``x**p`` taken once, in vector loops), the windows'
-    slopes an output row at a time (:func:`_row_slopes`) and spread over that
-    row's input rows (each element's additions in the general loop's order,
-    see _spread_row), and the elements' ``x**(p-1)`` a row at a time; totals:
-    scratch of the output plane (it ends holding the slopes)."""
-    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
-    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
-    cdef Py_ssize_t od, oh, id_, ih, r, sd, nd, sh, nh, o = 0
-    _window_totals(x, totals, ax, t, norm, hs, row_scratch)
-    memset(grad_in, 0, ax[0].in_size * H * W * sizeof(real_t))
-    for od in range(OD):
-        sd = t.first[t.offset[0] + od]
-        nd = t.count[t.offset[0] + od]
-        for oh in range(OH):
-            sh = t.first[t.offset[1] + oh]
-            nh = t.count[t.offset[1] + oh]
-            _row_slopes(grad_out + o, totals + o, nd * nh, t.count + t.offset[2], OW, norm,
-                        row_scratch, hs, row_scratch + W + 16)
-            for id_ in range(sd, sd + nd):
-                for ih in range(sh, sh + nh):
-                    _spread_row(grad_in + (id_ * H + ih) * W, totals + o, &ax[2], t)
-            o += OW
-    for r in range(ax[0].in_size * H):
-        _times_element_slope(grad_in + r * W, x + r * W, W, norm, row_scratch)
-
-
 cdef inline bint _disjoint(const Axis* ax) noexcept nogil:
     """Whether no element is in two windows (LP pooling has no padding and
     no dilation: window ``o`` of an axis is ``[o * stride, o * stride +
@@ -814,58 +784,55 @@ cdef inline bint _in_window(const Axis* axis, Py_ssize_t i) noexcept nogil:
     return i % axis.stride < axis.kernel and i // axis.stride < axis.out_size
 
 
-cdef void _backward_plane_disjoint(const real_t* grad_out, const real_t* x, real_t* grad_in,
-                                   const Axis* ax, const Tables* t, const Norm* norm,
-                                   real_t* totals, real_t* hs, real_t* row_scratch) noexcept nogil:
-    """:func:`_backward_plane_fast` for :func:`_disjoint` windows: an element
-    gets at most one slope, so the gradient is written once, row by row, from
-    the output row's slopes spread along W (``0 + slope`` is ``slope`` but for
-    -0, which ends as 0 either way), with no zeroing and no additions; rows
-    in no window are zeroed; scratch as :func:`_backward_plane_fast`."""
-    cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
+cdef void _backward_plane_fast(const real_t* grad_out, const real_t* x, real_t* grad_in,
+                               const Axis* ax, const Tables* t, const Norm* norm,
+                               real_t* totals, real_t* hs, real_t* row_scratch) noexcept nogil:
+    """:func:`_backward_plane` for ``p < inf`` with the window totals of the
+    separable path (each ``x**p`` taken once, in vector loops), the windows'
+    slopes an output row at a time (:func:`_row_slopes`) and spread over that
+    row's input rows (each element's additions in the general loop's order,
+    see _spread_row), and the elements' ``x**(p-1)`` a row at a time; totals:
+    scratch of the output plane (it ends holding the slopes).
+
+    :func:`_disjoint` windows give an element at most one slope: the output
+    row's slopes are spread once into a zeroed row (``0 + slope`` is
+    ``slope`` but for -0, which ends as 0 either way), and each of its input
+    rows is written once from it; rows in no window are zeroed."""
+    cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
-    cdef Py_ssize_t kw = ax[2].kernel, sw = ax[2].stride
-    cdef const Py_ssize_t* first_w = t.first + t.offset[2]
-    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
-    cdef Py_ssize_t od, oh, ow, id_, ih, iw, j, r, sd, nd, sh, nh, o = 0
+    cdef Py_ssize_t od, oh, id_, ih, r, sd, nd, sh, nh, o = 0
+    cdef bint disjoint = _disjoint(ax)
     cdef real_t* spread = row_scratch + W + 16
-    cdef real_t* row
     _window_totals(x, totals, ax, t, norm, hs, row_scratch)
+    if not disjoint:
+        memset(grad_in, 0, ax[0].in_size * H * W * sizeof(real_t))
     for od in range(OD):
         sd = t.first[t.offset[0] + od]
         nd = t.count[t.offset[0] + od]
         for oh in range(OH):
             sh = t.first[t.offset[1] + oh]
             nh = t.count[t.offset[1] + oh]
-            _row_slopes(grad_out + o, totals + o, nd * nh, count_w, OW, norm, row_scratch, hs,
-                        spread)
-            # the slopes along W: window ow's taps, 0 between and after the windows
-            memset(spread, 0, W * sizeof(real_t))
-            if kw == 2 and sw == 2:
-                for ow in range(t.full_lo[2], t.full_hi[2]):
-                    spread[2 * ow] = totals[o + ow]
-                    spread[2 * ow + 1] = totals[o + ow]
-            else:
-                for ow in range(t.full_lo[2], t.full_hi[2]):
-                    for j in range(kw):
-                        spread[ow * sw + j] = totals[o + ow]
-            for ow in range(t.full_lo[2]):
-                for iw in range(first_w[ow], first_w[ow] + count_w[ow]):
-                    spread[iw] = totals[o + ow]
-            for ow in range(t.full_hi[2], OW):
-                for iw in range(first_w[ow], first_w[ow] + count_w[ow]):
-                    spread[iw] = totals[o + ow]
+            _row_slopes(grad_out + o, totals + o, nd * nh, t.count + t.offset[2], OW, norm,
+                        row_scratch, hs, spread)
+            if disjoint:
+                memset(spread, 0, W * sizeof(real_t))
+                _spread_row(spread, totals + o, &ax[2], t)
             for id_ in range(sd, sd + nd):
                 for ih in range(sh, sh + nh):
                     r = id_ * H + ih
-                    row = grad_in + r * W
-                    memcpy(row, spread, W * sizeof(real_t))
-                    _times_element_slope(row, x + r * W, W, norm, row_scratch)
+                    if disjoint:
+                        memcpy(grad_in + r * W, spread, W * sizeof(real_t))
+                        _times_element_slope(grad_in + r * W, x + r * W, W, norm, row_scratch)
+                    else:
+                        _spread_row(grad_in + r * W, totals + o, &ax[2], t)
             o += OW
-    for id_ in range(D):
+    for id_ in range(ax[0].in_size):
         for ih in range(H):
-            if not (_in_window(&ax[0], id_) and _in_window(&ax[1], ih)):
-                memset(grad_in + (id_ * H + ih) * W, 0, W * sizeof(real_t))
+            r = id_ * H + ih
+            if not disjoint:
+                _times_element_slope(grad_in + r * W, x + r * W, W, norm, row_scratch)
+            elif not (_in_window(&ax[0], id_) and _in_window(&ax[1], ih)):
+                memset(grad_in + r * W, 0, W * sizeof(real_t))
 
 
 # --------------------------------------------------------- channels-last
@@ -1077,9 +1044,6 @@ cdef inline void _fast_job(const real_t* x, const real_t* grad_out, real_t* resu
     elif grad_out == NULL:
         _forward_plane_separable(x + job * in_plane, result + job * out_plane, ax, t, norm, hs,
                                  hs + sums + 16)
-    elif _disjoint(ax):
-        _backward_plane_disjoint(grad_out + job * out_plane, x + job * in_plane,
-                                 result + job * in_plane, ax, t, norm, scratch, hs, hs + sums + 16)
     else:
         _backward_plane_fast(grad_out + job * out_plane, x + job * in_plane,
                              result + job * in_plane, ax, t, norm, scratch, hs, hs + sums + 16)
