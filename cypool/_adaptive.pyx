@@ -53,6 +53,9 @@ cdef enum:
     # _simd.h's cy_max_lanes takes 16).
     LANES = 16
     SMALL_PLANE = 1024
+    # Global max planes of at least this many float values take vector maxima
+    # (_simd.h's cy_window_max), smaller ones four planes of scalar selects.
+    VECTOR_PLANE = 4
     # Average windows of at least this many columns, in planes larger than
     # SMALL_PLANE, add in partial sums (see _avg_plane_columns).
     WIDE_WINDOW = 16
@@ -738,7 +741,18 @@ cdef void _global_max_planes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_
     cdef max_t va, vb, vc, vd, ba, bb, bc, bd
     cdef Py_ssize_t pa, pb, pc, pd
     cdef bint ta, tb, tc, td
+    cdef int32_t column
     p = first
+    if (max_t is float or max_t is double) and VECTOR_PLANE <= plane < INT32_MAX:
+        # long planes: each one run of _simd.h's vector maxima
+        for p in range(first, last):
+            a = x + p * plane
+            if ind == NULL:
+                out[p] = _row_window_value(a, 0, plane)
+            else:
+                out[p] = _row_window_max(a, 0, plane, &column)
+                ind[p] = column
+        return
     while p + 4 <= last:
         a = x + p * plane
         b = a + plane

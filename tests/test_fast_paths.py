@@ -499,7 +499,8 @@ def test_adaptive_max_long_windows_bit_exact(simd_level, dtype, data):
     """Long adaptive windows, one row high (_simd.h's cy_window_max: 8 running
     maxima in two vectors, combined in scan order; values alone: cy_window_value,
     plain maxima unless a NaN or a zero maximum sends the run to the scan) or
-    over the row maxima of several rows (_columns_max), equal the general loop
+    over the row maxima of several rows (_columns_max), and global planes taken
+    as one run, equal the general loop
     bit for bit, with and without indices: the first of equal values (-0.0 and
     0.0), the last NaN (two payloads), at every vector level."""
     rng = np.random.default_rng(7 + simd_level)
@@ -508,7 +509,11 @@ def test_adaptive_max_long_windows_bit_exact(simd_level, dtype, data):
                               ((1, 1, 33), (1, 1, 2)), ((2, 2, 70), (2, 2, 4)),
                               ((1, 1, 17), (1, 1, 1)), ((1, 112, 112), (1, 7, 7)),
                               ((1, 40, 90), (1, 3, 4)), ((3, 9, 50), (2, 2, 3)),
-                              ((1, 20, 30), (1, 7, 11))]:
+                              ((1, 20, 30), (1, 7, 11)),
+                              # global: each plane one run (planes of 4 and more)
+                              ((1, 1, 3), (1, 1, 1)), ((1, 1, 4), (1, 1, 1)),
+                              ((1, 3, 3), (1, 1, 1)), ((1, 7, 7), (1, 1, 1)),
+                              ((2, 3, 11), (1, 1, 1)), ((1, 112, 112), (1, 1, 1))]:
         x, bits = _signed_data(rng, (3,) + in_size, dtype)
         if data != "nan":
             x[np.isnan(x)] = 1.0
