@@ -336,18 +336,28 @@ cdef void _global_avg_block_cl(const real_t* x, real_t* out, Py_ssize_t job, con
     cdef real_t partial[MAX_CHANNEL_BLOCK]
     cdef double total[MAX_CHANNEL_BLOCK]
     cdef const real_t* row
-    cdef Py_ssize_t p, c
+    cdef Py_ssize_t p, c, block = 0, end
     for c in range(width):
         total[c] = 0
         partial[c] = 0
-    for p in range(plane):
-        row = x + (n * plane + p) * channels + c0
-        for c in range(width):
-            partial[c] = partial[c] + row[c]
-        if (p + 1) % PIXEL_BLOCK == 0 or p + 1 == plane:
+    while block < plane:
+        end = block + PIXEL_BLOCK if block + PIXEL_BLOCK < plane else plane
+        p = block
+        block = end
+        # four pixels a pass over the partial sums, added in pixel order
+        while p + 4 <= end:
+            row = x + (n * plane + p) * channels + c0
             for c in range(width):
-                total[c] += partial[c]
-                partial[c] = 0
+                partial[c] = (((partial[c] + row[c]) + row[channels + c])
+                              + row[2 * channels + c]) + row[3 * channels + c]
+            p += 4
+        for p in range(p, end):
+            row = x + (n * plane + p) * channels + c0
+            for c in range(width):
+                partial[c] = partial[c] + row[c]
+        for c in range(width):
+            total[c] += partial[c]
+            partial[c] = 0
     for c in range(width):
         out[n * channels + c0 + c] = <real_t> (total[c] / plane)
 
@@ -820,6 +830,9 @@ cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssiz
     cdef max_t* best = out + n * channels + c0
     cdef int64_t* at = ind + n * channels + c0 if ind != NULL else NULL
     cdef Py_ssize_t p, c
+    if (max_t is float or max_t is double) and at == NULL:
+        _global_value_block_cl(x + n * plane * channels + c0, best, channels, plane, width)
+        return
     for c in range(width):
         best[c] = lowest(x)
     if at != NULL:
@@ -831,6 +844,56 @@ cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssiz
         _max_pair_into(x + (n * plane + p) * channels + c0, channels, best, at, p, width)
     if plane % 2:
         _max_into(x + (n * plane + plane - 1) * channels + c0, best, at, plane - 1, width)
+
+
+cdef void _global_value_block_cl(const max_t* x, max_t* best, Py_ssize_t channels,
+                                 Py_ssize_t plane, Py_ssize_t width) noexcept nogil:
+    """Values alone of :func:`_global_max_block_cl` for floats (``x`` at the
+    block's first channel): plain maxima, four pixels a pass, and a probe per
+    channel that adds ``v - v`` (0, or NaN from a NaN or an infinity).  Every
+    select keeps the earlier value unless the later is greater, so without a
+    NaN the first of equal maxima wins (-0.0 before 0.0 or after) as in the
+    scan; a channel whose probe is NaN is scanned again in order."""
+    cdef max_t probe[MAX_CHANNEL_BLOCK]
+    cdef max_t top[MAX_CHANNEL_BLOCK]
+    cdef max_t first, second, third, fourth, current
+    cdef const max_t* row
+    cdef Py_ssize_t p = 1, c
+    cdef max_t* out = best
+    best = top
+    for c in range(width):
+        best[c] = x[c]
+        probe[c] = x[c] - x[c]
+    while p + 4 <= plane:
+        row = x + p * channels
+        for c in range(width):
+            first = row[c]
+            second = row[channels + c]
+            third = row[2 * channels + c]
+            fourth = row[3 * channels + c]
+            probe[c] = probe[c] + (((first - first) + (second - second))
+                                   + ((third - third) + (fourth - fourth)))
+            first = second if second > first else first
+            third = fourth if fourth > third else third
+            first = third if third > first else first
+            current = best[c]
+            best[c] = first if first > current else current
+        p += 4
+    for p in range(p, plane):
+        row = x + p * channels
+        for c in range(width):
+            first = row[c]
+            best[c] = first if first > best[c] else best[c]
+            probe[c] = probe[c] + (first - first)
+    for c in range(width):
+        if probe[c] != probe[c]:
+            current = x[c]
+            for p in range(1, plane):
+                first = x[p * channels + c]
+                current = first if beats(first, current) else current
+            best[c] = current
+    for c in range(width):
+        out[c] = best[c]
 
 
 cdef inline void _max_pair_into(const max_t* row, Py_ssize_t channels, max_t* best, int64_t* at,

@@ -534,6 +534,59 @@ def test_adaptive_max_long_windows_bit_exact(simd_level, dtype, data):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("data", ["nan", "no-nan", "zero-maxima", "infinities"])
+def test_global_max_channels_last_values_bit_exact(dtype, data):
+    """Channels-last global maxima, values alone (maxima four pixels a pass,
+    each select keeping the earlier of equals; a channel with a NaN or an
+    infinity scanned again in order), equal the general loop bit for bit: the
+    first of -0.0 and 0.0, the
+    last NaN, planes of 1 to 13 pixels (whole passes and the pixels after
+    them), channel blocks of 1 to 600 channels."""
+    rng = np.random.default_rng(11)
+    for pixels, channels in [(1, 5), (2, 3), (3, 70), (4, 8), (5, 600), (8, 64),
+                             (9, 1), (13, 130)]:
+        x, bits = _signed_data(rng, (3, 1, 1, pixels, channels), dtype)
+        if data != "nan":
+            x[np.isnan(x)] = 1.0
+        if data == "zero-maxima":
+            x = np.where(x > 0, -x, x)
+        if data == "infinities":
+            x[rng.random(x.shape) < 0.1] = np.inf
+        x[0, ..., : channels // 2] = -np.inf  # channels of -inf only
+        x[1, 0, 0, -1] = 3.0  # a maximum in the last pixel
+        results = []
+        for naive in (False, True):
+            values = np.empty((3, 1, 1, 1, channels), dtype)
+            _adaptive.adaptive_max_forward(x, values, None, (1, 1, pixels), (1, 1, 1), True, 2,
+                                           naive)
+            results.append(values.view(bits))
+        np.testing.assert_array_equal(results[0], results[1], err_msg=f"{pixels}x{channels}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_global_average_channels_last_additions(dtype):
+    """A channels-last global average adds each channel's pixels in order in
+    the input type, in blocks of 8 pixels (four pixels a pass), each block's
+    sum added into a float64 total: the same bits as those additions, for
+    planes of 1 to 21 pixels (whole passes, the pixels after them, partial
+    blocks)."""
+    rng = np.random.default_rng(5)
+    for pixels, channels in [(1, 3), (3, 70), (4, 8), (7, 5), (8, 64), (9, 600), (13, 2),
+                             (21, 130)]:
+        x = (rng.standard_normal((2, 1, 1, pixels, channels)) * 100).astype(dtype)
+        got = np.empty((2, 1, 1, 1, channels), dtype)
+        _adaptive.adaptive_avg_forward(x, got, (1, 1, pixels), (1, 1, 1), True, 2)
+        total = np.zeros((2, channels))
+        for block in range(0, pixels, 8):
+            partial = np.zeros((2, channels), dtype)
+            for p in range(block, min(block + 8, pixels)):
+                partial = partial + x[:, 0, 0, p]
+            total += partial
+        want = (total / pixels).astype(dtype)
+        np.testing.assert_array_equal(got[:, 0, 0, 0], want, err_msg=f"{pixels}x{channels}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("planes", [1, 16, 37])
 def test_small_planes_adaptive_average_in_lanes_same_bits(simd_level, dtype, planes):
     """Adaptive averages of small planes, 16 side by side, equal the column path
