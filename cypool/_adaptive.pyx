@@ -297,6 +297,13 @@ def simd_level(cap=None):
     return cy_simd_level()
 
 
+cdef inline Py_ssize_t _plane_job(Py_ssize_t planes, int nthreads) noexcept nogil:
+    """Planes of one channels-first global job: four jobs a thread, at most
+    64 planes (a small plane is less work than a job's overhead), at least one."""
+    cdef Py_ssize_t size = (planes + 4 * nthreads - 1) // (4 * nthreads)
+    return 1 if size < 1 else (64 if size > 64 else size)
+
+
 cdef inline double _plane_sum(const real_t* v, Py_ssize_t n) noexcept nogil:
     """Sum of a whole plane in independent partial sums (_simd.h's
     cy_wide_sum: the adds pipeline and vectorise instead of waiting on one
@@ -440,17 +447,17 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
     cdef Py_ssize_t p, pixels
     cdef Jobs jobs
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
-    cdef Py_ssize_t rows, blocks
+    cdef Py_ssize_t rows, blocks, size
     cdef real_t* col
     cdef int status
     if _is_global(s) and not naive:
         if not channels_last:
-            # jobs of 64 planes: a small plane is less work than a job's overhead
-            blocks = (lead + 63) // 64
+            size = _plane_job(lead, nthreads)
+            blocks = (lead + size - 1) // size
             if nthreads > 1:
                 for p in prange(blocks, schedule='static', num_threads=nthreads):
-                    _plane_means(x, out, in_plane, <double> in_plane, p * 64,
-                                 (p + 1) * 64 if (p + 1) * 64 < lead else lead)
+                    _plane_means(x, out, in_plane, <double> in_plane, p * size,
+                                 (p + 1) * size if (p + 1) * size < lead else lead)
             else:
                 _plane_means(x, out, in_plane, <double> in_plane, 0, lead)
         else:
@@ -1094,18 +1101,18 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
     cdef Py_ssize_t p, pixels
     cdef Jobs jobs
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
-    cdef Py_ssize_t room, rows, blocks
+    cdef Py_ssize_t room, rows, blocks, size
     cdef max_t* col
     cdef int32_t* col_row
     cdef int status
     if _is_global(s) and not naive:
         if not channels_last:
-            # jobs of 64 planes, four at a time
-            blocks = (lead + 63) // 64
+            size = _plane_job(lead, nthreads)
+            blocks = (lead + size - 1) // size
             if nthreads > 1:
                 for p in prange(blocks, schedule='static', num_threads=nthreads):
-                    _global_max_planes(x, out, ind, in_plane, p * 64,
-                                       (p + 1) * 64 if (p + 1) * 64 < lead else lead)
+                    _global_max_planes(x, out, ind, in_plane, p * size,
+                                       (p + 1) * size if (p + 1) * size < lead else lead)
             else:
                 _global_max_planes(x, out, ind, in_plane, 0, lead)
         else:
