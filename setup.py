@@ -16,7 +16,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-KERNEL_MODULES = ["_geometry", "_threads", "_max", "_avg", "_adaptive", "_lp",
+KERNEL_MODULES = ["_geometry", "_threads", "_memory", "_max", "_avg", "_adaptive", "_lp",
                   "_unpool", "_fractional", "_stochastic"]
 
 CYTHON_DIRECTIVES = {

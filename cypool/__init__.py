@@ -13,6 +13,7 @@ OpenMP-threaded Cython kernels over NumPy arrays.
 
 from cypool._version import __version__
 from cypool._threads import get_num_threads, set_num_threads
+from cypool._memory import get_result_cache, set_result_cache
 from cypool._config import show_config
 from cypool._pooling import (
     avg_pool1d, avg_pool1d_backward, avg_pool2d, avg_pool2d_backward, avg_pool3d,
@@ -37,6 +38,7 @@ from cypool._family_sample import (
 
 __all__ = [
     "__version__", "get_num_threads", "set_num_threads", "show_config",
+    "get_result_cache", "set_result_cache",
     "max_pool1d", "max_pool2d", "max_pool3d",
     "max_pool1d_backward", "max_pool2d_backward", "max_pool3d_backward",
     "avg_pool1d", "avg_pool2d", "avg_pool3d",

@@ -15,7 +15,7 @@ from typing import NamedTuple, Tuple
 
 import numpy as np
 
-from cypool import _threads
+from cypool import _memory, _threads
 from cypool._geometry import max_window as _max_window
 from cypool._geometry import output_size as _output_size
 
@@ -157,7 +157,7 @@ def as_kernel_input(x, compute_dtype, nthreads=1):
             and x.ndim >= 1 and x.strides[-1] == x.itemsize
             and x.shape[-1] * x.itemsize >= THREADED_COPY_ROW
             and threads_for(nthreads, x.size) > 1):
-        copy = np.empty(x.shape, x.dtype)
+        copy = empty(x.shape, x.dtype)
         _threads.contiguous_copy(x, copy, nthreads)
         return copy
     if compute_dtype == np.uint8 and x.dtype == np.bool_:
@@ -484,7 +484,7 @@ def result(out, shape, dtype, x=None, name="out"):
     writes, e.g. indices, could otherwise be sent out of bounds).
     """
     if out is None:
-        return np.empty(shape, dtype=dtype)
+        return empty(shape, dtype)
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray or None, got {type(out).__name__}")
     if out.shape != tuple(shape):
@@ -503,23 +503,34 @@ def result(out, shape, dtype, x=None, name="out"):
     return out
 
 
-#: Fresh results of at least this many bytes that a kernel zeroes and then
-#: scatters into (max unpooling, max backward) are allocated zeroed (np.zeros:
-#: calloc), and the kernel skips zeroing them: glibc maps them fresh from the
-#: OS as zero pages (32 MiB is its largest mmap threshold on 64-bit), so the
-#: zeroing would write them a second time.  Smaller ones come from reused heap
-#: memory, which calloc would zero on one thread; the kernels zero those on all
-#: of theirs.  (Max backward adds into its result: it writes one element a
-#: page first, or its first touch of a page would be a read, which maps the
-#: shared zero page and faults again on the write.)
-ZEROED_RESULT_BYTES = 32 << 20
+#: Results (and temporaries) of at least this many bytes come from
+#: ``_memory``'s cache of freed buffers: 32 MiB is glibc's largest mmap
+#: threshold on 64-bit, so from the C library every one would be fresh pages
+#: from the OS, each page faulted in and zeroed again on every call.
+LARGE_RESULT_BYTES = 32 << 20
+
+
+def empty(shape, dtype):
+    """``np.empty``; large arrays from the cache of freed buffers."""
+    if math.prod(shape) * np.dtype(dtype).itemsize >= LARGE_RESULT_BYTES:
+        return _memory.empty(shape, dtype)
+    return np.empty(shape, dtype)
 
 
 def scatter_result(out, shape, dtype, x=None, name="out"):
     """:func:`result` for a kernel that zeroes its result and scatters into
-    it: ``(array, zeroed)``, ``zeroed`` when the array is all zeros already."""
-    if out is None and math.prod(shape) * np.dtype(dtype).itemsize >= ZEROED_RESULT_BYTES:
-        return np.zeros(shape, dtype=dtype), True
+    it (max unpooling, max backward): ``(array, zeroed)``, ``zeroed`` when the
+    array is all zeros already.  A large result that no freed buffer serves
+    comes zeroed from calloc (fresh zero pages from the OS, which the kernel
+    need not zero again); one that a freed buffer serves is zeroed by the
+    kernel on its threads.  (Max backward adds into its result: on fresh
+    zero pages it writes one element a page first, or its first touch of a
+    page would be a read, which maps the shared zero page and faults again
+    on the write.)"""
+    if out is None:
+        nbytes = math.prod(shape) * np.dtype(dtype).itemsize
+        if nbytes >= LARGE_RESULT_BYTES and not _memory.has(nbytes):
+            return _memory.zeros(shape, dtype), True
     return result(out, shape, dtype, x, name), False
 
 
@@ -747,7 +758,7 @@ def stochastic_uniforms(rng, lay, out_spatial):
 
 
 __all__ = [
-    "Geometry", "Layout", "as_array", "as_kernel_input", "divisor", "flag",
+    "Geometry", "Layout", "as_array", "as_kernel_input", "divisor", "empty", "flag",
     "index_array", "input_shape", "int_tuple", "layout", "max_compute_dtype",
     "num_threads", "pool_geometry", "real_compute_dtype", "result", "scatter_result",
     "split_out", "threads_for",

@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from cypool import _threads
+from cypool import _memory, _threads
 from cypool._version import __version__
 
 # The ``_OPENMP`` macro is a release date; users know the version number.
@@ -116,7 +116,7 @@ def config():
     --------
     >>> from cypool import _config
     >>> sorted(_config.config())
-    ['compiler', 'cypool', 'num_threads', 'numpy', 'openmp', 'platform', 'python']
+    ['compiler', 'cypool', 'num_threads', 'numpy', 'openmp', 'platform', 'python', 'result_cache']
     """
     return {
         "cypool": __version__,
@@ -126,6 +126,8 @@ def config():
         "compiler": _threads.compiler(),
         "openmp": openmp_runtime(),
         "num_threads": _threads.get_num_threads(),
+        "result_cache": "{} MiB, holding {} MiB".format(
+            *(round(n / 2**20, 1) for n in _memory.get_result_cache())),
     }
 
 

@@ -22,7 +22,7 @@ def _run_real(kernel, op, x, plan, out, nthreads, *kernel_args):
     compute = _args.real_compute_dtype(x.dtype, op=op)
     values = _args.result(out, plan.out_shape, _args.real_result_dtype(x.dtype), x)
     if x.size:
-        target = values if values.dtype == compute else np.empty(plan.out_shape, compute)
+        target = values if values.dtype == compute else _args.empty(plan.out_shape, compute)
         kernel(_args.as_kernel_input(x, compute, nthreads).reshape(plan.in_kernel_shape),
                target.reshape(plan.out_kernel_shape), *kernel_args,
                plan.layout.channels_last, _args.threads_for(nthreads, x.size))
@@ -47,7 +47,7 @@ def _run_max(x, plan, return_indices, out, nthreads):
         elif x.dtype == np.bool_:
             target = values.view(np.uint8)
         else:
-            target = np.empty(plan.out_shape, compute)
+            target = _args.empty(plan.out_shape, compute)
         _adaptive.adaptive_max_forward(
             _args.as_kernel_input(x, compute, nthreads).reshape(plan.in_kernel_shape),
             target.reshape(kernel_out),
@@ -65,7 +65,7 @@ def _avg_backward(grad, shape, plan, out, nthreads):
     compute = _args.real_compute_dtype(grad.dtype, "grad_output", "average backward")
     grad_in = _args.result(out, shape, _args.real_result_dtype(grad.dtype), grad)
     if grad_in.size:
-        target = grad_in if grad_in.dtype == compute else np.empty(shape, compute)
+        target = grad_in if grad_in.dtype == compute else _args.empty(shape, compute)
         _adaptive.adaptive_avg_backward(
             _args.as_kernel_input(grad, compute, nthreads).reshape(plan.out_kernel_shape),
             target.reshape(plan.in_kernel_shape), plan.in_size, plan.out_size,
@@ -167,7 +167,7 @@ def _lp_pool_backward(nd, grad_output, x, norm_type, kernel_size, stride, ceil_m
     if out is not None and np.may_share_memory(grad_in, grad):
         raise ValueError("out must not overlap grad_output")
     if grad_in.size:
-        target = grad_in if grad_in.dtype == compute else np.empty(x.shape, compute)
+        target = grad_in if grad_in.dtype == compute else _args.empty(x.shape, compute)
         _lp.lp_pool_backward(
             _args.as_kernel_input(grad, compute, nthreads).reshape(plan.out_kernel_shape),
             _args.as_kernel_input(x, compute, nthreads).reshape(plan.in_kernel_shape),

@@ -113,7 +113,7 @@ def _fractional_max_pool(nd, x, kernel_size, output_size, output_ratio, return_i
         elif x.dtype == np.bool_:
             target = values.view(np.uint8)
         else:
-            target = np.empty(out_shape, compute)
+            target = _args.empty(out_shape, compute)
         _fractional.fractional_max_pool_forward(
             _args.as_kernel_input(x, compute, nthreads).reshape(lay.kernel_shape(lay.spatial)),
             target.reshape(kernel_out),
@@ -174,7 +174,7 @@ def _stochastic_pool(nd, x, kernel_size, stride, padding, training, rng, return_
                if return_indices else None)
     if x.size:
         kernel_out = plan.out_kernel_shape
-        target = values if values.dtype == compute else np.empty(out_shape, compute)
+        target = values if values.dtype == compute else _args.empty(out_shape, compute)
         _stochastic.stochastic_pool_forward(
             _args.as_kernel_input(x, compute, nthreads).reshape(plan.in_kernel_shape),
             None if uniforms is None else uniforms.reshape(kernel_out),
@@ -222,7 +222,7 @@ def _stochastic_pool_backward(nd, grad_output, input_shape, kernel_size, stride,
     grad_in = _args.result(out, shape, _args.real_result_dtype(grad.dtype),
                            tuple(a for a in (grad, index, x) if a is not None))
     if grad_in.size:
-        target = grad_in if grad_in.dtype == compute else np.empty(shape, compute)
+        target = grad_in if grad_in.dtype == compute else _args.empty(shape, compute)
         kernel_out = plan.out_kernel_shape
         _stochastic.stochastic_pool_backward(
             _args.as_kernel_input(grad, compute, nthreads).reshape(kernel_out),

@@ -38,7 +38,7 @@ def _max_pool(nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_i
         elif x.dtype == np.bool_:
             target = values.view(np.uint8)
         else:
-            target = np.empty(out_shape, compute)
+            target = _args.empty(out_shape, compute)
         # the kernels read only the bytes: no reshape to their (planes, D, H, W) view
         _max.max_pool_forward(
             _args.as_kernel_input(x, compute, nthreads), target, indices,
@@ -88,7 +88,7 @@ def _max_pool_backward(nd, grad_output, indices, input_shape, channels_last, out
         grad_shape, in_shape = (lay.batch, out_plane, lay.channels), (lay.batch, plane, lay.channels)
     else:
         grad_shape, in_shape = (lay.batch * lay.channels, out_plane), (lay.batch * lay.channels, plane)
-    target = grad_in if grad_in.dtype == compute else np.empty(grad_in.shape, compute)
+    target = grad_in if grad_in.dtype == compute else _args.empty(grad_in.shape, compute)
     bad = _max.max_pool_backward(
         _args.as_kernel_input(grad, compute, nthreads).reshape(grad_shape), index.reshape(grad_shape),
         target.reshape(in_shape), plane, lay.channels_last,
@@ -113,7 +113,7 @@ def _avg_pool(nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
     out_shape = plan.out_shape
     values = _args.result(out, out_shape, _args.real_result_dtype(x.dtype), x)
     if x.size:
-        target = values if values.dtype == compute else np.empty(out_shape, compute)
+        target = values if values.dtype == compute else _args.empty(out_shape, compute)
         _avg.avg_pool_forward(
             _args.as_kernel_input(x, compute, nthreads), target,
             plan.kernel_geometry, include_pad, override, plan.layout.channels_last,
@@ -141,7 +141,7 @@ def _avg_pool_backward(nd, grad_output, input_shape, kernel_size, stride, paddin
         )
     grad_in = _args.result(out, shape, _args.real_result_dtype(grad.dtype), grad)
     if grad_in.size:
-        target = grad_in if grad_in.dtype == compute else np.empty(shape, compute)
+        target = grad_in if grad_in.dtype == compute else _args.empty(shape, compute)
         _avg.avg_pool_backward(
             _args.as_kernel_input(grad, compute, nthreads).reshape(plan.out_kernel_shape),
             target.reshape(plan.in_kernel_shape),
