@@ -633,6 +633,60 @@ cdef inline void _row_maxima(const max_t* x, max_t* col, int32_t* col_row, const
         _fold_rows(pending, pending_row, NULL, 0, col, col_row, W)
 
 
+cdef inline void _row_values(const max_t* x, max_t* col, max_t* probe, const Shape* s,
+                             const Window* w) noexcept nogil:
+    """Values alone of :func:`_row_maxima` for floats: plain maxima, each
+    select keeping the earlier of equals, and per column a probe that adds
+    ``v - v`` (NaN once a NaN or an infinity has passed).  A row a pass: the
+    window's rows are one run of memory, read in order."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t id_, ih, iw
+    cdef const max_t* row
+    cdef bint first = True
+    cdef max_t a
+    for id_ in range(w.start[0], w.start[0] + w.count[0]):
+        for ih in range(w.start[1], w.start[1] + w.count[1]):
+            row = x + (id_ * H + ih) * W
+            if first:
+                for iw in range(W):
+                    col[iw] = row[iw]
+                    probe[iw] = row[iw] - row[iw]
+                first = False
+                continue
+            for iw in range(W):
+                a = row[iw]
+                col[iw] = a if a > col[iw] else col[iw]
+                probe[iw] = probe[iw] + (a - a)
+
+
+cdef inline max_t _columns_value(const max_t* x, const max_t* col, const max_t* probe,
+                                 const Shape* s, const Window* w, Py_ssize_t start,
+                                 Py_ssize_t count) noexcept nogil:
+    """The window's maximum over columns ``[start, start + count)`` of
+    :func:`_row_values`.  Without a NaN or an infinity, every element equal to
+    a nonzero maximum has its bits; a window with either, or with a zero
+    maximum (whose sign is the first zero's in scan order), is scanned again
+    in order."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t iw, id_, ih
+    cdef max_t best = col[start], seen = probe[start], v
+    cdef const max_t* row
+    for iw in range(start + 1, start + count):
+        v = col[iw]
+        best = v if v > best else best
+        seen = seen + probe[iw]
+    if seen == seen and best != 0:
+        return best
+    best = lowest(x)
+    for id_ in range(w.start[0], w.start[0] + w.count[0]):
+        for ih in range(w.start[1], w.start[1] + w.count[1]):
+            row = x + (id_ * H + ih) * W
+            for iw in range(start, start + count):
+                v = row[iw]
+                best = v if beats(v, best) else best
+    return best
+
+
 cdef inline void _columns_max(const max_t* col, const int32_t* col_row, Py_ssize_t W,
                               Py_ssize_t start, Py_ssize_t count, max_t* value,
                               int64_t* index) noexcept nogil:
@@ -719,6 +773,13 @@ cdef void _max_plane_columns(const max_t* x, max_t* out, int64_t* ind, const Sha
                     out[o] = _row_window_max(x + r * W, first_w[ow], count_w[ow], &column)
                     if ind != NULL:
                         ind[o] = r * W + column
+                    o += 1
+                continue
+            if (max_t is float or max_t is double) and ind == NULL:
+                # values alone: col holds the row maxima, then their probes
+                _row_values(x, col, col + W, s, &w)
+                for ow in range(OW):
+                    out[o] = _columns_value(x, col, col + W, s, &w, first_w[ow], count_w[ow])
                     o += 1
                 continue
             _row_maxima(x, col, col_row, s, &w)
@@ -1131,7 +1192,7 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
         free_tables(&t)
         return status
     if not channels_last and _column_path(s, naive):
-        room = s.in_size[2] + 16
+        room = 2 * s.in_size[2] + 16  # the row maxima, then the probes (values alone)
         col = <max_t*> malloc(nthreads * room * sizeof(max_t))
         col_row = <int32_t*> malloc(nthreads * room * sizeof(int32_t))
         if col == NULL or col_row == NULL:

@@ -499,8 +499,9 @@ def test_adaptive_max_long_windows_bit_exact(simd_level, dtype, data):
     """Long adaptive windows, one row high (_simd.h's cy_window_max: 8 running
     maxima in two vectors, combined in scan order; values alone: cy_window_value,
     plain maxima unless a NaN or a zero maximum sends the run to the scan) or
-    over the row maxima of several rows (_columns_max), and global planes taken
-    as one run, equal the general loop
+    over the row maxima of several rows (_columns_max; values alone: plain row
+    maxima and NaN probes, a window with a NaN, an infinity or a zero maximum
+    scanned again), and global planes taken as one run, equal the general loop
     bit for bit, with and without indices: the first of equal values (-0.0 and
     0.0), the last NaN (two payloads), at every vector level."""
     rng = np.random.default_rng(7 + simd_level)
