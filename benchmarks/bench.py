@@ -334,6 +334,69 @@ def _breadth_cases(rng, add):
     _backward_rows(add, rng, lambda: rng.standard_normal(small, dtype=np.float32),
                    ("max_pool2d backward k3s2p1, 14x14", "avg_pool2d backward k3s2p1, 14x14"),
                    small, section="breadth")
+    _family_rows(rng, add, torch_case)
+
+
+def _family_rows(rng, add, torch_case):
+    """The rest of the family against PyTorch's kernels: backward passes of the
+    adaptive, 3-D and fractional ops, global pooling over few large planes and
+    channels-last, adaptive max in float64."""
+    mid = (16, 64, 112, 112)
+    aten = torch.ops.aten if torch is not None else None
+
+    def adaptive_inputs():
+        x = rng.standard_normal(mid, dtype=np.float32)
+        y, idx = cypool.adaptive_max_pool2d(x, 7, return_indices=True)
+        return x, rng.standard_normal(y.shape, dtype=np.float32), idx
+
+    add("adaptive_max_pool2d backward to 7", "torch", 0.5, adaptive_inputs,
+        lambda a: lambda n: cypool.adaptive_max_pool2d_backward(a[1], a[2], a[0].shape,
+                                                                num_threads=n),
+        lambda a: lambda n: aten.adaptive_max_pool2d_backward(
+            torch.from_numpy(a[1]), torch.from_numpy(a[0]), torch.from_numpy(a[2])),
+        mid, section="breadth")
+    add("adaptive_avg_pool2d backward to 7", "torch", 0.5, adaptive_inputs,
+        lambda a: lambda n: cypool.adaptive_avg_pool2d_backward(a[1], a[0].shape, num_threads=n),
+        lambda a: lambda n: aten._adaptive_avg_pool2d_backward(torch.from_numpy(a[1]),
+                                                               torch.from_numpy(a[0])),
+        mid, section="breadth")
+
+    vol = (4, 16, 32, 64, 64)
+
+    def volume_inputs():
+        x = rng.standard_normal(vol, dtype=np.float32)
+        y, idx = cypool.max_pool3d(x, 3, 2, 1, return_indices=True)
+        return x, rng.standard_normal(y.shape, dtype=np.float32), idx
+
+    add("max_pool3d backward k3s2p1", "torch", 0.5, volume_inputs,
+        lambda a: lambda n: cypool.max_pool3d_backward(a[1], a[2], a[0].shape, num_threads=n),
+        lambda a: lambda n: aten.max_pool3d_with_indices_backward(
+            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [3] * 3, [2] * 3, [1] * 3, [1] * 3,
+            False, torch.from_numpy(a[2])), vol, section="breadth")
+
+    def fractional_inputs():
+        x = rng.standard_normal(mid, dtype=np.float32)
+        samples = rng.random(mid[:2] + (2,), dtype=np.float32)
+        y, idx = cypool.fractional_max_pool2d(x, 2, 56, _random_samples=samples,
+                                              return_indices=True)
+        return x, rng.standard_normal(y.shape, dtype=np.float32), idx
+
+    add("fractional_max_pool2d backward", "torch", 0.5, fractional_inputs,
+        lambda a: lambda n: cypool.fractional_max_pool2d_backward(a[1], a[2], a[0].shape,
+                                                                  num_threads=n),
+        lambda a: lambda n: aten.fractional_max_pool2d_backward(
+            torch.from_numpy(a[1]), torch.from_numpy(a[0]), [2, 2], [56, 56],
+            torch.from_numpy(a[2])), mid, section="breadth")
+
+    torch_case("global_avg_pool, 64 volumes of 32x64x64", 1.0, vol,
+               lambda x, n: cypool.global_avg_pool(x, num_threads=n),
+               lambda t: F.adaptive_avg_pool3d(t, 1))
+    torch_case("global_max_pool channels_last", 1.0, (16, 56, 56, 256),
+               lambda x, n: cypool.global_max_pool(x, channels_last=True, num_threads=n),
+               lambda t: F.adaptive_max_pool2d(t, 1), channels_last=True)
+    torch_case("adaptive_max_pool2d to 7 float64", 0.5, mid,
+               lambda x, n: cypool.adaptive_max_pool2d(x, 7, num_threads=n),
+               lambda t: F.adaptive_max_pool2d(t, 7), dtype=np.float64)
 
 
 def run(threads, quick=False, only=()):

@@ -29,7 +29,8 @@ from cypool._simd cimport (
     cy_avg_col_lanes_f32, cy_avg_col_lanes_f64, cy_from_lanes_f32, cy_from_lanes_f64,
     cy_simd_cap, cy_simd_level, cy_to_lanes_f32, cy_to_lanes_f64, cy_wide_sum_f32,
     cy_wide_sum_f64, cy_window_max_f32, cy_window_max_f64, cy_window_sums_f32,
-    cy_window_sums_f64, cy_window_value_f32, cy_window_value_f64,
+    cy_window_sums_f64, cy_window_value_f32, cy_window_value_f64, cy_channel_maxima_f32,
+    cy_channel_maxima_f64,
 )
 
 cnp.import_array()
@@ -917,51 +918,25 @@ cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssiz
 cdef void _global_value_block_cl(const max_t* x, max_t* best, Py_ssize_t channels,
                                  Py_ssize_t plane, Py_ssize_t width) noexcept nogil:
     """Values alone of :func:`_global_max_block_cl` for floats (``x`` at the
-    block's first channel): plain maxima, four pixels a pass, and a probe per
-    channel that adds ``v - v`` (0, or NaN from a NaN or an infinity).  Every
-    select keeps the earlier value unless the later is greater, so without a
-    NaN the first of equal maxima wins (-0.0 before 0.0 or after) as in the
-    scan; a channel whose probe is NaN is scanned again in order."""
+    block's first channel): _simd.h's cy_channel_maxima (plain maxima, each
+    select keeping the earlier of equals, as the scan's first of equal
+    maxima), then a channel whose sum shows a NaN scanned again in order."""
     cdef max_t probe[MAX_CHANNEL_BLOCK]
     cdef max_t top[MAX_CHANNEL_BLOCK]
-    cdef max_t first, second, third, fourth, current
-    cdef const max_t* row
-    cdef Py_ssize_t p = 1, c
-    cdef max_t* out = best
-    best = top
-    for c in range(width):
-        best[c] = x[c]
-        probe[c] = x[c] - x[c]
-    while p + 4 <= plane:
-        row = x + p * channels
-        for c in range(width):
-            first = row[c]
-            second = row[channels + c]
-            third = row[2 * channels + c]
-            fourth = row[3 * channels + c]
-            probe[c] = probe[c] + (((first - first) + (second - second))
-                                   + ((third - third) + (fourth - fourth)))
-            first = second if second > first else first
-            third = fourth if fourth > third else third
-            first = third if third > first else first
-            current = best[c]
-            best[c] = first if first > current else current
-        p += 4
-    for p in range(p, plane):
-        row = x + p * channels
-        for c in range(width):
-            first = row[c]
-            best[c] = first if first > best[c] else best[c]
-            probe[c] = probe[c] + (first - first)
+    cdef max_t current, value
+    cdef Py_ssize_t p, c
+    if max_t is float:
+        cy_channel_maxima_f32(x, top, probe, channels, plane, width)
+    elif max_t is double:
+        cy_channel_maxima_f64(x, top, probe, channels, plane, width)
     for c in range(width):
         if probe[c] != probe[c]:
             current = x[c]
             for p in range(1, plane):
-                first = x[p * channels + c]
-                current = first if beats(first, current) else current
-            best[c] = current
-    for c in range(width):
-        out[c] = best[c]
+                value = x[p * channels + c]
+                current = value if beats(value, current) else current
+            top[c] = current
+        best[c] = top[c]
 
 
 cdef inline void _max_pair_into(const max_t* row, Py_ssize_t channels, max_t* best, int64_t* at,

@@ -27,6 +27,9 @@
  * cy_wide_sum_f32/f64: a sum in 32 (float32) or 16 (float64) partial sums (the global
  * average's planes).
  *
+ * cy_channel_maxima_f32/f64: the maxima of each channel over a channels-last plane, values
+ * alone (the global max's), with a sum per channel that shows a NaN.
+ *
  * cy_window_sums_f32/f64: the sums of windows at a stride of 2 or more along a row, each
  * from its first tap to its last.
  *
@@ -1281,6 +1284,70 @@ CY_DEFINE_WINDOW_VALUE_SSE2(double, f64, __m128d, 2, _mm_loadu_pd, _mm_max_pd, _
     }
 CY_DEFINE_WINDOW_VALUE(float, f32, 8)
 CY_DEFINE_WINDOW_VALUE(double, f64, 4)
+
+/* -------------------------------------------------- channels-last maxima */
+
+/* best[c] = the maximum of x[p * channels + c] over the pixels p < plane, for c < width,
+   values alone: plain maxima, four pixels a pass, each select keeping the earlier of
+   equals, so that without a NaN the first of equal maxima (-0.0 or 0.0) wins as in the
+   scan; probe[c] = the channel's sum, NaN when it held a NaN (or an infinity of each
+   sign, or overflowed past them), and the caller scans such a channel again in order.
+   One C loop that gcc vectorises along the channels, compiled twice: for the baseline
+   and, chosen at run time, for AVX2 (the same additions and selects per channel, so
+   the same bits). */
+#define CY_DEFINE_CHANNEL_MAXIMA(T, NAME, ATTR)                                           \
+    ATTR static void NAME(const T* x, T* CY_RESTRICT best, T* CY_RESTRICT probe,        \
+                          ptrdiff_t channels, ptrdiff_t plane, ptrdiff_t width) {         \
+        ptrdiff_t p = 1, c;                                                               \
+        for (c = 0; c < width; c++) {                                                     \
+            best[c] = x[c];                                                               \
+            probe[c] = x[c];                                                              \
+        }                                                                                 \
+        for (; p + 4 <= plane; p += 4) {                                                  \
+            const T* CY_RESTRICT r = x + p * channels;                                    \
+            for (c = 0; c < width; c++) {                                                 \
+                T a = r[c], b = r[channels + c], d = r[2 * channels + c];                 \
+                T e = r[3 * channels + c];                                                \
+                probe[c] = probe[c] + ((a + b) + (d + e));                                \
+                a = b > a ? b : a;                                                        \
+                d = e > d ? e : d;                                                        \
+                a = d > a ? d : a;                                                        \
+                best[c] = a > best[c] ? a : best[c];                                      \
+            }                                                                             \
+        }                                                                                 \
+        for (; p < plane; p++) {                                                          \
+            const T* CY_RESTRICT r = x + p * channels;                                    \
+            for (c = 0; c < width; c++) {                                                 \
+                T a = r[c];                                                               \
+                probe[c] = probe[c] + a;                                                  \
+                best[c] = a > best[c] ? a : best[c];                                      \
+            }                                                                             \
+        }                                                                                 \
+    }
+#if defined(__GNUC__) || defined(__clang__)
+#define CY_RESTRICT __restrict__
+#elif defined(_MSC_VER)
+#define CY_RESTRICT __restrict
+#else
+#define CY_RESTRICT
+#endif
+CY_DEFINE_CHANNEL_MAXIMA(float, cy_channel_maxima_f32_base, )
+CY_DEFINE_CHANNEL_MAXIMA(double, cy_channel_maxima_f64_base, )
+#if CY_HAVE_AVX2
+CY_DEFINE_CHANNEL_MAXIMA(float, cy_channel_maxima_f32_avx2, CY_AVX2)
+CY_DEFINE_CHANNEL_MAXIMA(double, cy_channel_maxima_f64_avx2, CY_AVX2)
+#endif
+#define CY_DEFINE_CHANNEL_MAXIMA_DISPATCH(T, SFX)                                         \
+    static void cy_channel_maxima_##SFX(const T* x, T* best, T* probe, ptrdiff_t channels, \
+                                        ptrdiff_t plane, ptrdiff_t width) {               \
+        CY_IF_AVX2(if (cy_simd_level() >= CY_SIMD_AVX2) {                                 \
+                       cy_channel_maxima_##SFX##_avx2(x, best, probe, channels, plane, width); \
+                       return;                                                            \
+                   })                                                                     \
+        cy_channel_maxima_##SFX##_base(x, best, probe, channels, plane, width);            \
+    }
+CY_DEFINE_CHANNEL_MAXIMA_DISPATCH(float, f32)
+CY_DEFINE_CHANNEL_MAXIMA_DISPATCH(double, f64)
 
 /* ---------------------------------------------------------- window sums */
 

@@ -128,3 +128,10 @@ cdef extern from "_simd.h" nogil:
                             float* out, Py_ssize_t n)
     void cy_max_strided_f64(const double* row, Py_ssize_t stride, Py_ssize_t kernel,
                             double* out, Py_ssize_t n)
+
+    # best[c], probe[c]: channel c's maximum over a channels-last plane (values alone) and
+    # its sum (NaN: scan the channel again in order)
+    void cy_channel_maxima_f32(const float* x, float* best, float* probe, Py_ssize_t channels,
+                               Py_ssize_t plane, Py_ssize_t width)
+    void cy_channel_maxima_f64(const double* x, double* best, double* probe,
+                               Py_ssize_t channels, Py_ssize_t plane, Py_ssize_t width)

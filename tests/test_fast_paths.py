@@ -536,11 +536,11 @@ def test_adaptive_max_long_windows_bit_exact(simd_level, dtype, data):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("data", ["nan", "no-nan", "zero-maxima", "infinities"])
-def test_global_max_channels_last_values_bit_exact(dtype, data):
-    """Channels-last global maxima, values alone (maxima four pixels a pass,
-    each select keeping the earlier of equals; a channel with a NaN or an
-    infinity scanned again in order), equal the general loop bit for bit: the
-    first of -0.0 and 0.0, the
+def test_global_max_channels_last_values_bit_exact(simd_level, dtype, data):
+    """Channels-last global maxima, values alone (_simd.h's cy_channel_maxima:
+    maxima four pixels a pass, each select keeping the earlier of equals; a
+    channel whose sum shows a NaN scanned again in order), equal the general
+    loop bit for bit at every vector level: the first of -0.0 and 0.0, the
     last NaN, planes of 1 to 13 pixels (whole passes and the pixels after
     them), channel blocks of 1 to 600 channels."""
     rng = np.random.default_rng(11)
