@@ -507,7 +507,7 @@ def result(out, shape, dtype, x=None, name="out"):
 #: ``_memory``'s cache of freed buffers: 32 MiB is glibc's largest mmap
 #: threshold on 64-bit, so from the C library every one would be fresh pages
 #: from the OS, each page faulted in and zeroed again on every call.
-LARGE_RESULT_BYTES = 32 << 20
+LARGE_RESULT_BYTES = _memory.MIN_BYTES
 
 
 def empty(shape, dtype):

@@ -32,8 +32,9 @@ cdef extern from *:
     #include <string.h>
     #include "pythread.h"
 
-    /* at most this many buffers kept */
+    /* at most this many buffers kept, each of at least CYPOOL_CACHE_MIN bytes */
     #define CYPOOL_CACHE_SLOTS 8
+    #define CYPOOL_CACHE_MIN ((size_t) 32 << 20)
 
     typedef struct {
         void* ptr[CYPOOL_CACHE_SLOTS];
@@ -73,14 +74,14 @@ cdef extern from *:
         return p;
     }
 
-    /* keep p (size bytes) if the limit allows, the oldest buffers freed to
-       make room; else free it */
+    /* keep p (size bytes) if it is large and the limit allows, the oldest
+       buffers freed to make room; else free it */
     static void cypool_cache_keep(cypool_cache* c, void* p, size_t size)
     {
         void* evicted[CYPOOL_CACHE_SLOTS];
         int i, oldest, n = 0;
         PyThread_acquire_lock(c->lock, WAIT_LOCK);
-        if (size <= c->limit) {
+        if (size >= CYPOOL_CACHE_MIN && size <= c->limit) {
             while (c->count == CYPOOL_CACHE_SLOTS || c->total + size > c->limit) {
                 oldest = 0;
                 for (i = 1; i < c->count; i++)
@@ -191,6 +192,7 @@ cdef extern from *:
         return PyCapsule_New(&cypool_handler, "mem_handler", NULL);
     }
     """
+    size_t CYPOOL_CACHE_MIN
     ctypedef struct cypool_cache:
         pass
     cypool_cache cypool_results
@@ -216,6 +218,9 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 cdef object _handler = cypool_handler_capsule()
+
+#: The smallest buffer kept (an array shrunk below it by ``resize`` is freed).
+MIN_BYTES = CYPOOL_CACHE_MIN
 
 
 def empty(shape, dtype):

@@ -6,6 +6,7 @@ there, so every kernel that does not write all of its result must still zero
 it.  These tests dirty the cache on purpose before each such call.
 """
 
+import os
 import threading
 
 import numpy as np
@@ -74,6 +75,15 @@ def test_limit_evicts_the_oldest_and_zero_turns_it_off(cache):
     big = _args.empty((LARGE // 4,), np.float32)
     del big
     assert cypool.get_result_cache() == (0, 0)
+
+
+def test_shrunk_array_is_not_kept(cache):
+    a = _args.empty((LARGE // 4,), np.float32)
+    assert LARGE == _memory.MIN_BYTES == 32 << 20
+    a.resize((1000,), refcheck=False)    # realloc: the C library's
+    a[:] = 1.0
+    del a
+    assert cypool.get_result_cache()[1] == 0
 
 
 def test_bad_limits_raise():
@@ -162,3 +172,23 @@ def test_threads_share_the_cache_safely(cache):
         t.join()
     assert not errors
     assert cypool.get_result_cache()[1] <= 256 << 20
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
+def test_forked_child_allocates_large_results(cache):
+    """A child forked while the cache holds a buffer (and after cypool used its
+    threads) takes and returns large buffers without hanging on the lock."""
+    _dirty(LARGE)
+    cypool.max_pool2d(np.ones((1, 32, 512, 512), np.float32), 3, 1, 1)
+    pid = os.fork()
+    if pid == 0:  # the child: report by exit code only
+        code = 1
+        try:
+            for _ in range(3):
+                y = cypool.max_pool2d(np.ones((1, 32, 512, 512), np.float32), 3, 1, 1)
+                code = 0 if y.shape == (1, 32, 512, 512) and np.all(y == 1) else 3
+                del y
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
