@@ -13,13 +13,14 @@ memory, as PyTorch's allocators do; the arrays are ordinary NumPy arrays
 that own their data.
 
 The cache holds only buffers whose arrays are gone; ``set_result_cache(0)``
-frees them and turns it off.  Every entry point takes
-the lock, so it is safe from any thread, with or without the GIL.
+frees them and turns it off.  Every entry point takes the lock, so it is
+safe from any thread, with or without the GIL.
 """
 
 cimport numpy as cnp
 from libc.stddef cimport size_t
 
+import numbers
 import os
 
 import numpy as np
@@ -263,7 +264,6 @@ def set_result_cache(nbytes):
     >>> cypool.set_result_cache(previous)
     0
     """
-    import numbers
     if isinstance(nbytes, bool) or not isinstance(nbytes, numbers.Integral):
         raise TypeError(f"nbytes must be an int, got {type(nbytes).__name__}")
     if nbytes < 0:
