@@ -137,6 +137,20 @@ _CANONICAL_NUMS = frozenset(np.dtype(f"{kind}{size}").num
                             for size in sizes)
 
 
+#: Inputs and results of at least this many elements are cast between dtypes
+#: on the call's threads (``_threads.cast_into``); NumPy casts on one, and
+#: float16 in software.
+THREADED_CAST_SIZE = 1 << 16
+
+
+def cast_into(dst, src, nthreads):
+    """``np.copyto(dst, src, casting="unsafe")``: a kernel's result into the
+    caller's dtype, on the call's threads when large enough (float16)."""
+    if not (src.size >= THREADED_CAST_SIZE
+            and _threads.cast_into(src, dst, threads_for(nthreads, src.size))):
+        np.copyto(dst, src, casting="unsafe")
+
+
 def as_kernel_input(x, compute_dtype, nthreads=1):
     """C-contiguous, aligned copy or view of ``x`` in the kernel's dtype
     (a misaligned view, e.g. from ``np.frombuffer``, is copied: the kernels'
@@ -148,7 +162,9 @@ def as_kernel_input(x, compute_dtype, nthreads=1):
 
     A large strided view of the kernel's dtype whose rows are contiguous (a
     crop, a slice of channels) is copied a row at a time on ``nthreads``
-    threads; NumPy's copy takes one.
+    threads; NumPy's copy takes one.  A large contiguous input of another
+    dtype (float16, integers averaged in float64) is cast on them too
+    (:func:`cast_into`).
     """
     if (x.dtype == compute_dtype and x.dtype.num in _CANONICAL_NUMS
             and x.flags.c_contiguous and x.flags.aligned):
@@ -162,6 +178,10 @@ def as_kernel_input(x, compute_dtype, nthreads=1):
         return copy
     if compute_dtype == np.uint8 and x.dtype == np.bool_:
         return np.ascontiguousarray(x).view(np.uint8)
+    if x.flags.c_contiguous and x.flags.aligned and x.size >= THREADED_CAST_SIZE:
+        converted = empty(x.shape, compute_dtype)
+        if _threads.cast_into(x, converted, threads_for(nthreads, x.size)):
+            return converted
     array = np.require(x, compute_dtype, ["C_CONTIGUOUS", "ALIGNED"])
     canonical = np.dtype(f"{array.dtype.kind}{array.dtype.itemsize}")
     return array if array.dtype.num == canonical.num else array.view(canonical)
@@ -758,7 +778,7 @@ def stochastic_uniforms(rng, lay, out_spatial):
 
 
 __all__ = [
-    "Geometry", "Layout", "as_array", "as_kernel_input", "divisor", "empty", "flag",
+    "Geometry", "Layout", "as_array", "as_kernel_input", "cast_into", "divisor", "empty", "flag",
     "index_array", "input_shape", "int_tuple", "layout", "max_compute_dtype",
     "num_threads", "pool_geometry", "real_compute_dtype", "result", "scatter_result",
     "split_out", "threads_for",

@@ -27,7 +27,7 @@ def _run_real(kernel, op, x, plan, out, nthreads, *kernel_args):
                target.reshape(plan.out_kernel_shape), *kernel_args,
                plan.layout.channels_last, _args.threads_for(nthreads, x.size))
         if target is not values:
-            np.copyto(values, target, casting="unsafe")
+            _args.cast_into(values, target, nthreads)
     return values
 
 
@@ -56,7 +56,7 @@ def _run_max(x, plan, return_indices, out, nthreads):
             _args.threads_for(nthreads, x.size),
         )
         if target is not values and target.base is not values:
-            np.copyto(values, target, casting="unsafe")
+            _args.cast_into(values, target, nthreads)
     return (values, indices) if return_indices else values
 
 
@@ -72,7 +72,7 @@ def _avg_backward(grad, shape, plan, out, nthreads):
             plan.layout.channels_last, _args.threads_for(nthreads, grad_in.size),
         )
         if target is not grad_in:
-            np.copyto(grad_in, target, casting="unsafe")
+            _args.cast_into(grad_in, target, nthreads)
     return grad_in
 
 
@@ -175,7 +175,7 @@ def _lp_pool_backward(nd, grad_output, x, norm_type, kernel_size, stride, ceil_m
             plan.layout.channels_last, _args.threads_for(nthreads, grad_in.size),
         )
         if target is not grad_in:
-            np.copyto(grad_in, target, casting="unsafe")
+            _args.cast_into(grad_in, target, nthreads)
     return grad_in
 
 

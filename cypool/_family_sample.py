@@ -122,7 +122,7 @@ def _fractional_max_pool(nd, x, kernel_size, output_size, output_ratio, return_i
             _args.threads_for(nthreads, x.size),
         )
         if target is not values and target.base is not values:
-            np.copyto(values, target, casting="unsafe")
+            _args.cast_into(values, target, nthreads)
     return (values, indices) if return_indices else values
 
 
@@ -184,7 +184,7 @@ def _stochastic_pool(nd, x, kernel_size, stride, padding, training, rng, return_
             _args.threads_for(nthreads, x.size), stream,
         )
         if target is not values:
-            np.copyto(values, target, casting="unsafe")
+            _args.cast_into(values, target, nthreads)
     return (values, indices) if return_indices else values
 
 
@@ -232,7 +232,7 @@ def _stochastic_pool_backward(nd, grad_output, input_shape, kernel_size, stride,
             plan.layout.channels_last, _args.threads_for(nthreads, grad_in.size),
         )
         if target is not grad_in:
-            np.copyto(grad_in, target, casting="unsafe")
+            _args.cast_into(grad_in, target, nthreads)
     return grad_in
 
 

@@ -46,7 +46,7 @@ def _max_pool(nd, x, kernel_size, stride, padding, dilation, ceil_mode, return_i
             _args.threads_for(nthreads, x.size),
         )
         if target is not values and target.base is not values:
-            np.copyto(values, target, casting="unsafe")
+            _args.cast_into(values, target, nthreads)
     return (values, indices) if return_indices else values
 
 
@@ -96,7 +96,7 @@ def _max_pool_backward(nd, grad_output, indices, input_shape, channels_last, out
     )
     _check_input_plane(bad, plane, lay.spatial)
     if target is not grad_in:
-        np.copyto(grad_in, target, casting="unsafe")
+        _args.cast_into(grad_in, target, nthreads)
     return grad_in
 
 
@@ -120,7 +120,7 @@ def _avg_pool(nd, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
             _args.threads_for(nthreads, x.size),
         )
         if target is not values:
-            np.copyto(values, target, casting="unsafe")
+            _args.cast_into(values, target, nthreads)
     return values
 
 
@@ -149,7 +149,7 @@ def _avg_pool_backward(nd, grad_output, input_shape, kernel_size, stride, paddin
             _args.threads_for(nthreads, grad_in.size),
         )
         if target is not grad_in:
-            np.copyto(grad_in, target, casting="unsafe")
+            _args.cast_into(grad_in, target, nthreads)
     return grad_in
 
 
