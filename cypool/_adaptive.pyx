@@ -834,6 +834,16 @@ cdef void _global_max_planes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_
                 out[p] = _row_window_max(a, 0, plane, &column)
                 ind[p] = column
         return
+    if not (max_t is float or max_t is double) and ind == NULL and plane >= VECTOR_PLANE:
+        # integers, values alone: equal maxima have equal bits, so a plain
+        # maximum reduction, which gcc vectorises, in any order
+        for p in range(first, last):
+            a = x + p * plane
+            va = a[0]
+            for i in range(1, plane):
+                va = a[i] if a[i] > va else va
+            out[p] = va
+        return
     while p + 4 <= last:
         a = x + p * plane
         b = a + plane

@@ -299,6 +299,14 @@ def test_global_max_keeps_integer_dtypes(dtype):
     assert values.dtype == dtype
     np.testing.assert_array_equal(values, want.astype(dtype))
     np.testing.assert_array_equal(idx, want_idx)
+    # values alone: a plain maximum reduction over each plane (planes of 1 to 300
+    # values, 1 to 5 planes a job), the type's extremes included
+    for plane in (1, 3, 4, 5, 17, 300):
+        y = np.resize(x.reshape(-1), (2, 5, plane))
+        if dtype != np.bool_:
+            y[1, 1, -1] = info.max
+            y[0, 2] = info.min
+        np.testing.assert_array_equal(cypool.global_max_pool(y), y.max(axis=2))
     assert cypool.global_avg_pool(x.astype(np.int64)).dtype == np.float64
 
 
