@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""Thread count and OpenMP facts.
+"""Thread count and OpenMP facts, and the facade's threaded copies and casts.
 
 ``get_num_threads()`` is the number of threads a call uses when it is not
 given ``num_threads``: ``set_num_threads(n)`` if it was called, capped by the
