@@ -1,4 +1,4 @@
-"""Type stub for the compiled ``cypool._threads`` (thread count, OpenMP facts, threaded copies and casts)."""
+"""Type stub for the compiled ``cypool._threads`` (threads, OpenMP facts, copies and casts)."""
 
 from typing import Optional
 
