@@ -9,8 +9,8 @@ are allocated here instead, through a NumPy memory handler (NumPy >= 1.22)
 whose ``free`` keeps the buffer (up to a limit in bytes) and whose ``malloc``
 hands a kept buffer of the same size, give or take an eighth, to the next
 large result.  A loop that pools batches of one shape then reuses the same
-memory, as PyTorch's allocators do; the arrays are ordinary NumPy arrays
-that own their data.
+memory, as a caching allocator (PyTorch's on the GPU) does; the arrays are
+ordinary NumPy arrays that own their data.
 
 The cache holds only buffers whose arrays are gone; ``set_result_cache(0)``
 frees them and turns it off.  Every entry point takes the lock, so it is
