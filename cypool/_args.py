@@ -143,6 +143,13 @@ _CANONICAL_NUMS = frozenset(np.dtype(f"{kind}{size}").num
 THREADED_CAST_SIZE = 1 << 16
 
 
+def _cast_on_threads(src_dtype, dst_dtype):
+    """Whether ``_threads.cast_into`` takes the pair (native byte order aside)."""
+    return ((src_dtype == np.float16 and dst_dtype == np.float32)
+            or (src_dtype == np.float32 and dst_dtype == np.float16)
+            or (src_dtype.kind in "iu" and dst_dtype == np.float64))
+
+
 def cast_into(dst, src, nthreads):
     """``np.copyto(dst, src, casting="unsafe")``: a kernel's result into the
     caller's dtype, on the call's threads when large enough (float16)."""
@@ -178,10 +185,11 @@ def as_kernel_input(x, compute_dtype, nthreads=1):
         return copy
     if compute_dtype == np.uint8 and x.dtype == np.bool_:
         return np.ascontiguousarray(x).view(np.uint8)
-    if x.flags.c_contiguous and x.flags.aligned and x.size >= THREADED_CAST_SIZE:
+    if (x.flags.c_contiguous and x.flags.aligned and x.size >= THREADED_CAST_SIZE
+            and x.dtype.isnative and _cast_on_threads(x.dtype, compute_dtype)):
         converted = empty(x.shape, compute_dtype)
-        if _threads.cast_into(x, converted, threads_for(nthreads, x.size)):
-            return converted
+        _threads.cast_into(x, converted, threads_for(nthreads, x.size))
+        return converted
     array = np.require(x, compute_dtype, ["C_CONTIGUOUS", "ALIGNED"])
     canonical = np.dtype(f"{array.dtype.kind}{array.dtype.itemsize}")
     return array if array.dtype.num == canonical.num else array.view(canonical)

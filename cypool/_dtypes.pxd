@@ -1,8 +1,9 @@
 # cython: language_level=3
 """The dtype table of the kernels, as fused types.
 
-``max_t`` is every type the max family keeps (floats and all integers);
-``real_t`` is what the averaging family and every gradient compute in.
+``max_t`` is every type the max family keeps (floats and all integers),
+``int_t`` its integers; ``real_t`` is what the averaging family and every
+gradient compute in.
 float16 never reaches a kernel: the facade computes it in float32.
 """
 
@@ -14,9 +15,8 @@ from libc.stdint cimport (
 
 from cypool._simd cimport cy_pick1_f32, cy_pick1_f64
 
-ctypedef fused max_t:
-    float
-    double
+# the integers of max_t: what the averaging family casts to float64
+ctypedef fused int_t:
     int8_t
     int16_t
     int32_t
@@ -25,6 +25,11 @@ ctypedef fused max_t:
     uint16_t
     uint32_t
     uint64_t
+
+ctypedef fused max_t:
+    float
+    double
+    int_t
 
 ctypedef fused real_t:
     float

@@ -134,22 +134,13 @@ cdef extern from *:
         return found;
     }
 
-    static size_t cypool_cache_limit_of(cypool_cache* c)
+    /* the limit and the bytes kept now, read together */
+    static void cypool_cache_state(cypool_cache* c, size_t* limit, size_t* total)
     {
-        size_t limit;
         PyThread_acquire_lock(c->lock, WAIT_LOCK);
-        limit = c->limit;
+        *limit = c->limit;
+        *total = c->total;
         PyThread_release_lock(c->lock);
-        return limit;
-    }
-
-    static size_t cypool_cache_bytes(cypool_cache* c)
-    {
-        size_t total;
-        PyThread_acquire_lock(c->lock, WAIT_LOCK);
-        total = c->total;
-        PyThread_release_lock(c->lock);
-        return total;
     }
 
     /* the handler: plain malloc'd blocks, so realloc and calloc are the C library's */
@@ -199,8 +190,7 @@ cdef extern from *:
     cypool_cache cypool_results
     int cypool_cache_init()
     size_t cypool_cache_limit(cypool_cache* c, size_t limit) nogil
-    size_t cypool_cache_bytes(cypool_cache* c) nogil
-    size_t cypool_cache_limit_of(cypool_cache* c) nogil
+    void cypool_cache_state(cypool_cache* c, size_t* limit, size_t* total) nogil
     int cypool_cache_has(cypool_cache* c, size_t size) nogil
     object cypool_handler_capsule()
     object PyDataMem_SetHandler(object handler)
@@ -274,4 +264,6 @@ def set_result_cache(nbytes):
 def get_result_cache():
     """``(limit, held)``: the cache's limit in bytes (see
     :func:`set_result_cache`) and the bytes of freed buffers it holds now."""
-    return (cypool_cache_limit_of(&cypool_results), cypool_cache_bytes(&cypool_results))
+    cdef size_t limit, total
+    cypool_cache_state(&cypool_results, &limit, &total)
+    return (limit, total)

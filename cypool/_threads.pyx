@@ -14,6 +14,8 @@ from cython.parallel cimport prange
 from libc.stdint cimport int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.string cimport memcpy
 
+from cypool._dtypes cimport int_t
+
 cnp.import_array()
 
 cdef extern from *:
@@ -212,16 +214,6 @@ cdef extern from *:
     uint16_t cypool_float_to_half(float value) nogil
 
 
-ctypedef fused int_source:
-    int8_t
-    int16_t
-    int32_t
-    int64_t
-    uint8_t
-    uint16_t
-    uint32_t
-    uint64_t
-
 def _half_floats():
     """float32 of every float16 bit pattern, by NumPy's own cast: a lookup in
     it is faster here than the arithmetic, which gcc leaves scalar."""
@@ -235,7 +227,7 @@ cdef object _half_table_owner = _half_floats()
 cdef const float* _half_table = <const float*> cnp.PyArray_DATA(_half_table_owner)
 
 
-cdef void _ints_to_double(const int_source* src, double* dst, Py_ssize_t n,
+cdef void _ints_to_double(const int_t* src, double* dst, Py_ssize_t n,
                           int nthreads) noexcept nogil:
     cdef Py_ssize_t i
     if nthreads > 1:
