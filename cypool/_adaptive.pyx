@@ -456,7 +456,7 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
             size = _plane_job(lead, nthreads)
             blocks = (lead + size - 1) // size
             if nthreads > 1:
-                for p in prange(blocks, schedule='static', num_threads=nthreads):
+                for p in prange(blocks, schedule='guided', num_threads=nthreads):
                     _plane_means(x, out, in_plane, <double> in_plane, p * size,
                                  (p + 1) * size if (p + 1) * size < lead else lead)
             else:
@@ -464,7 +464,7 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
         else:
             jobs = _channel_jobs(lead, channels, nthreads)
             if nthreads > 1:
-                for p in prange(jobs.count, schedule='static', num_threads=nthreads):
+                for p in prange(jobs.count, schedule='guided', num_threads=nthreads):
                     _global_avg_block_cl(x, out, p, &jobs, channels, in_plane)
             else:
                 for p in range(jobs.count):
@@ -482,7 +482,7 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
             free_tables(&t)
             return -1
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _avg_plane_columns(x + p * in_plane, out + p * out_plane, s, &t,
                                    col + threadid() * (s.in_size[2] + 16))
         else:
@@ -491,7 +491,7 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
         free(col)
     elif not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _avg_plane(x + p * in_plane, out + p * out_plane, s, &t)
         else:
             for p in range(lead):
@@ -499,7 +499,7 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
     elif not naive:
         rows = lead * s.out_size[0] * s.out_size[1]
         if nthreads > 1:
-            for p in prange(rows, schedule='static', num_threads=nthreads):
+            for p in prange(rows, schedule='guided', num_threads=nthreads):
                 _avg_row_cl(x, out, p, channels, s, &t)
         else:
             for p in range(rows):
@@ -507,7 +507,7 @@ cdef int _avg_forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t 
     else:
         pixels = lead * out_plane
         if nthreads > 1:
-            for p in prange(pixels, schedule='static', num_threads=nthreads):
+            for p in prange(pixels, schedule='guided', num_threads=nthreads):
                 _avg_pixel_cl(x, out, p, channels, s, &t)
         else:
             for p in range(pixels):
@@ -1130,7 +1130,7 @@ cdef int _avg_small(const real_t* x, real_t* out, Py_ssize_t planes, const Shape
         win[5 * o + 4] = 0
         divisors[o] = <real_t> (w.count[0] * w.count[1] * w.count[2])  # as the column path
     if nthreads > 1:
-        for job in prange(jobs, schedule='static', num_threads=nthreads):
+        for job in prange(jobs, schedule='guided', num_threads=nthreads):
             _avg_lanes(x, out, job, planes, s, win, divisors, values + threadid() * room)
     else:
         for job in range(jobs):
@@ -1158,7 +1158,7 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
             size = _plane_job(lead, nthreads)
             blocks = (lead + size - 1) // size
             if nthreads > 1:
-                for p in prange(blocks, schedule='static', num_threads=nthreads):
+                for p in prange(blocks, schedule='guided', num_threads=nthreads):
                     _global_max_planes(x, out, ind, in_plane, p * size,
                                        (p + 1) * size if (p + 1) * size < lead else lead)
             else:
@@ -1166,7 +1166,7 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
         else:
             jobs = _channel_jobs(lead, channels, nthreads)
             if nthreads > 1:
-                for p in prange(jobs.count, schedule='static', num_threads=nthreads):
+                for p in prange(jobs.count, schedule='guided', num_threads=nthreads):
                     _global_max_block_cl(x, out, ind, p, &jobs, channels, in_plane)
             else:
                 for p in range(jobs.count):
@@ -1188,7 +1188,7 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
             free_tables(&t)
             return -1
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _max_plane_columns(x + p * in_plane, out + p * out_plane,
                                    ind + p * out_plane if ind != NULL else NULL, s, &t,
                                    col + threadid() * room, col_row + threadid() * room)
@@ -1201,7 +1201,7 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
         free(col_row)
     elif not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _max_plane(x + p * in_plane, out + p * out_plane,
                            ind + p * out_plane if ind != NULL else NULL, s, &t)
         else:
@@ -1211,7 +1211,7 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
     elif not naive:
         rows = lead * s.out_size[0] * s.out_size[1]
         if nthreads > 1:
-            for p in prange(rows, schedule='static', num_threads=nthreads):
+            for p in prange(rows, schedule='guided', num_threads=nthreads):
                 _max_row_cl(x, out, ind, p, channels, s, &t)
         else:
             for p in range(rows):
@@ -1219,7 +1219,7 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
     else:
         pixels = lead * out_plane
         if nthreads > 1:
-            for p in prange(pixels, schedule='static', num_threads=nthreads):
+            for p in prange(pixels, schedule='guided', num_threads=nthreads):
                 _max_pixel_cl(x, out, ind, p, channels, s, &t)
         else:
             for p in range(pixels):
@@ -1295,6 +1295,47 @@ cdef void _avg_backward_plane(const real_t* grad_out, real_t* grad_in, const Sha
                     row[iw] += share
 
 
+cdef void _avg_backward_rows(const real_t* grad_out, real_t* grad_in, const Shape* s,
+                             const Tables* t, real_t* spread) noexcept nogil:
+    """:func:`_avg_backward_plane` when the windows along W do not overlap: each
+    output row's shares spread once over a row (``spread``), then added to the
+    input rows of its windows, the same additions in the same order.  A row's
+    first window (the first along D and along H that holds it) stores ``0 +
+    share``, so the plane is not zeroed first."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t OD = s.out_size[0], OH = s.out_size[1], OW = s.out_size[2]
+    cdef Py_ssize_t od, oh, ow, d, h, iw, d0, d1, h0, h1, fresh_d, fresh_h
+    cdef const real_t* go
+    cdef real_t* row
+    cdef real_t share
+    cdef real_t zero = 0
+    for od in range(OD):
+        d0 = t.first[t.offset[0] + od]
+        d1 = d0 + t.count[t.offset[0] + od]
+        # rows of D from fresh_d on are in no earlier window along D
+        fresh_d = t.first[t.offset[0] + od - 1] + t.count[t.offset[0] + od - 1] if od > 0 else 0
+        for oh in range(OH):
+            h0 = t.first[t.offset[1] + oh]
+            h1 = h0 + t.count[t.offset[1] + oh]
+            fresh_h = t.first[t.offset[1] + oh - 1] + t.count[t.offset[1] + oh - 1] if oh > 0 else 0
+            go = grad_out + (od * OH + oh) * OW
+            for ow in range(OW):
+                share = go[ow] / <real_t> (t.count[t.offset[0] + od] * t.count[t.offset[1] + oh]
+                                           * t.count[t.offset[2] + ow])
+                for iw in range(t.first[t.offset[2] + ow],
+                                t.first[t.offset[2] + ow] + t.count[t.offset[2] + ow]):
+                    spread[iw] = share
+            for d in range(d0, d1):
+                for h in range(h0, h1):
+                    row = grad_in + (d * H + h) * W
+                    if d >= fresh_d and h >= fresh_h:
+                        for iw in range(W):
+                            row[iw] = zero + spread[iw]
+                    else:
+                        for iw in range(W):
+                            row[iw] += spread[iw]
+
+
 cdef void _avg_backward_block_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t job,
                                  const Jobs* jobs, Py_ssize_t channels, const Shape* s,
                                  const Tables* t) noexcept nogil:
@@ -1328,16 +1369,29 @@ cdef void _avg_backward_block_cl(const real_t* grad_out, real_t* grad_in, Py_ssi
 
 cdef int _avg_backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
                        Py_ssize_t channels, bint channels_last, const Shape* s,
-                       int nthreads) noexcept nogil:
+                       int nthreads, bint naive) noexcept nogil:
     cdef Tables t
     cdef Py_ssize_t p
     cdef Jobs jobs
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
     if _make_windows(s, &t) != 0:
         return -1
-    if not channels_last:
+    cdef real_t* spread = NULL
+    if not channels_last and not naive and s.in_size[2] % s.out_size[2] == 0:
+        spread = <real_t*> malloc(nthreads * (s.in_size[2] + 16) * sizeof(real_t))
+    if spread != NULL:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
+                _avg_backward_rows(grad_out + p * out_plane, grad_in + p * in_plane, s, &t,
+                                   spread + threadid() * (s.in_size[2] + 16))
+        else:
+            for p in range(lead):
+                _avg_backward_rows(grad_out + p * out_plane, grad_in + p * in_plane, s, &t,
+                                   spread)
+        free(spread)
+    elif not channels_last:
+        if nthreads > 1:
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _avg_backward_plane(grad_out + p * out_plane, grad_in + p * in_plane, s, &t)
         else:
             for p in range(lead):
@@ -1345,7 +1399,7 @@ cdef int _avg_backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
     else:
         jobs = _channel_jobs(lead, channels, nthreads)
         if nthreads > 1:
-            for p in prange(jobs.count, schedule='static', num_threads=nthreads):
+            for p in prange(jobs.count, schedule='guided', num_threads=nthreads):
                 _avg_backward_block_cl(grad_out, grad_in, p, &jobs, channels, s, &t)
         else:
             for p in range(jobs.count):
@@ -1355,11 +1409,12 @@ cdef int _avg_backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
 
 
 def adaptive_avg_backward(cnp.ndarray grad_out, cnp.ndarray grad_in, tuple in_size,
-                          tuple out_size, bint channels_last, int nthreads):
+                          tuple out_size, bint channels_last, int nthreads, bint naive=False):
     """Fill ``grad_in`` with the gradient of adaptive average pooling.
 
     grad_out: IN, float32/float64, ``(planes, OD, OH, OW)`` or ``(N, OD, OH, OW, C)``.
     grad_in: OUT, same dtype, the input's layout and sizes.
+    naive: the general loop alone (tests: the row path must equal it bit for bit).
     """
     cdef Shape s
     _fill_shape(&s, in_size, out_size)
@@ -1371,9 +1426,9 @@ def adaptive_avg_backward(cnp.ndarray grad_out, cnp.ndarray grad_in, tuple in_si
     cdef int status = 0
     with nogil:
         if typenum == cnp.NPY_FLOAT32:
-            status = _avg_backward[float](<float*> gop, <float*> gip, lead, channels, channels_last, &s, nthreads)
+            status = _avg_backward[float](<float*> gop, <float*> gip, lead, channels, channels_last, &s, nthreads, naive)
         elif typenum == cnp.NPY_FLOAT64:
-            status = _avg_backward[double](<double*> gop, <double*> gip, lead, channels, channels_last, &s, nthreads)
+            status = _avg_backward[double](<double*> gop, <double*> gip, lead, channels, channels_last, &s, nthreads, naive)
         else:
             status = -2
     if status == -1:

@@ -341,7 +341,7 @@ cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
     for ow in range(OW):
         w_factor[ow] = 1.0 if rule.override != 0 else _axis_factor(t, 2, ow, rule)
     if nthreads > 1:
-        for p in prange(planes, schedule='static', num_threads=nthreads):
+        for p in prange(planes, schedule='guided', num_threads=nthreads):
             tid = threadid()
             if direct:
                 _forward_plane_direct(x + p * in_plane, out + p * out_plane, ax, t, rule,
@@ -470,7 +470,7 @@ cdef int _small(const real_t* src, real_t* dst, Py_ssize_t planes, const Axis* a
         return -1
     _lane_windows(ax, t, rule, win, divisors)
     if nthreads > 1:
-        for job in prange(jobs, schedule='static', num_threads=nthreads):
+        for job in prange(jobs, schedule='guided', num_threads=nthreads):
             if backward:
                 _backward_lanes(src, dst, job, planes, ax, win, divisors,
                                 values + threadid() * room)
@@ -575,7 +575,7 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
         status = _forward_separable(x, out, lead, ax, &t, rule, nthreads)
     elif not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _forward_plane(x + p * in_plane, out + p * out_plane, ax, &t, rule)
         else:
             for p in range(lead):
@@ -583,7 +583,7 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
     else:
         pixels = lead * ax[0].out_size * ax[1].out_size  # output rows
         if nthreads > 1:
-            for p in prange(pixels, schedule='static', num_threads=nthreads):
+            for p in prange(pixels, schedule='guided', num_threads=nthreads):
                 _forward_row_cl(x, out, p, channels, ax, &t, rule)
         else:
             for p in range(pixels):
@@ -786,7 +786,7 @@ cdef int _backward_separable(const real_t* grad_out, real_t* grad_in, Py_ssize_t
     for ow in range(ax[2].out_size):
         w_factor[ow] = 1.0 if rule.override != 0 else _axis_factor(t, 2, ow, rule)
     if nthreads > 1:
-        for p in prange(planes, schedule='static', num_threads=nthreads):
+        for p in prange(planes, schedule='guided', num_threads=nthreads):
             tid = threadid()
             _backward_plane_separable(grad_out + p * out_plane, grad_in + p * in_plane, ax, t,
                                       rule, scratch + tid * room,
@@ -817,7 +817,7 @@ cdef int _backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
         status = _backward_separable(grad_out, grad_in, lead, ax, &t, rule, nthreads)
     elif not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _backward_plane(grad_out + p * out_plane, grad_in + p * in_plane, ax, &t, rule)
         else:
             for p in range(lead):
@@ -826,7 +826,7 @@ cdef int _backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
         blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
         jobs = lead * blocks
         if nthreads > 1:
-            for p in prange(jobs, schedule='static', num_threads=nthreads):
+            for p in prange(jobs, schedule='guided', num_threads=nthreads):
                 _backward_block_cl(grad_out, grad_in, p, blocks, channels, ax, &t, rule)
         else:
             for p in range(jobs):

@@ -85,7 +85,7 @@ cdef Py_ssize_t _fill_starts(const sample_t* samples, Py_ssize_t planes,
     if out_size > 1:
         alpha = <sample_t> (in_size - kernel) / <sample_t> (out_size - 1)
     if nthreads > 1:
-        for p in prange(planes, schedule='static', num_threads=nthreads):
+        for p in prange(planes, schedule='guided', num_threads=nthreads):
             bad += _plane_starts(samples[p], alpha, in_size, out_size, kernel,
                                  table + p * width)
     else:
@@ -403,7 +403,7 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, const int64_t* 
         free(offsets)
         return -1
     if whole and nthreads > 1:
-        for p in prange(planes, schedule='static', num_threads=nthreads):
+        for p in prange(planes, schedule='guided', num_threads=nthreads):
             mine = threadid() * room
             _forward_plane_whole(x + p * in_plane, out + p * out_plane, starts + p * table, s,
                                  values + mine)
@@ -412,7 +412,7 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, const int64_t* 
             _forward_plane_whole(x + p * in_plane, out + p * out_plane, starts + p * table, s,
                                  values)
     elif nthreads > 1:
-        for p in prange(planes, schedule='static', num_threads=nthreads):
+        for p in prange(planes, schedule='guided', num_threads=nthreads):
             mine = threadid() * room
             _forward_plane_fast(x + p * in_plane, out + p * out_plane,
                                 ind + p * out_plane if ind != NULL else NULL, starts + p * table,
@@ -441,7 +441,7 @@ cdef int _forward(const max_t* x, max_t* out, int64_t* ind, const int64_t* start
         return _forward_fast(x, out, ind, starts, lead, s, nthreads)
     if not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _forward_plane(x + p * in_plane, out + p * out_plane,
                                ind + p * out_plane if ind != NULL else NULL,
                                starts + p * table, s)
@@ -452,7 +452,7 @@ cdef int _forward(const max_t* x, max_t* out, int64_t* ind, const int64_t* start
                                starts + p * table, s)
     else:
         if nthreads > 1:
-            for p in prange(lead * out_plane, schedule='static', num_threads=nthreads):
+            for p in prange(lead * out_plane, schedule='guided', num_threads=nthreads):
                 _forward_pixel_cl(x, out, ind, starts, p, channels, s)
         else:
             for p in range(lead * out_plane):

@@ -23,6 +23,24 @@ from cypool._geometry cimport Axis, avg_bounds, max_taps
 from cypool._simd cimport cy_max_lanes_block_f32, cy_max_lanes_block_f64
 
 
+
+cdef enum:
+    # A channels-first result of at least STREAM_BYTES (the last-level cache of the
+    # machines measured) that a kernel zeroes and fills a plane at a time can be built
+    # in a per-thread buffer of STAGE_BYTES (in L2), a group of planes at a time, and
+    # streamed out by ``cy_stream_copy``: memory then sees one write of each line, not
+    # a read for ownership and a write.  A smaller result stays in the cache, where
+    # plain stores are faster and the caller finds it.
+    STAGE_BYTES = 131072
+    STREAM_BYTES = 32 << 20
+
+
+cdef inline Py_ssize_t stage_group(Py_ssize_t planes, Py_ssize_t plane_bytes) noexcept nogil:
+    """Planes per staged job (see STAGE_BYTES), 0 when the result is not staged."""
+    if plane_bytes <= 0 or plane_bytes > STAGE_BYTES or planes * plane_bytes < STREAM_BYTES:
+        return 0
+    return STAGE_BYTES // plane_bytes
+
 cdef struct Tables:
     # For axis a and window o, entry [offset[a] + o] of each array.
     Py_ssize_t offset[3]
@@ -156,7 +174,7 @@ cdef inline int max_by_lanes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_
     if lanes == NULL:
         return -1
     if nthreads > 1:
-        for job in prange(jobs, schedule='static', num_threads=nthreads):
+        for job in prange(jobs, schedule='guided', num_threads=nthreads):
             if max_t is float:
                 cy_max_lanes_block_f32(x, out, ind, job, planes, in_plane, out_plane, tap, start,
                                        lanes + threadid() * room)

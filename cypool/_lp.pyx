@@ -1006,7 +1006,7 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
         status = _fast_planes(x, NULL, out, lead, ax, &t, norm, nthreads)
     elif not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _forward_plane(x + p * in_plane, out + p * out_plane, ax, &t, norm)
         else:
             for p in range(lead):
@@ -1014,7 +1014,7 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
     else:
         pixels = lead * out_plane
         if nthreads > 1:
-            for p in prange(pixels, schedule='static', num_threads=nthreads):
+            for p in prange(pixels, schedule='guided', num_threads=nthreads):
                 _forward_pixel_cl(x, out, p, channels, ax, &t, norm)
         else:
             for p in range(pixels):
@@ -1070,7 +1070,7 @@ cdef int _fast_planes(const real_t* x, const real_t* grad_out, real_t* result, P
     if scratch == NULL:
         return -1
     if nthreads > 1:
-        for job in prange(jobs, schedule='static', num_threads=nthreads):
+        for job in prange(jobs, schedule='guided', num_threads=nthreads):
             _fast_job(x, grad_out, result, job, planes, ax, t, norm, scratch + threadid() * room)
     else:
         for job in range(jobs):
@@ -1096,7 +1096,7 @@ cdef int _backward(const real_t* grad_out, const real_t* x, real_t* grad_in, Py_
         status = _fast_planes(x, grad_out, grad_in, lead, ax, &t, norm, nthreads)
     elif not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _backward_plane(grad_out + p * out_plane, x + p * in_plane,
                                 grad_in + p * in_plane, ax, &t, norm)
         else:
@@ -1107,7 +1107,7 @@ cdef int _backward(const real_t* grad_out, const real_t* x, real_t* grad_in, Py_
         blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
         jobs = lead * blocks
         if nthreads > 1:
-            for p in prange(jobs, schedule='static', num_threads=nthreads):
+            for p in prange(jobs, schedule='guided', num_threads=nthreads):
                 _backward_block_cl(grad_out, x, grad_in, p, blocks, channels, ax, &t, norm)
         else:
             for p in range(jobs):

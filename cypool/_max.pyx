@@ -18,13 +18,14 @@ from libc.string cimport memset
 from cypool._dtypes cimport beats, lowest, max_t, pick_at, real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport (
-    Tables, fill_axes, free_tables, lead_of, make_tables, max_by_lanes,
+    STAGE_BYTES, Tables, fill_axes, free_tables, lead_of, make_tables, max_by_lanes,
+    stage_group,
 )
 
 from cypool._simd cimport (
     cy_max_s1_f32, cy_max_s1_f64, cy_max_s1_rows_f32, cy_max_s1_rows_f64, cy_max_s2_f32,
     cy_max_s2_f64, cy_max_s2_rows_f32, cy_max_s2_rows_f64, cy_max_taps_f32, cy_max_taps_f64,
-    cy_simd_cap, cy_simd_level, cy_max_strided_f32, cy_max_strided_f64,
+    cy_simd_cap, cy_simd_level, cy_max_strided_f32, cy_max_strided_f64, cy_stream_copy,
 )
 
 cnp.import_array()
@@ -47,6 +48,9 @@ cdef enum:
     ROW_BLOCK = 16
     # Elements of the smallest page (4 KiB) of float64, and fewer than of float32.
     PAGE_ELEMENTS = 512
+    # Channels-first scatters stage their planes (stage_group) when each plane has
+    # SPARSE_SCATTER inputs or more per gradient; denser ones measured no faster.
+    SPARSE_SCATTER = 16
     # Rows of a window the separable path takes in registers (more: a pass per row).
     SUM_ROWS = 64
     # Channels-last windows of at most CL_TAPS taps (float32/64) go to _simd.h.
@@ -560,13 +564,13 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t plan
         return -1
     if direct and ax[0].in_size == 1 and ax[1].in_size == 1:
         if nthreads > 1:
-            for p in prange(row_jobs, schedule='static', num_threads=nthreads):
+            for p in prange(row_jobs, schedule='guided', num_threads=nthreads):
                 _forward_rows(x, out, ind, p, planes, ax, t, offsets + threadid() * offset_room)
         else:
             for p in range(row_jobs):
                 _forward_rows(x, out, ind, p, planes, ax, t, offsets)
     elif nthreads > 1:
-        for p in prange(planes, schedule='static', num_threads=nthreads):
+        for p in prange(planes, schedule='guided', num_threads=nthreads):
             tid = threadid()
             if direct:
                 _forward_plane_direct(x + p * in_plane, out + p * out_plane,
@@ -765,7 +769,7 @@ cdef int _forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
         status = _forward_fast(x, out, ind, lead, ax, &t, nthreads)
     elif not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _forward_plane(x + p * in_plane, out + p * out_plane,
                                ind + p * out_plane if ind != NULL else NULL, ax, &t)
         else:
@@ -775,7 +779,7 @@ cdef int _forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
     else:
         pixels = lead * ax[0].out_size * ax[1].out_size  # output rows
         if nthreads > 1:
-            for p in prange(pixels, schedule='static', num_threads=nthreads):
+            for p in prange(pixels, schedule='guided', num_threads=nthreads):
                 _forward_row_cl(x, out, ind, p, channels, ax, &t)
         else:
             for p in range(pixels):
@@ -862,7 +866,7 @@ def count_bad_indices(cnp.ndarray indices, Py_ssize_t plane_size, int nthreads):
     cdef Py_ssize_t bad = 0
     with nogil:
         if nthreads > 1:
-            for i in prange(n, schedule='static', num_threads=nthreads):
+            for i in prange(n, schedule='guided', num_threads=nthreads):
                 bad += (ip[i] < 0) | (ip[i] >= plane_size)
         else:
             for i in range(n):
@@ -921,14 +925,47 @@ cdef Py_ssize_t _scatter_block_cl(const real_t* grad_out, const int64_t* ind, re
     return bad
 
 
+cdef Py_ssize_t _scatter_staged(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
+                                Py_ssize_t job, Py_ssize_t group, Py_ssize_t planes,
+                                Py_ssize_t out_plane, Py_ssize_t in_plane,
+                                real_t* stage) noexcept nogil:
+    """Planes ``[job * group, ...)`` (at most ``group``) scattered by
+    :func:`_scatter_plane` into ``stage``, then streamed to ``grad_in``."""
+    cdef Py_ssize_t p0 = job * group
+    cdef Py_ssize_t n = group if p0 + group <= planes else planes - p0
+    cdef Py_ssize_t p, bad = 0
+    for p in range(n):
+        bad += _scatter_plane(grad_out + (p0 + p) * out_plane, ind + (p0 + p) * out_plane,
+                              stage + p * in_plane, out_plane, in_plane, False)
+    cy_stream_copy(grad_in + p0 * in_plane, stage, n * in_plane * sizeof(real_t))
+    return bad
+
+
 cdef Py_ssize_t _backward(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
                           Py_ssize_t lead, Py_ssize_t channels, bint channels_last,
                           Py_ssize_t out_plane, Py_ssize_t in_plane, int nthreads,
                           bint zeroed) noexcept nogil:
     cdef Py_ssize_t p, blocks, jobs, bad = 0
+    cdef Py_ssize_t group = stage_group(lead, in_plane * sizeof(real_t))
+    cdef real_t* stages
+    if (not channels_last and not zeroed and group > 0
+            and in_plane >= SPARSE_SCATTER * out_plane):
+        stages = <real_t*> malloc(nthreads * STAGE_BYTES)
+        if stages != NULL:
+            jobs = (lead + group - 1) // group
+            if nthreads > 1:
+                for p in prange(jobs, schedule='guided', num_threads=nthreads):
+                    bad += _scatter_staged(grad_out, ind, grad_in, p, group, lead, out_plane,
+                                           in_plane, stages + threadid() * (STAGE_BYTES // sizeof(real_t)))
+            else:
+                for p in range(jobs):
+                    bad += _scatter_staged(grad_out, ind, grad_in, p, group, lead, out_plane,
+                                           in_plane, stages)
+            free(stages)
+            return bad
     if not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 bad += _scatter_plane(grad_out + p * out_plane, ind + p * out_plane,
                                       grad_in + p * in_plane, out_plane, in_plane, zeroed)
         else:
@@ -939,7 +976,7 @@ cdef Py_ssize_t _backward(const real_t* grad_out, const int64_t* ind, real_t* gr
     blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
     jobs = lead * blocks
     if nthreads > 1:
-        for p in prange(jobs, schedule='static', num_threads=nthreads):
+        for p in prange(jobs, schedule='guided', num_threads=nthreads):
             bad += _scatter_block_cl(grad_out, ind, grad_in, p, blocks, channels, out_plane,
                                      in_plane)
     else:

@@ -36,6 +36,10 @@
  * cy_max_strided_f32/f64: the maxima (values alone) of windows at a stride of 3 or more
  * along a row.
  *
+ * cy_stream_copy: memcpy with stores that bypass the cache (non-temporal), then a store
+ * fence: a result far larger than the cache, built in cache a block at a time, reaches
+ * memory in one write, without the read of each line that a plain store costs first.
+ *
  * Both follow PyTorch's rule (a later value wins when it is greater or NaN), so the
  * results are bit for bit the general loops': each row's window is combined first,
  * then the rows in order.  gcc vectorises the generic loops too, but with one pass
@@ -51,6 +55,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #if defined(__SSE2__) || defined(_M_X64) || (defined(_M_IX86_FP) && _M_IX86_FP >= 2)
 #define CY_HAVE_SSE2 1
@@ -1465,5 +1470,35 @@ static ptrdiff_t cy_max_k4s4_f32_sse2(const float* row, float* out, ptrdiff_t n)
 #define CY_K4S4_NONE(stride, kernel) 0
 CY_DEFINE_MAX_STRIDED(float, f32, CY_K4S4_F32)
 CY_DEFINE_MAX_STRIDED(double, f64, CY_K4S4_NONE)
+
+
+/* ---------------------------------------------------------------- streaming stores */
+
+static void cy_stream_copy(void* dst, const void* src, size_t bytes) {
+#if CY_HAVE_SSE2
+    char* d = (char*) dst;
+    const char* s = (const char*) src;
+    size_t head = (16 - ((uintptr_t) d & 15)) & 15;
+    if (head > bytes) head = bytes;
+    memcpy(d, s, head);
+    d += head, s += head, bytes -= head;
+    for (; bytes >= 64; bytes -= 64, d += 64, s += 64) {
+        __m128i a = _mm_loadu_si128((const __m128i*) s);
+        __m128i b = _mm_loadu_si128((const __m128i*) (s + 16));
+        __m128i c = _mm_loadu_si128((const __m128i*) (s + 32));
+        __m128i e = _mm_loadu_si128((const __m128i*) (s + 48));
+        _mm_stream_si128((__m128i*) d, a);
+        _mm_stream_si128((__m128i*) (d + 16), b);
+        _mm_stream_si128((__m128i*) (d + 32), c);
+        _mm_stream_si128((__m128i*) (d + 48), e);
+    }
+    for (; bytes >= 16; bytes -= 16, d += 16, s += 16)
+        _mm_stream_si128((__m128i*) d, _mm_loadu_si128((const __m128i*) s));
+    memcpy(d, s, bytes);
+    _mm_sfence();
+#else
+    memcpy(dst, src, bytes);
+#endif
+}
 
 #endif

@@ -129,6 +129,9 @@ cdef extern from "_simd.h" nogil:
     void cy_max_strided_f64(const double* row, Py_ssize_t stride, Py_ssize_t kernel,
                             double* out, Py_ssize_t n)
 
+    # memcpy with non-temporal stores and a store fence (large results built in cache)
+    void cy_stream_copy(void* dst, const void* src, size_t nbytes)
+
     # best[c], probe[c]: channel c's maximum over a channels-last plane (values alone) and
     # its sum (NaN: scan the channel again in order)
     void cy_channel_maxima_f32(const float* x, float* best, float* probe, Py_ssize_t channels,

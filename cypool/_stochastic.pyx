@@ -1444,7 +1444,7 @@ cdef int _forward(const real_t* x, const double* uniforms, const Stream* stream,
         for p in range(nthreads):
             cursors[p].next = -1
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 mine = scratch + threadid() * room
                 _plane_with_uniforms(x + p * in_plane, uniforms, stream, &draws,
                                      &cursors[threadid()], out + p * out_plane,
@@ -1485,7 +1485,7 @@ cdef int _forward(const real_t* x, const double* uniforms, const Stream* stream,
         if drawn == NULL:
             return -1
         if nthreads > 1:
-            for p in prange(planes, schedule='static', num_threads=nthreads):
+            for p in prange(planes, schedule='guided', num_threads=nthreads):
                 cypool_pcg64_uniforms(stream.state, stream.inc, p * out_plane,
                                       drawn + p * out_plane, out_plane)
         else:
@@ -1493,7 +1493,7 @@ cdef int _forward(const real_t* x, const double* uniforms, const Stream* stream,
                 cypool_pcg64_uniforms(stream.state, stream.inc, p * out_plane,
                                       drawn + p * out_plane, out_plane)
     if nthreads > 1:
-        for p in prange(lead * out_plane, schedule='static', num_threads=nthreads):
+        for p in prange(lead * out_plane, schedule='guided', num_threads=nthreads):
             _forward_pixel_cl(x, _pixel_uniforms(uniforms, drawn, p, channels, out_plane),
                               out_plane if drawn != NULL else 1, out, ind, p, channels, ax, t,
                               training)
@@ -1670,7 +1670,7 @@ cdef void _backward_eval(const real_t* grad_out, const real_t* x, real_t* grad_i
     cdef Py_ssize_t p
     if not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _eval_plane(grad_out + p * out_plane, x + p * in_plane, grad_in + p * in_plane,
                             ax, t)
         else:
@@ -1679,7 +1679,7 @@ cdef void _backward_eval(const real_t* grad_out, const real_t* x, real_t* grad_i
                             ax, t)
     else:
         if nthreads > 1:
-            for p in prange(lead * blocks, schedule='static', num_threads=nthreads):
+            for p in prange(lead * blocks, schedule='guided', num_threads=nthreads):
                 _eval_block_cl(grad_out, x, grad_in, p, blocks, channels, ax, t)
         else:
             for p in range(lead * blocks):
@@ -1694,7 +1694,7 @@ cdef void _backward_training(const real_t* grad_out, const int64_t* ind, const r
     cdef Py_ssize_t blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
     if not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 _route_plane(grad_out + p * out_plane, ind + p * out_plane,
                              x + p * in_plane if x != NULL else NULL,
                              grad_in + p * in_plane, out_plane, in_plane)
@@ -1706,7 +1706,7 @@ cdef void _backward_training(const real_t* grad_out, const int64_t* ind, const r
     else:
         jobs = lead * blocks
         if nthreads > 1:
-            for p in prange(jobs, schedule='static', num_threads=nthreads):
+            for p in prange(jobs, schedule='guided', num_threads=nthreads):
                 _route_block_cl(grad_out, ind, x, grad_in, p, blocks, channels, out_plane, in_plane)
         else:
             for p in range(jobs):

@@ -150,7 +150,7 @@ def contiguous_copy(cnp.ndarray src, cnp.ndarray dst, int nthreads):
     if strides[nd - 1] != itemsize:
         raise ValueError("contiguous_copy needs src rows of whole items (last stride = itemsize)")
     with nogil:
-        for r in prange(rows, schedule='static', num_threads=nthreads if nthreads > 0 else 1):
+        for r in prange(rows, schedule='guided', num_threads=nthreads if nthreads > 0 else 1):
             # the row's offset in src from its index over the leading axes
             offset = 0
             rest = r
@@ -231,7 +231,7 @@ cdef void _ints_to_double(const int_t* src, double* dst, Py_ssize_t n,
                           int nthreads) noexcept nogil:
     cdef Py_ssize_t i
     if nthreads > 1:
-        for i in prange(n, schedule='static', num_threads=nthreads):
+        for i in prange(n, schedule='guided', num_threads=nthreads):
             dst[i] = <double> src[i]
     else:
         for i in range(n):
@@ -263,7 +263,7 @@ def cast_into(cnp.ndarray src, cnp.ndarray dst, int nthreads):
         floats = <float*> dp
         with nogil:
             if nthreads > 1:
-                for i in prange(n, schedule='static', num_threads=nthreads):
+                for i in prange(n, schedule='guided', num_threads=nthreads):
                     floats[i] = table[halves[i]]
             else:
                 for i in range(n):
@@ -273,7 +273,7 @@ def cast_into(cnp.ndarray src, cnp.ndarray dst, int nthreads):
         floats = <float*> sp
         with nogil:
             if nthreads > 1:
-                for i in prange(n, schedule='static', num_threads=nthreads):
+                for i in prange(n, schedule='guided', num_threads=nthreads):
                     (<uint16_t*> dp)[i] = cypool_float_to_half(floats[i])
             else:
                 for i in range(n):

@@ -86,7 +86,7 @@ cdef Py_ssize_t _scatter(const item_t* x, const int64_t* ind, item_t* out, Py_ss
     cdef Py_ssize_t p, blocks, jobs, block = CHANNEL_BLOCK, bad = 0
     if not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 bad += _scatter_plane(x + p * in_plane, ind + p * in_plane, out + p * out_plane,
                                       in_plane, out_plane, zeroed)
         else:
@@ -99,7 +99,7 @@ cdef Py_ssize_t _scatter(const item_t* x, const int64_t* ind, item_t* out, Py_ss
     blocks = (channels + block - 1) // block
     jobs = lead * blocks
     if nthreads > 1:
-        for p in prange(jobs, schedule='static', num_threads=nthreads):
+        for p in prange(jobs, schedule='guided', num_threads=nthreads):
             bad += _scatter_block_cl(x, ind, out, p, blocks, block, channels, in_plane, out_plane,
                                      zeroed)
     else:
@@ -140,7 +140,7 @@ cdef Py_ssize_t _gather(const item_t* grad_out, const int64_t* ind, item_t* grad
     cdef Py_ssize_t bad = 0
     if not channels_last:
         if nthreads > 1:
-            for p in prange(lead, schedule='static', num_threads=nthreads):
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
                 bad += _gather_run(grad_out + p * out_plane, ind + p * in_plane,
                                    grad_in + p * in_plane, in_plane, out_plane, check)
         else:
@@ -150,7 +150,7 @@ cdef Py_ssize_t _gather(const item_t* grad_out, const int64_t* ind, item_t* grad
         return bad
     # channels-last: pixel p's channel c reads grad_out[ind * channels + c]
     if nthreads > 1:
-        for p in prange(lead * in_plane, schedule='static', num_threads=nthreads):
+        for p in prange(lead * in_plane, schedule='guided', num_threads=nthreads):
             bad += _gather_pixel_cl(grad_out + (p // in_plane) * out_plane * channels,
                                     ind + p * channels, grad_in + p * channels, channels,
                                     out_plane, check)

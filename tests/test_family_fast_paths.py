@@ -120,6 +120,37 @@ def test_adaptive_avg_fast_equals_naive(dtype, batch, out, seed, integral):
         np.testing.assert_allclose(fast, slow, **_close(dtype))
 
 
+def _adaptive_avg_backward_run(grad, lay, in_spatial, threads, naive):
+    """Adaptive average backward of ``grad`` (``lay``: the gradient's layout)."""
+    grad_in = np.full(lay.kernel_shape(in_spatial), 7.0, grad.dtype)  # dirty: all written
+    _adaptive.adaptive_avg_backward(grad.reshape(lay.kernel_shape(lay.spatial)), grad_in,
+                                    _spatial3(in_spatial), _spatial3(lay.spatial),
+                                    lay.channels_last, threads, naive)
+    return grad_in
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@given(batch=batches(max_size=6), factors=st.lists(st.integers(1, 4), min_size=3, max_size=3),
+       extra=st.lists(st.integers(0, 3), min_size=3, max_size=3),
+       seed=st.integers(0, 2**32 - 1))
+def test_adaptive_avg_backward_fast_equals_naive(dtype, batch, factors, extra, seed):
+    """The row path (windows along W that do not overlap: W a multiple of OW)
+    makes the general loop's additions in its order: equal bit for bit, signed
+    zeros, NaN and infinities included, on a dirty result."""
+    nd, out_spatial, n, c, channels_last, threads = batch
+    # W a multiple of OW (the row path), the other axes any size; half the time W too
+    in_spatial = tuple(o * f + e for o, f, e in zip(out_spatial, factors, extra))
+    if seed % 2:
+        in_spatial = in_spatial[:-1] + (out_spatial[-1] * factors[-1],)
+    rng = np.random.default_rng(seed)
+    grad = _values(rng, _shape(out_spatial, n, c, channels_last), dtype)
+    lay = _args.layout(grad.shape, nd, channels_last)
+    fast = _adaptive_avg_backward_run(grad, lay, in_spatial, threads, False)
+    slow = _adaptive_avg_backward_run(grad, lay, in_spatial, threads, True)
+    np.testing.assert_array_equal(fast, slow)
+    np.testing.assert_array_equal(np.signbit(fast), np.signbit(slow))
+
+
 # --------------------------------------------------------------------- LP
 
 #: Exponents of every power path: multiplications (1, 2, 3, 4..7), sqrt

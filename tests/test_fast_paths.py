@@ -714,3 +714,31 @@ def test_global_average_sums_same_bits(simd_level, dtype):
             p = p[:8] + p[8:]
             p = p[:4] + p[4:]
             assert got[0][0, 0] == ((p[0] + p[1]) + (p[2] + p[3])) / n
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("in_plane", [128 * 256, 127 * 255])  # groups 16-byte aligned or not
+def test_max_backward_staged_scatter(dtype, threads, in_plane):
+    """A channels-first scatter into a result of 32 MiB or more with 16 inputs
+    or more per gradient (STREAM_BYTES, SPARSE_SCATTER) is built a group of
+    planes at a time in a buffer and streamed out: it must equal NumPy's
+    ``add.at`` on a dirty result (repeated indices add in order), count the
+    indices outside the plane, and leave nothing of the old contents."""
+    planes = (32 << 20) // (in_plane * np.dtype(dtype).itemsize) + 3  # not a whole group
+    out_plane = 64
+    rng = np.random.default_rng(5)
+    grad = rng.standard_normal((planes, out_plane)).astype(dtype)
+    grad[:, 5] = -0.0
+    grad[3, 7] = np.nan
+    ind = rng.integers(0, in_plane, size=(planes, out_plane))
+    ind[:, 1] = ind[:, 0]          # repeated indices
+    ind[:, 2] = in_plane - 1        # the plane's last element
+    grad_in = np.full((planes, in_plane), 7.0, dtype)
+    assert _max.max_pool_backward(grad, ind, grad_in, in_plane, False, threads) == 0
+    want = np.zeros_like(grad_in)
+    np.add.at(want, (np.arange(planes)[:, None], ind), grad)
+    np.testing.assert_array_equal(grad_in, want)
+    np.testing.assert_array_equal(np.signbit(grad_in), np.signbit(want))
+    ind[-1, 9], ind[0, 3] = in_plane, -1
+    assert _max.max_pool_backward(grad, ind, grad_in, in_plane, False, threads) == 2
