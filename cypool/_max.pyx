@@ -902,8 +902,11 @@ cdef Py_ssize_t _scatter_plane(const real_t* grad_out, const int64_t* ind, real_
 
 cdef Py_ssize_t _scatter_block_cl(const real_t* grad_out, const int64_t* ind, real_t* grad_in,
                                   Py_ssize_t job, Py_ssize_t blocks, Py_ssize_t channels,
-                                  Py_ssize_t out_plane, Py_ssize_t in_plane) noexcept nogil:
-    """Channels ``[c0, c1)`` of one batch element, channels-last."""
+                                  Py_ssize_t out_plane, Py_ssize_t in_plane,
+                                  bint zeroed) noexcept nogil:
+    """Channels ``[c0, c1)`` of one batch element, channels-last (``zeroed``:
+    fresh zero pages, not zeroed again; the pages no gradient reaches are
+    never touched)."""
     cdef Py_ssize_t n = job // blocks
     cdef Py_ssize_t c0 = (job % blocks) * CHANNEL_BLOCK
     cdef Py_ssize_t c1 = c0 + CHANNEL_BLOCK if c0 + CHANNEL_BLOCK < channels else channels
@@ -911,9 +914,14 @@ cdef Py_ssize_t _scatter_block_cl(const real_t* grad_out, const int64_t* ind, re
     cdef real_t* gi = grad_in + n * in_plane * channels
     cdef const real_t* go = grad_out + n * out_plane * channels
     cdef const int64_t* ii = ind + n * out_plane * channels
-    for s in range(in_plane):
-        for c in range(c0, c1):
-            gi[s * channels + c] = 0
+    if zeroed:
+        pass
+    elif blocks == 1:  # the batch element's channels are one run of memory
+        memset(gi, 0, in_plane * channels * sizeof(real_t))
+    else:
+        for s in range(in_plane):
+            for c in range(c0, c1):
+                gi[s * channels + c] = 0
     cdef int64_t at
     for s in range(out_plane):
         for c in range(c0, c1):
@@ -978,11 +986,11 @@ cdef Py_ssize_t _backward(const real_t* grad_out, const int64_t* ind, real_t* gr
     if nthreads > 1:
         for p in prange(jobs, schedule='guided', num_threads=nthreads):
             bad += _scatter_block_cl(grad_out, ind, grad_in, p, blocks, channels, out_plane,
-                                     in_plane)
+                                     in_plane, zeroed)
     else:
         for p in range(jobs):
             bad += _scatter_block_cl(grad_out, ind, grad_in, p, blocks, channels, out_plane,
-                                     in_plane)
+                                     in_plane, zeroed)
     return bad
 
 
@@ -990,7 +998,7 @@ def max_pool_backward(cnp.ndarray grad_out, cnp.ndarray indices, cnp.ndarray gra
                       Py_ssize_t in_plane, bint channels_last, int nthreads,
                       bint zeroed=False):
     """Scatter-add ``grad_out`` into ``grad_in`` at ``indices``; ``zeroed``:
-    ``grad_in`` is fresh zero pages (channels-first planes skip zeroing it).
+    ``grad_in`` is fresh zero pages (the kernel skips zeroing it).
 
     grad_out: IN, float32/float64, ``(planes, out_plane)`` or ``(N, out_plane, C)``.
     indices: IN, int64, shaped like ``grad_out``; entries outside ``[0, in_plane)``

@@ -94,13 +94,16 @@ def test_bad_limits_raise():
             cypool.set_result_cache(bad)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_scatter_results_zeroed_fresh_or_reused(cache, channels_last):
+@pytest.mark.parametrize("channels_last, shape", [
+    (False, (1, 32, 512, 512)),
+    (True, (1, 512, 512, 32)),    # channels-last: the channels one block
+    (True, (1, 256, 256, 130)),   # and in blocks of 64
+])
+def test_scatter_results_zeroed_fresh_or_reused(cache, channels_last, shape):
     """Max backward and max unpooling: a large result no freed buffer serves
     comes zeroed from calloc and the kernel skips zeroing it; one a freed
     buffer serves (full of 7.0 here) is zeroed by the kernel; both equal the
     result into a caller's out= and hold exactly the scattered values."""
-    shape = (1, 512, 512, 32) if channels_last else (1, 32, 512, 512)
     nbytes = int(np.prod(shape)) * 4
     assert nbytes >= LARGE
     assert _args.scatter_result(None, shape, np.float32)[1]
