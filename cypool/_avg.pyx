@@ -11,7 +11,7 @@ cimport numpy as cnp
 from cython.parallel cimport prange, threadid
 from libc.stdint cimport int32_t
 from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from cypool._dtypes cimport real_t
 from cypool._geometry cimport Axis
@@ -187,11 +187,35 @@ cdef inline void _divisor_row(const Tables* t, Py_ssize_t od, Py_ssize_t oh,
         last_factor[0] = row_factor
 
 
+cdef inline void _padded_row_sums(const real_t* row, real_t* hs, const Axis* axis,
+                                  real_t* padded) noexcept nogil:
+    """Row sums of every window at stride 1 (more than 3 taps), the clipped
+    ones too: the row between runs of +0.0, so that every window takes the
+    vector loop.  A clipped window's sum is ``0 + x[first] + ...`` (see
+    _row_sums); zeros before it add the same, and zeros after a sum leave it
+    unchanged, since only zeros can sum to -0.0 and then the clipped sum is
+    +0.0 too.  ``padded``: scratch of OW + kernel - 1."""
+    cdef Py_ssize_t W = axis.in_size, OW = axis.out_size, before = axis.pad_before
+    cdef Py_ssize_t n = OW + axis.kernel - 1
+    cdef Py_ssize_t inside = W if before + W <= n else n - before
+    cdef Py_ssize_t i
+    for i in range(before):
+        padded[i] = 0
+    memcpy(padded + before, row, inside * sizeof(real_t))
+    for i in range(before + inside, n):
+        padded[i] = 0
+    if real_t is float:
+        cy_sum_s1_f32(<const float**> &padded, 1, axis.kernel, hs, NULL, OW)
+    else:
+        cy_sum_s1_f64(<const double**> &padded, 1, axis.kernel, hs, NULL, OW)
+
+
 cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
                                    const Tables* t, const Divisor* rule,
                                    real_t* hs, const double* w_factor,
-                                   real_t* divisors) noexcept nogil:
-    """One channels-first plane in two passes; hs: scratch of D*H*OW sums.
+                                   real_t* divisors, real_t* padded) noexcept nogil:
+    """One channels-first plane in two passes; hs: scratch of D*H*OW sums;
+    padded: NULL, or scratch for :func:`_padded_row_sums`.
 
     w_factor: the W-axis divisor factors (or 1); divisors: scratch of OW, the
     current output row's divisors.  Windows of a validated average pool
@@ -209,8 +233,12 @@ cdef void _forward_plane_separable(const real_t* x, real_t* out, const Axis* ax,
     cdef const real_t* s1
     cdef const real_t* s2
     cdef real_t* orow
-    for r in range(ax[0].in_size * H):
-        _row_sums(x + r * W, hs + r * OW, &ax[2], t)
+    if padded != NULL:
+        for r in range(ax[0].in_size * H):
+            _padded_row_sums(x + r * W, hs + r * OW, &ax[2], padded)
+    else:
+        for r in range(ax[0].in_size * H):
+            _row_sums(x + r * W, hs + r * OW, &ax[2], t)
     for od in range(OD):
         sd = t.first[t.offset[0] + od]
         nd = t.count[t.offset[0] + od]
@@ -326,8 +354,13 @@ cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
     cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
     cdef Py_ssize_t OW = ax[2].out_size
-    # per thread: the row sums, then one output row's divisors
-    cdef Py_ssize_t room = ax[0].in_size * ax[1].in_size * OW + OW + 16
+    # per thread: the row sums, a padded row (windows of more than 3 taps at stride 1
+    # along W, some of them clipped: _padded_row_sums), then one output row's divisors
+    cdef Py_ssize_t rows_room = ax[0].in_size * ax[1].in_size * OW + 16
+    cdef bint pad_rows = (ax[2].stride == 1 and ax[2].kernel > 3
+                          and (t.full_lo[2] > 0 or t.full_hi[2] < OW))
+    cdef Py_ssize_t pad_room = OW + ax[2].kernel + 16 if pad_rows else 0
+    cdef Py_ssize_t room = rows_room + pad_room + OW
     cdef real_t* sums = <real_t*> malloc(nthreads * room * sizeof(real_t))
     cdef double* w_factor = <double*> malloc((OW + 1) * sizeof(double))
     cdef Py_ssize_t p, tid, ow
@@ -348,7 +381,8 @@ cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
                                       w_factor, sums + tid * room + room - OW)
             else:
                 _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule,
-                                         sums + tid * room, w_factor, sums + tid * room + room - OW)
+                                         sums + tid * room, w_factor, sums + tid * room + room - OW,
+                                         sums + tid * room + rows_room if pad_rows else NULL)
     else:
         for p in range(planes):
             if direct:
@@ -356,7 +390,8 @@ cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
                                       w_factor, sums + room - OW)
             else:
                 _forward_plane_separable(x + p * in_plane, out + p * out_plane, ax, t, rule,
-                                         sums, w_factor, sums + room - OW)
+                                         sums, w_factor, sums + room - OW,
+                                         sums + rows_room if pad_rows else NULL)
     free(sums)
     free(w_factor)
     return 0

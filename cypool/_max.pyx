@@ -13,7 +13,7 @@ from libc.stdint cimport (
     INT32_MAX, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
 )
 from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from cypool._dtypes cimport beats, lowest, max_t, pick_at, real_t
 from cypool._geometry cimport Axis
@@ -222,18 +222,72 @@ cdef inline void _row_max(const max_t* row, max_t* hv, int32_t* hw, int32_t row_
     else:
         _row_interior(row, hv, hw, row_base, lo, hi, axis.kernel, axis.stride,
                       axis.dilation, axis.pad_before, with_index)
+    if not with_index:
+        return  # the clipped windows: _border_columns, for all the rows at once
     for ow in range(lo):
         _row_border(row, hv, hw, row_base, ow, first[ow], count[ow], axis.dilation)
     for ow in range(hi, axis.out_size):
         _row_border(row, hv, hw, row_base, ow, first[ow], count[ow], axis.dilation)
 
 
+cdef inline void _border_columns(const max_t* x, max_t* hv, Py_ssize_t rows, const Axis* axis,
+                                 const Tables* t) noexcept nogil:
+    """Row maxima of the clipped windows at both ends of every row (values
+    alone): a column at a time, tap by tap in scan order, so the rows' picks do
+    not wait for each other (a row at a time, each pick waits for the last)."""
+    cdef Py_ssize_t ow
+    for ow in range(t.full_lo[2]):
+        _border_column_taps(x, hv, rows, axis, t, ow)
+    for ow in range(t.full_hi[2], axis.out_size):
+        _border_column_taps(x, hv, rows, axis, t, ow)
+
+
+cdef inline void _border_column_taps(const max_t* x, max_t* hv, Py_ssize_t rows,
+                                     const Axis* axis, const Tables* t,
+                                     Py_ssize_t ow) noexcept nogil:
+    cdef Py_ssize_t W = axis.in_size, OW = axis.out_size
+    cdef Py_ssize_t first = t.first[t.offset[2] + ow], count = t.count[t.offset[2] + ow]
+    cdef Py_ssize_t r, j, at
+    cdef int32_t unused = 0
+    for r in range(rows):
+        hv[r * OW + ow] = x[r * W + first]
+    for j in range(1, count):
+        at = first + j * axis.dilation
+        for r in range(rows):
+            hv[r * OW + ow] = pick_at(hv[r * OW + ow], x[r * W + at], &unused, 0)
+
+
+cdef inline void _padded_row_max(const max_t* row, max_t* hv, const Axis* axis,
+                                 max_t* padded) noexcept nogil:
+    """Row maxima of every window at stride 1 (values alone), the clipped ones
+    too: the row between runs of the lowest value (-inf), so that every window
+    takes the vector loop.  A pad tap never changes a maximum (it is not
+    greater than any tap, and a NaN tap still wins), so the values are the
+    clipped windows'.  ``padded``: scratch of OW + (kernel - 1) * dilation."""
+    cdef Py_ssize_t W = axis.in_size, OW = axis.out_size, before = axis.pad_before
+    cdef Py_ssize_t n = OW + (axis.kernel - 1) * axis.dilation
+    cdef Py_ssize_t inside = W if before + W <= n else n - before
+    cdef Py_ssize_t i
+    cdef max_t low = lowest(row)
+    for i in range(before):
+        padded[i] = low
+    memcpy(padded + before, row, inside * sizeof(max_t))
+    for i in range(before + inside, n):
+        padded[i] = low
+    if max_t is float:
+        cy_max_s1_f32(<const float**> &padded, 1, axis.kernel, axis.dilation, hv, OW)
+    elif max_t is double:
+        cy_max_s1_f64(<const double**> &padded, 1, axis.kernel, axis.dilation, hv, OW)
+
+
 cdef void _forward_plane_separable(const max_t* x, max_t* out, int64_t* ind,
                                    const Axis* ax, const Tables* t, max_t* hv,
-                                   int32_t* hw, int32_t* best_at) noexcept nogil:
+                                   int32_t* hw, int32_t* best_at, max_t* padded) noexcept nogil:
     """One channels-first plane in two passes (see above).
 
-    hv, hw: scratch of D*H*OW values and offsets; best_at: scratch of OW.
+    hv, hw: scratch of D*H*OW values and offsets; best_at: scratch of OW;
+    padded: NULL, or scratch for :func:`_padded_row_max` (rows of windows at
+    stride 1 with clipped windows, values alone, float32/64).
     """
     cdef Py_ssize_t H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
@@ -247,8 +301,15 @@ cdef void _forward_plane_separable(const max_t* x, max_t* out, int64_t* ind,
     cdef max_t* orow
     cdef max_t value
     cdef bint take
-    for r in range(rows):
-        _row_max(x + r * W, hv + r * OW, hw + r * OW, <int32_t> (r * W), &ax[2], t, with_index)
+    if padded != NULL:
+        for r in range(rows):
+            _padded_row_max(x + r * W, hv + r * OW, &ax[2], padded)
+    else:
+        for r in range(rows):
+            _row_max(x + r * W, hv + r * OW, hw + r * OW, <int32_t> (r * W), &ax[2], t,
+                     with_index)
+        if not with_index:
+            _border_columns(x, hv, rows, &ax[2], t)
     for od in range(OD):
         for oh in range(OH):
             orow = out + (od * OH + oh) * OW
@@ -539,6 +600,15 @@ cdef void _forward_rows(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t blo
                 ind[p * OW + ow] = best_at[ow]
 
 
+cdef inline bint _every_window_has_taps(const Tables* t, Py_ssize_t out_size) noexcept nogil:
+    """Whether every window along W holds an input tap."""
+    cdef Py_ssize_t ow
+    for ow in range(out_size):
+        if t.count[t.offset[2] + ow] < 1:
+            return False
+    return True
+
+
 cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,
                        const Axis* ax, const Tables* t, int nthreads) noexcept nogil:
     """All planes with the direct (small windows) or separable path and
@@ -548,6 +618,15 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t plan
     cdef Py_ssize_t rows_out = ax[0].in_size * ax[1].in_size * ax[2].out_size
     # per thread: row maxima (values, offsets) and the running offsets of one output row
     cdef Py_ssize_t value_room = rows_out + 16
+    # values alone at stride 1 along W with clipped windows, each of them with a tap:
+    # every row padded (_padded_row_max), after its row maxima in the same scratch
+    cdef Py_ssize_t pad_room = ax[2].out_size + (ax[2].kernel - 1) * ax[2].dilation + 16
+    cdef bint pad_rows = ((max_t is float or max_t is double) and ind == NULL
+                          and _unit_rows(&ax[2], False)
+                          and (t.full_lo[2] > 0 or t.full_hi[2] < ax[2].out_size)
+                          and _every_window_has_taps(t, ax[2].out_size))
+    if pad_rows:
+        value_room += pad_room
     cdef Py_ssize_t offset_room = rows_out + ax[2].out_size + 16
     cdef max_t* values = <max_t*> malloc(nthreads * value_room * sizeof(max_t))
     cdef int32_t* offsets = <int32_t*> malloc(nthreads * offset_room * sizeof(int32_t))
@@ -580,7 +659,8 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t plan
                 _forward_plane_separable(x + p * in_plane, out + p * out_plane,
                                          ind + p * out_plane if ind != NULL else NULL, ax, t,
                                          values + tid * value_room, offsets + tid * offset_room,
-                                         offsets + tid * offset_room + rows_out)
+                                         offsets + tid * offset_room + rows_out,
+                                         values + tid * value_room + rows_out + 16 if pad_rows else NULL)
     else:
         for p in range(planes):
             if direct:
@@ -589,7 +669,8 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t plan
             else:
                 _forward_plane_separable(x + p * in_plane, out + p * out_plane,
                                          ind + p * out_plane if ind != NULL else NULL, ax, t,
-                                         values, offsets, offsets + rows_out)
+                                         values, offsets, offsets + rows_out,
+                                         values + rows_out + 16 if pad_rows else NULL)
     free(values)
     free(offsets)
     return 0

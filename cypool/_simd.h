@@ -321,7 +321,10 @@ CY_S2_AVX2(double, f64, 4)
 /* Windows at stride 1 along a row, `kernel` taps `dilation` apart, over n_rows rows:
    out[i] = the scan-order max of rows[0][i], rows[0][i + dilation], ...,
    rows[1][i], ... for i in [0, n), each output in a register across its taps
-   (gcc's loop makes one pass over the output row per tap). */
+   (gcc's loop makes one pass over the output row per tap).  Windows of more than
+   three taps go four vectors at a time: each pick waits for the one before it
+   (a max and a blend, 4 cycles or more), so one vector's chain of picks would
+   leave the vector units idle most of the time. */
 #define CY_DEFINE_S1(NAME, ATTR, T, V, LANES, LOADU, STOREU, PICK)                        \
     ATTR static CY_ALWAYS_INLINE void NAME##_one(                                          \
             const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel, ptrdiff_t dilation,  \
@@ -332,6 +335,25 @@ CY_S2_AVX2(double, f64, 4)
                 best = PICK(best, LOADU(rows[r] + i + j * dilation));                      \
         STOREU(out + i, best);                                                             \
     }                                                                                      \
+    ATTR static CY_ALWAYS_INLINE void NAME##_four(                                         \
+            const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel, ptrdiff_t dilation,  \
+            T* out, ptrdiff_t i) {                                                         \
+        const T* p = rows[0] + i;                                                          \
+        V b0 = LOADU(p), b1 = LOADU(p + (LANES)), b2 = LOADU(p + 2 * (LANES));             \
+        V b3 = LOADU(p + 3 * (LANES));                                                     \
+        for (ptrdiff_t r = 0; r < n_rows; r++)                                             \
+            for (ptrdiff_t j = (r == 0); j < kernel; j++) {                                \
+                p = rows[r] + i + j * dilation;                                            \
+                b0 = PICK(b0, LOADU(p));                                                   \
+                b1 = PICK(b1, LOADU(p + (LANES)));                                         \
+                b2 = PICK(b2, LOADU(p + 2 * (LANES)));                                     \
+                b3 = PICK(b3, LOADU(p + 3 * (LANES)));                                     \
+            }                                                                              \
+        STOREU(out + i, b0);                                                               \
+        STOREU(out + i + (LANES), b1);                                                     \
+        STOREU(out + i + 2 * (LANES), b2);                                                 \
+        STOREU(out + i + 3 * (LANES), b3);                                                 \
+    }                                                                                      \
     ATTR static ptrdiff_t NAME(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel,   \
                                ptrdiff_t dilation, T* out, ptrdiff_t i, ptrdiff_t n) {     \
         /* one row of 2 or 3 taps (1-D rows, separable row passes): the taps unrolled */   \
@@ -341,9 +363,12 @@ CY_S2_AVX2(double, f64, 4)
         else if (n_rows == 1 && kernel == 2)                                               \
             for (; i + (LANES) <= n; i += (LANES))                                         \
                 NAME##_one(rows, 1, 2, dilation, out, i);                                  \
-        else                                                                               \
+        else {                                                                             \
+            for (; i + 4 * (LANES) <= n; i += 4 * (LANES))                                 \
+                NAME##_four(rows, n_rows, kernel, dilation, out, i);                       \
             for (; i + (LANES) <= n; i += (LANES))                                         \
                 NAME##_one(rows, n_rows, kernel, dilation, out, i);                        \
+        }                                                                                  \
         if (i < n && n >= (LANES)) {  /* the last vector again, ending at n: same bits */  \
             NAME##_one(rows, n_rows, kernel, dilation, out, n - (LANES));                  \
             i = n;                                                                         \
@@ -369,7 +394,9 @@ CY_DEFINE_S1(cy_s1_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd, _mm25
    rows[0][i + 1] + ... + rows[0][i + kernel - 1] + rows[1][i] + ...) / divisors[i],
    added left to right from the first element (not from 0), with no division when
    divisors is NULL.  The sum stays in a register across the taps (gcc's loop makes a
-   pass over out per tap).  The last vector is taken again ending at n. */
+   pass over out per tap).  The last vector is taken again ending at n.  Four
+   vectors go at a time, each its own chain of additions (one chain would wait
+   for each addition's result before the next). */
 #define CY_DEFINE_SUM_S1(NAME, ATTR, T, V, LANES, LOADU, STOREU, ADD, DIV)                \
     ATTR static inline void NAME##_one(const T* const* rows, ptrdiff_t n_rows,             \
                                        ptrdiff_t kernel, T* out, const T* divisors,        \
@@ -381,8 +408,35 @@ CY_DEFINE_S1(cy_s1_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd, _mm25
         if (divisors) total = DIV(total, LOADU(divisors + i));                             \
         STOREU(out + i, total);                                                            \
     }                                                                                      \
+    ATTR static CY_ALWAYS_INLINE void NAME##_four(const T* const* rows, ptrdiff_t n_rows,  \
+                                                  ptrdiff_t kernel, T* out,                \
+                                                  const T* divisors, ptrdiff_t i) {        \
+        const T* p = rows[0] + i;                                                          \
+        V t0 = LOADU(p), t1 = LOADU(p + (LANES)), t2 = LOADU(p + 2 * (LANES));             \
+        V t3 = LOADU(p + 3 * (LANES));                                                     \
+        for (ptrdiff_t r = 0; r < n_rows; r++)                                             \
+            for (ptrdiff_t j = (r == 0); j < kernel; j++) {                                \
+                p = rows[r] + i + j;                                                       \
+                t0 = ADD(t0, LOADU(p));                                                    \
+                t1 = ADD(t1, LOADU(p + (LANES)));                                          \
+                t2 = ADD(t2, LOADU(p + 2 * (LANES)));                                      \
+                t3 = ADD(t3, LOADU(p + 3 * (LANES)));                                      \
+            }                                                                              \
+        if (divisors) {                                                                    \
+            t0 = DIV(t0, LOADU(divisors + i));                                             \
+            t1 = DIV(t1, LOADU(divisors + i + (LANES)));                                   \
+            t2 = DIV(t2, LOADU(divisors + i + 2 * (LANES)));                               \
+            t3 = DIV(t3, LOADU(divisors + i + 3 * (LANES)));                               \
+        }                                                                                  \
+        STOREU(out + i, t0);                                                               \
+        STOREU(out + i + (LANES), t1);                                                     \
+        STOREU(out + i + 2 * (LANES), t2);                                                 \
+        STOREU(out + i + 3 * (LANES), t3);                                                 \
+    }                                                                                      \
     ATTR static ptrdiff_t NAME(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel,   \
                                T* out, const T* divisors, ptrdiff_t i, ptrdiff_t n) {      \
+        for (; i + 4 * (LANES) <= n; i += 4 * (LANES))                                     \
+            NAME##_four(rows, n_rows, kernel, out, divisors, i);                           \
         for (; i + (LANES) <= n; i += (LANES))                                             \
             NAME##_one(rows, n_rows, kernel, out, divisors, i);                            \
         if (i < n && n >= (LANES)) {                                                       \

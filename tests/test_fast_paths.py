@@ -211,6 +211,34 @@ def test_max_stride1_rows_bit_exact(simd_level, lanes, dtype, nd):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd", [2, 3])
+def test_max_separable_padded_rows_bit_exact(simd_level, dtype, nd):
+    """Large windows at stride 1 go separable; values alone, the row pass pads
+    each row with -inf so that the clipped windows take the vector loop too (a
+    pad tap never wins).  Equal to the general loop bit for bit, with -inf,
+    signed zeros and NaNs of two payloads in the data, ceil mode windows past
+    the padding, and the clipped windows' path (with indices) beside it."""
+    rng = np.random.default_rng(nd + 10 * simd_level)
+    for size in [5, 8, 9, 13, 16, 17, 33, 40]:
+        for kernel, dilation, padding, ceil_mode in [(7, 1, 3, False), (9, 1, 4, False),
+                                                     (5, 2, 4, False), (6, 1, 2, True),
+                                                     (5, 1, 1, True), (8, 1, 4, False)]:
+            spatial = (6,) * (nd - 1) + (size,)
+            try:
+                geom = _args.pool_geometry(nd, spatial, kernel, 1, padding, dilation, ceil_mode)
+            except ValueError:
+                continue
+            x, bits = _signed_data(rng, (3, 2) + spatial, dtype)
+            x[rng.random(x.shape) < 0.05] = -np.inf
+            for with_indices in (False, True):
+                (fast, fast_at), (slow, slow_at) = _max_fast_and_naive(x, nd, geom, with_indices)
+                msg = f"size {size} kernel {kernel} dilation {dilation} padding {padding}"
+                np.testing.assert_array_equal(fast.view(bits), slow.view(bits), err_msg=msg)
+                if with_indices:
+                    np.testing.assert_array_equal(fast_at, slow_at, err_msg=msg)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_max_strided_rows_bit_exact(simd_level, lanes, dtype, nd):
     """Windows at a stride of 3 or more (values alone: maxima in any order,
@@ -366,6 +394,54 @@ def test_avg_sums_in_registers_same_bits(simd_level, dtype, nd):
                                           err_msg=message)
             tol = 1e-5 if dtype == np.float32 else 1e-12
             np.testing.assert_allclose(results[0], results[2], rtol=tol, atol=tol, err_msg=message)
+
+
+def _separable_sums(x, kernel, padding):
+    """The separable average's sums (2-D, stride 1), written out in NumPy in its
+    order: each row's window from its first tap (a clipped window from 0), then
+    the window's row sums from the first."""
+    def along_last(a, clipped_from_zero):
+        n = a.shape[-1]
+        sums = np.empty(a.shape[:-1] + (n + 2 * padding - kernel + 1,), a.dtype)
+        for o in range(sums.shape[-1]):
+            lo, hi = max(o - padding, 0), min(o - padding + kernel, n)
+            from_zero = clipped_from_zero and hi - lo < kernel
+            total = np.zeros_like(a[..., 0]) if from_zero else a[..., lo]
+            for j in range(lo if from_zero else lo + 1, hi):
+                total = total + a[..., j]
+            sums[..., o] = total
+        return sums
+    rows = along_last(x, True)
+    return np.moveaxis(along_last(np.moveaxis(rows, -2, -1), False), -1, -2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_avg_padded_row_sums_same_bits(simd_level, lanes, dtype):
+    """Rows of windows wider than 3 at stride 1 with clipped windows are summed
+    between runs of +0.0, every window in the vector loop: the same bits as the
+    separable order written out (a clipped row window's sum from 0, a full one
+    from its first tap), signed zeros (windows of -0.0 alone), NaN and
+    infinities included.  The divisor is 1 (divisor_override), so the result
+    is the sum itself."""
+    rng = np.random.default_rng(simd_level)
+    bits = np.uint32 if dtype == np.float32 else np.uint64
+    for size in [4, 5, 8, 9, 13, 17, 33, 40]:
+        for kernel, padding in [(4, 2), (5, 1), (5, 2), (7, 3), (9, 4), (8, 4)]:
+            try:
+                geom = _args.pool_geometry(2, (size, size), kernel, 1, padding, 1, False)
+            except ValueError:
+                continue
+            x = rng.integers(-2, 3, size=(2, 3, size, size)).astype(dtype)
+            x[rng.random(x.shape) < 0.5] = -0.0
+            x[rng.random(x.shape) < 0.02] = np.inf
+            x[rng.random(x.shape) < 0.02] = np.nan
+            x[0, 0] = -0.0                      # windows of -0.0 alone
+            out = np.empty((6,) + geom.out_size, dtype)
+            _avg.avg_pool_forward(x.reshape((6, 1, size, size)), out, geom.for_kernel(), True,
+                                  1, False, 1, False)
+            want = _separable_sums(x, kernel, padding).reshape(out.shape)
+            np.testing.assert_array_equal(out.view(bits), want.view(bits),
+                                          err_msg=f"size {size} kernel {kernel} padding {padding}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
