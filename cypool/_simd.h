@@ -303,6 +303,12 @@ CY_AVX2 static inline void cy_s2_f64_avx2_one(const double* const* rows, ptrdiff
     CY_AVX2 static ptrdiff_t cy_s2_##SFX##_avx2(const T* const* rows, ptrdiff_t n_rows,    \
                                                 ptrdiff_t width, T* out, ptrdiff_t i,      \
                                                 ptrdiff_t n) {                             \
+        for (; i + 4 * (LANES) <= n; i += 4 * (LANES)) {                                   \
+            cy_s2_##SFX##_avx2_one(rows, n_rows, width, out, i);                           \
+            cy_s2_##SFX##_avx2_one(rows, n_rows, width, out, i + (LANES));                 \
+            cy_s2_##SFX##_avx2_one(rows, n_rows, width, out, i + 2 * (LANES));             \
+            cy_s2_##SFX##_avx2_one(rows, n_rows, width, out, i + 3 * (LANES));             \
+        }                                                                                  \
         for (; i + (LANES) <= n; i += (LANES))                                             \
             cy_s2_##SFX##_avx2_one(rows, n_rows, width, out, i);                           \
         if (i < n && n >= (LANES)) {                                                       \
@@ -468,13 +474,24 @@ CY_DEFINE_SUM_S1(cy_sum_s1_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_p
    row's window summed left to right, then the rows in order (the separable path's
    additions, so the same bits); width 2 or 3 as for the max rows. */
 #define CY_DEFINE_AVG_S2(NAME, ATTR, T, V, LANES, WIN, ADD, DIV, LOADU, STOREU, FIX)        \
+    ATTR static CY_ALWAYS_INLINE void NAME##_one(const T* const* rows, ptrdiff_t n_rows,   \
+                                                 ptrdiff_t width, T* out,                  \
+                                                 const T* divisors, ptrdiff_t i) {         \
+        V total = WIN(rows[0] + 2 * i, width);                                             \
+        for (ptrdiff_t r = 1; r < n_rows; r++) total = ADD(total, WIN(rows[r] + 2 * i, width)); \
+        STOREU(out + i, DIV(FIX(total), LOADU(divisors + i)));                             \
+    }                                                                                      \
     ATTR static ptrdiff_t NAME(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t width,    \
                                T* out, const T* divisors, ptrdiff_t i, ptrdiff_t n) {      \
-        for (; i + (LANES) <= n; i += (LANES)) {                             \
-            V total = WIN(rows[0] + 2 * i, width);                                         \
-            for (ptrdiff_t r = 1; r < n_rows; r++) total = ADD(total, WIN(rows[r] + 2 * i, width)); \
-            STOREU(out + i, DIV(FIX(total), LOADU(divisors + i)));                         \
+        /* four vectors a step: their chains of additions side by side */                  \
+        for (; i + 4 * (LANES) <= n; i += 4 * (LANES)) {                                   \
+            NAME##_one(rows, n_rows, width, out, divisors, i);                             \
+            NAME##_one(rows, n_rows, width, out, divisors, i + (LANES));                   \
+            NAME##_one(rows, n_rows, width, out, divisors, i + 2 * (LANES));               \
+            NAME##_one(rows, n_rows, width, out, divisors, i + 3 * (LANES));               \
         }                                                                                  \
+        for (; i + (LANES) <= n; i += (LANES))                                             \
+            NAME##_one(rows, n_rows, width, out, divisors, i);                             \
         return i;                                                                          \
     }
 #define CY_NO_FIX(v) (v)
