@@ -331,7 +331,7 @@ CY_S2_AVX2(double, f64, 4)
    three taps go four vectors at a time: each pick waits for the one before it
    (a max and a blend, 4 cycles or more), so one vector's chain of picks would
    leave the vector units idle most of the time. */
-#define CY_DEFINE_S1(NAME, ATTR, T, V, LANES, LOADU, STOREU, PICK)                        \
+#define CY_DEFINE_S1(NAME, ATTR, T, V, LANES, LOADU, STOREU, PICK, PLAIN)                 \
     ATTR static CY_ALWAYS_INLINE void NAME##_one(                                          \
             const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel, ptrdiff_t dilation,  \
             T* out, ptrdiff_t i) {                                                         \
@@ -362,6 +362,10 @@ CY_S2_AVX2(double, f64, 4)
     }                                                                                      \
     ATTR static ptrdiff_t NAME(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel,   \
                                ptrdiff_t dilation, T* out, ptrdiff_t i, ptrdiff_t n) {     \
+        /* one row without NaN: plain maxima (PLAIN); else the picks below */              \
+        if (n_rows == 1 && kernel <= 3 && n - i >= (LANES)                                 \
+                && PLAIN(rows[0], kernel, dilation, out, i, n))                            \
+            return n;                                                                      \
         /* one row of 2 or 3 taps (1-D rows, separable row passes): the taps unrolled */   \
         if (n_rows == 1 && kernel == 3)                                                    \
             for (; i + (LANES) <= n; i += (LANES))                                         \
@@ -382,18 +386,82 @@ CY_S2_AVX2(double, f64, 4)
         return i;                                                                          \
     }
 
+/* One row's windows of 2 or 3 taps [i, n) (n - i >= LANES), values alone, by plain
+   maxima (wider windows measured faster by the picks four vectors a step): max(later,
+   best) keeps the earlier of equal values, as the rule does, and differs from it only
+   when a tap is NaN.  A sum of the row's elements (each once: the first tap of every
+   vector, then the taps past the last window's first) probes for one: a NaN among them
+   (or infinities of both signs) makes it NaN, and the function returns 0 for the caller
+   to take the picks instead (rewriting out); else 1.  Two taps fewer per tap than the
+   picks (no unordered compare, no blend). */
+#define CY_DEFINE_S1_PLAIN(NAME, ATTR, T, V, LANES, LOADU, STOREU, MAX, ADD, ZERO, ANY_NAN) \
+    ATTR static CY_ALWAYS_INLINE V NAME##_win(const T* p, ptrdiff_t kernel,               \
+                                              ptrdiff_t dilation) {                       \
+        V best = LOADU(p);                                                                 \
+        for (ptrdiff_t j = 1; j < kernel; j++) best = MAX(LOADU(p + j * dilation), best);  \
+        return best;                                                                       \
+    }                                                                                      \
+    ATTR static CY_ALWAYS_INLINE void NAME##_run(const T* row, ptrdiff_t kernel,          \
+                                                 ptrdiff_t dilation, T* out, ptrdiff_t i,  \
+                                                 ptrdiff_t n, V* probe) {                  \
+        V p0 = *probe, p1 = ZERO();                                                        \
+        for (; i + 2 * (LANES) <= n; i += 2 * (LANES)) {                                   \
+            p0 = ADD(p0, LOADU(row + i));                                                  \
+            p1 = ADD(p1, LOADU(row + i + (LANES)));                                        \
+            STOREU(out + i, NAME##_win(row + i, kernel, dilation));                        \
+            STOREU(out + i + (LANES), NAME##_win(row + i + (LANES), kernel, dilation));    \
+        }                                                                                  \
+        for (; i + (LANES) <= n; i += (LANES)) {                                           \
+            p0 = ADD(p0, LOADU(row + i));                                                  \
+            STOREU(out + i, NAME##_win(row + i, kernel, dilation));                        \
+        }                                                                                  \
+        if (i < n) {  /* the last vector again, ending at n: same bits */                  \
+            p0 = ADD(p0, LOADU(row + n - (LANES)));                                        \
+            STOREU(out + n - (LANES), NAME##_win(row + n - (LANES), kernel, dilation));    \
+        }                                                                                  \
+        *probe = ADD(p0, p1);                                                              \
+    }                                                                                      \
+    ATTR static int NAME(const T* row, ptrdiff_t kernel, ptrdiff_t dilation, T* out,       \
+                         ptrdiff_t i, ptrdiff_t n) {                                       \
+        V probe = ZERO();                                                                  \
+        int nan = 0;                                                                       \
+        if (kernel == 3)                                                                   \
+            NAME##_run(row, 3, dilation, out, i, n, &probe);                               \
+        else                                                                               \
+            NAME##_run(row, 2, dilation, out, i, n, &probe);                               \
+        for (ptrdiff_t t = n; t < n + (kernel - 1) * dilation; t++) nan |= row[t] != row[t]; \
+        return !(nan | ANY_NAN(probe));                                                    \
+    }
+
+#define CY_NO_PLAIN(row, kernel, dilation, out, i, n) 0
 #define CY_PICK1(best, value) CY_PICK(best, value)
-CY_DEFINE_S1(cy_s1_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_PICK1)
-CY_DEFINE_S1(cy_s1_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_PICK1)
+CY_DEFINE_S1(cy_s1_f32_c, , float, float, 1, CY_LOAD1, CY_STORE1, CY_PICK1, CY_NO_PLAIN)
+CY_DEFINE_S1(cy_s1_f64_c, , double, double, 1, CY_LOAD1, CY_STORE1, CY_PICK1, CY_NO_PLAIN)
 #if CY_HAVE_SSE2
-CY_DEFINE_S1(cy_s1_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps, cy_pick_ps)
-CY_DEFINE_S1(cy_s1_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd, cy_pick_pd)
+#define CY_ANY_NAN_PS(v) _mm_movemask_ps(_mm_cmpunord_ps(v, v))
+#define CY_ANY_NAN_PD(v) _mm_movemask_pd(_mm_cmpunord_pd(v, v))
+CY_DEFINE_S1_PLAIN(cy_plain_s1_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps,
+                   _mm_max_ps, _mm_add_ps, _mm_setzero_ps, CY_ANY_NAN_PS)
+CY_DEFINE_S1_PLAIN(cy_plain_s1_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd,
+                   _mm_max_pd, _mm_add_pd, _mm_setzero_pd, CY_ANY_NAN_PD)
+CY_DEFINE_S1(cy_s1_f32_sse2, , float, __m128, 4, _mm_loadu_ps, _mm_storeu_ps, cy_pick_ps,
+             cy_plain_s1_f32_sse2)
+CY_DEFINE_S1(cy_s1_f64_sse2, , double, __m128d, 2, _mm_loadu_pd, _mm_storeu_pd, cy_pick_pd,
+             cy_plain_s1_f64_sse2)
 #endif
 #if CY_HAVE_AVX2
+#define CY_ANY_NAN_PS256(v) _mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))
+#define CY_ANY_NAN_PD256(v) _mm256_movemask_pd(_mm256_cmp_pd(v, v, _CMP_UNORD_Q))
+CY_DEFINE_S1_PLAIN(cy_plain_s1_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps,
+                   _mm256_storeu_ps, _mm256_max_ps, _mm256_add_ps, _mm256_setzero_ps,
+                   CY_ANY_NAN_PS256)
+CY_DEFINE_S1_PLAIN(cy_plain_s1_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd,
+                   _mm256_storeu_pd, _mm256_max_pd, _mm256_add_pd, _mm256_setzero_pd,
+                   CY_ANY_NAN_PD256)
 CY_DEFINE_S1(cy_s1_f32_avx2, CY_AVX2, float, __m256, 8, _mm256_loadu_ps, _mm256_storeu_ps,
-             cy_pick_ps256)
+             cy_pick_ps256, cy_plain_s1_f32_avx2)
 CY_DEFINE_S1(cy_s1_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd, _mm256_storeu_pd,
-             cy_pick_pd256)
+             cy_pick_pd256, cy_plain_s1_f64_avx2)
 #endif
 
 /* Sums at stride 1 (the average's separable passes): out[i] = (rows[0][i] +

@@ -211,6 +211,39 @@ def test_max_stride1_rows_bit_exact(simd_level, lanes, dtype, nd):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("nd", [1, 2])
+def test_max_plain_rows_bit_exact(simd_level, lanes, dtype, nd):
+    """Rows of windows 2 or 3 wide at stride 1 without a NaN take plain maxima
+    (the earlier of equals kept), with a sum of the row as the probe; a NaN
+    anywhere in a window's reach, or infinities of both signs, sends the row
+    back to the picks.  Bit for bit the general loop's: NaN-free rows with
+    ties of -0.0 and 0.0, then one NaN at each place of the row (the last
+    taps past the vectors' first ones included), then both infinities."""
+    rng = np.random.default_rng(nd + 10 * simd_level)
+    for size in [8, 9, 15, 16, 17, 33, 100]:
+        for kernel, dilation, padding in [(3, 1, 1), (2, 1, 0), (3, 2, 2), (3, 1, 0), (2, 3, 1)]:
+            spatial = (3,) * (nd - 1) + (size,)
+            try:
+                geom = _args.pool_geometry(nd, spatial, kernel, 1, padding, dilation, False)
+            except ValueError:
+                continue
+            x, bits = _signed_data(rng, (5, 1) + spatial, dtype)
+            x[np.isnan(x)] = np.inf
+            trials = [x]
+            for at in sorted({0, size // 2, size - 3, size - 2, size - 1} - {-1, -2, -3}):
+                y = x.copy()
+                y[1, 0, ..., at] = np.nan
+                trials.append(y)
+            y = -np.abs(x)
+            y[2, 0, ..., size - 1] = np.inf
+            trials.append(y)
+            for y in trials:
+                (fast, _), (slow, _) = _max_fast_and_naive(y, nd, geom)
+                np.testing.assert_array_equal(fast.view(bits), slow.view(bits),
+                                              err_msg=f"size {size} kernel {kernel} dilation {dilation}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [2, 3])
 def test_max_separable_padded_rows_bit_exact(simd_level, dtype, nd):
     """Large windows at stride 1 go separable; values alone, the row pass pads
