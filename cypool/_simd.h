@@ -363,7 +363,7 @@ CY_S2_AVX2(double, f64, 4)
     ATTR static ptrdiff_t NAME(const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel,   \
                                ptrdiff_t dilation, T* out, ptrdiff_t i, ptrdiff_t n) {     \
         /* one row without NaN: plain maxima (PLAIN); else the picks below */              \
-        if (n_rows == 1 && kernel <= 3 && n - i >= (LANES)                                 \
+        if (n_rows == 1 && (kernel == 2 || kernel == 3) && n - i >= (LANES)               \
                 && PLAIN(rows[0], kernel, dilation, out, i, n))                            \
             return n;                                                                      \
         /* one row of 2 or 3 taps (1-D rows, separable row passes): the taps unrolled */   \
