@@ -230,31 +230,36 @@ cdef inline void _row_max(const max_t* row, max_t* hv, int32_t* hw, int32_t row_
         _row_border(row, hv, hw, row_base, ow, first[ow], count[ow], axis.dilation)
 
 
-cdef inline void _border_columns(const max_t* x, max_t* hv, Py_ssize_t rows, const Axis* axis,
-                                 const Tables* t) noexcept nogil:
-    """Row maxima of the clipped windows at both ends of every row (values
-    alone): a column at a time, tap by tap in scan order, so the rows' picks do
-    not wait for each other (a row at a time, each pick waits for the last)."""
+cdef inline void _border_columns(const max_t* x, max_t* out, Py_ssize_t p0, Py_ssize_t p1,
+                                 const Axis* axis, const Tables* t) noexcept nogil:
+    """Row maxima of the clipped windows at both ends of the rows ``[p0, p1)``
+    (values alone): a column at a time, since their taps' places are the same
+    in every row, so the rows' picks do not wait for each other (a row at a
+    time, each pick waits for the last)."""
+    cdef const Py_ssize_t* first = t.first + t.offset[2]
+    cdef const Py_ssize_t* count = t.count + t.offset[2]
     cdef Py_ssize_t ow
     for ow in range(t.full_lo[2]):
-        _border_column_taps(x, hv, rows, axis, t, ow)
+        _border_column(x, out, p0, p1, axis.in_size, axis.out_size, ow, first[ow], count[ow],
+                       axis.dilation)
     for ow in range(t.full_hi[2], axis.out_size):
-        _border_column_taps(x, hv, rows, axis, t, ow)
+        _border_column(x, out, p0, p1, axis.in_size, axis.out_size, ow, first[ow], count[ow],
+                       axis.dilation)
 
 
-cdef inline void _border_column_taps(const max_t* x, max_t* hv, Py_ssize_t rows,
-                                     const Axis* axis, const Tables* t,
-                                     Py_ssize_t ow) noexcept nogil:
-    cdef Py_ssize_t W = axis.in_size, OW = axis.out_size
-    cdef Py_ssize_t first = t.first[t.offset[2] + ow], count = t.count[t.offset[2] + ow]
-    cdef Py_ssize_t r, j, at
+cdef inline void _border_column(const max_t* x, max_t* out, Py_ssize_t p0, Py_ssize_t p1,
+                                Py_ssize_t W, Py_ssize_t OW, Py_ssize_t ow, Py_ssize_t first,
+                                Py_ssize_t count, Py_ssize_t dilation) noexcept nogil:
+    """Clipped window ``ow`` (values alone) of the rows ``[p0, p1)`` (of W,
+    results OW apart in ``out``): tap by tap in scan order across the rows."""
     cdef int32_t unused = 0
-    for r in range(rows):
-        hv[r * OW + ow] = x[r * W + first]
+    cdef Py_ssize_t p, j, at
+    for p in range(p0, p1):
+        out[p * OW + ow] = x[p * W + first]
     for j in range(1, count):
-        at = first + j * axis.dilation
-        for r in range(rows):
-            hv[r * OW + ow] = pick_at(hv[r * OW + ow], x[r * W + at], &unused, 0)
+        at = first + j * dilation
+        for p in range(p0, p1):
+            out[p * OW + ow] = pick_at(out[p * OW + ow], x[p * W + at], &unused, 0)
 
 
 cdef inline void _padded_row_max(const max_t* row, max_t* hv, const Axis* axis,
@@ -309,7 +314,7 @@ cdef void _forward_plane_separable(const max_t* x, max_t* out, int64_t* ind,
             _row_max(x + r * W, hv + r * OW, hw + r * OW, <int32_t> (r * W), &ax[2], t,
                      with_index)
         if not with_index:
-            _border_columns(x, hv, rows, &ax[2], t)
+            _border_columns(x, hv, 0, rows, &ax[2], t)
     for od in range(OD):
         for oh in range(OH):
             orow = out + (od * OH + oh) * OW
@@ -490,32 +495,6 @@ cdef void _forward_plane_direct(const max_t* x, max_t* out, int64_t* ind, const 
                     irow[ow] = best_at[ow]
 
 
-cdef inline max_t _border_max(const max_t* row, Py_ssize_t first, Py_ssize_t count,
-                              Py_ssize_t dilation) noexcept nogil:
-    """The value of one clipped window of a row (no index: the picks' offsets
-    go to a local that the compiler drops)."""
-    cdef int32_t unused = 0
-    cdef max_t best = row[first]
-    cdef Py_ssize_t j
-    for j in range(1, count):
-        best = pick_at(best, row[first + j * dilation], &unused, 0)
-    return best
-
-
-cdef inline void _border_column(const max_t* x, max_t* out, Py_ssize_t p0, Py_ssize_t p1,
-                                Py_ssize_t W, Py_ssize_t OW, Py_ssize_t ow, Py_ssize_t first,
-                                Py_ssize_t count, Py_ssize_t dilation) noexcept nogil:
-    """Clipped window ``ow`` of the 1-D planes ``[p0, p1)`` (rows of W)."""
-    cdef int32_t unused = 0
-    cdef Py_ssize_t p
-    if count == 2:
-        for p in range(p0, p1):
-            out[p * OW + ow] = pick_at(x[p * W + first], x[p * W + first + dilation], &unused, 0)
-    else:
-        for p in range(p0, p1):
-            out[p * OW + ow] = _border_max(x + p * W, first, count, dilation)
-
-
 cdef void _forward_rows(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t block,
                         Py_ssize_t planes, const Axis* ax, const Tables* t,
                         int32_t* best_at) noexcept nogil:
@@ -567,12 +546,7 @@ cdef void _forward_rows(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t blo
         cy_max_s1_rows_f64(first, W, p1 - p0, ax[2].kernel, ax[2].dilation, out + p0 * OW + lo,
                            OW, hi - lo)
     if not with_index:
-        # the clipped windows a column at a time: their taps' places are the same in
-        # every row
-        for ow in range(lo):
-            _border_column(x, out, p0, p1, W, OW, ow, first_w[ow], count_w[ow], ax[2].dilation)
-        for ow in range(hi, OW):
-            _border_column(x, out, p0, p1, W, OW, ow, first_w[ow], count_w[ow], ax[2].dilation)
+        _border_columns(x, out, p0, p1, &ax[2], t)
         if vector:
             return
     for p in range(p0, p1):

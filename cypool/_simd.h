@@ -324,13 +324,30 @@ CY_S2_AVX2(double, f64, 4)
 
 /* --------------------------------------------------------- stride 1 */
 
+/* Four vectors of outputs [i, i + 4 * LANES) of windows at stride 1 (`kernel` taps `step`
+   apart, over n_rows rows) combined by OP in scan order, each vector its own chain in
+   a0..a3: an OP waits for the one before it in its chain (a max pick and a blend, or an
+   addition), so one chain alone would leave the vector units idle. */
+#define CY_FOUR_CHAINS(T, LOADU, OP, LANES, rows, n_rows, kernel, step, i, a0, a1, a2, a3)  \
+    {                                                                                      \
+        const T* p_ = (rows)[0] + (i);                                                     \
+        a0 = LOADU(p_), a1 = LOADU(p_ + (LANES));                                          \
+        a2 = LOADU(p_ + 2 * (LANES)), a3 = LOADU(p_ + 3 * (LANES));                        \
+        for (ptrdiff_t r_ = 0; r_ < (n_rows); r_++)                                        \
+            for (ptrdiff_t j_ = (r_ == 0); j_ < (kernel); j_++) {                          \
+                p_ = (rows)[r_] + (i) + j_ * (step);                                       \
+                a0 = OP(a0, LOADU(p_));                                                    \
+                a1 = OP(a1, LOADU(p_ + (LANES)));                                          \
+                a2 = OP(a2, LOADU(p_ + 2 * (LANES)));                                      \
+                a3 = OP(a3, LOADU(p_ + 3 * (LANES)));                                      \
+            }                                                                              \
+    }
+
 /* Windows at stride 1 along a row, `kernel` taps `dilation` apart, over n_rows rows:
    out[i] = the scan-order max of rows[0][i], rows[0][i + dilation], ...,
    rows[1][i], ... for i in [0, n), each output in a register across its taps
    (gcc's loop makes one pass over the output row per tap).  Windows of more than
-   three taps go four vectors at a time: each pick waits for the one before it
-   (a max and a blend, 4 cycles or more), so one vector's chain of picks would
-   leave the vector units idle most of the time. */
+   three taps go four vectors at a time (CY_FOUR_CHAINS). */
 #define CY_DEFINE_S1(NAME, ATTR, T, V, LANES, LOADU, STOREU, PICK, PLAIN)                 \
     ATTR static CY_ALWAYS_INLINE void NAME##_one(                                          \
             const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel, ptrdiff_t dilation,  \
@@ -344,17 +361,9 @@ CY_S2_AVX2(double, f64, 4)
     ATTR static CY_ALWAYS_INLINE void NAME##_four(                                         \
             const T* const* rows, ptrdiff_t n_rows, ptrdiff_t kernel, ptrdiff_t dilation,  \
             T* out, ptrdiff_t i) {                                                         \
-        const T* p = rows[0] + i;                                                          \
-        V b0 = LOADU(p), b1 = LOADU(p + (LANES)), b2 = LOADU(p + 2 * (LANES));             \
-        V b3 = LOADU(p + 3 * (LANES));                                                     \
-        for (ptrdiff_t r = 0; r < n_rows; r++)                                             \
-            for (ptrdiff_t j = (r == 0); j < kernel; j++) {                                \
-                p = rows[r] + i + j * dilation;                                            \
-                b0 = PICK(b0, LOADU(p));                                                   \
-                b1 = PICK(b1, LOADU(p + (LANES)));                                         \
-                b2 = PICK(b2, LOADU(p + 2 * (LANES)));                                     \
-                b3 = PICK(b3, LOADU(p + 3 * (LANES)));                                     \
-            }                                                                              \
+        V b0, b1, b2, b3;                                                                  \
+        CY_FOUR_CHAINS(T, LOADU, PICK, LANES, rows, n_rows, kernel, dilation, i,           \
+                       b0, b1, b2, b3)                                                     \
         STOREU(out + i, b0);                                                               \
         STOREU(out + i + (LANES), b1);                                                     \
         STOREU(out + i + 2 * (LANES), b2);                                                 \
@@ -469,8 +478,7 @@ CY_DEFINE_S1(cy_s1_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd, _mm25
    added left to right from the first element (not from 0), with no division when
    divisors is NULL.  The sum stays in a register across the taps (gcc's loop makes a
    pass over out per tap).  The last vector is taken again ending at n.  Four
-   vectors go at a time, each its own chain of additions (one chain would wait
-   for each addition's result before the next). */
+   vectors go at a time (CY_FOUR_CHAINS). */
 #define CY_DEFINE_SUM_S1(NAME, ATTR, T, V, LANES, LOADU, STOREU, ADD, DIV)                \
     ATTR static inline void NAME##_one(const T* const* rows, ptrdiff_t n_rows,             \
                                        ptrdiff_t kernel, T* out, const T* divisors,        \
@@ -485,17 +493,8 @@ CY_DEFINE_S1(cy_s1_f64_avx2, CY_AVX2, double, __m256d, 4, _mm256_loadu_pd, _mm25
     ATTR static CY_ALWAYS_INLINE void NAME##_four(const T* const* rows, ptrdiff_t n_rows,  \
                                                   ptrdiff_t kernel, T* out,                \
                                                   const T* divisors, ptrdiff_t i) {        \
-        const T* p = rows[0] + i;                                                          \
-        V t0 = LOADU(p), t1 = LOADU(p + (LANES)), t2 = LOADU(p + 2 * (LANES));             \
-        V t3 = LOADU(p + 3 * (LANES));                                                     \
-        for (ptrdiff_t r = 0; r < n_rows; r++)                                             \
-            for (ptrdiff_t j = (r == 0); j < kernel; j++) {                                \
-                p = rows[r] + i + j;                                                       \
-                t0 = ADD(t0, LOADU(p));                                                    \
-                t1 = ADD(t1, LOADU(p + (LANES)));                                          \
-                t2 = ADD(t2, LOADU(p + 2 * (LANES)));                                      \
-                t3 = ADD(t3, LOADU(p + 3 * (LANES)));                                      \
-            }                                                                              \
+        V t0, t1, t2, t3;                                                                  \
+        CY_FOUR_CHAINS(T, LOADU, ADD, LANES, rows, n_rows, kernel, 1, i, t0, t1, t2, t3)   \
         if (divisors) {                                                                    \
             t0 = DIV(t0, LOADU(divisors + i));                                             \
             t1 = DIV(t1, LOADU(divisors + i + (LANES)));                                   \
