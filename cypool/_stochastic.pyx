@@ -201,9 +201,11 @@ cdef extern from *:
 
     /* The jumps of four lanes as the AVX2 step (cypool_lanes_muladd) takes
        them, word by word: the multiplier's low half in 32-bit pieces, its high
-       half in 32-bit pieces, the addend's high half, and its low half in
-       32-bit pieces (added into the product's pieces, so no carry is compared). */
-    #define CYPOOL_LANE_WORDS 7
+       half's low piece, both halves with their pieces swapped (for the
+       32-bit multiplies of the cross terms), the addend's high half, and its
+       low half in 32-bit pieces (added into the product's pieces, so no carry
+       is compared). */
+    #define CYPOOL_LANE_WORDS 8
 
     static void cypool_lane_words(uint64_t words[CYPOOL_LANE_WORDS][4], const cypool_jump* lanes[4])
     {
@@ -212,10 +214,11 @@ cdef extern from *:
             words[0][l] = lanes[l]->mult.lo & 0xffffffffULL;
             words[1][l] = lanes[l]->mult.lo >> 32;
             words[2][l] = lanes[l]->mult.hi & 0xffffffffULL;
-            words[3][l] = lanes[l]->mult.hi >> 32;
-            words[4][l] = lanes[l]->plus.hi;
-            words[5][l] = lanes[l]->plus.lo & 0xffffffffULL;
-            words[6][l] = lanes[l]->plus.lo >> 32;
+            words[3][l] = (lanes[l]->mult.lo >> 32) | (lanes[l]->mult.lo << 32);
+            words[4][l] = (lanes[l]->mult.hi >> 32) | (lanes[l]->mult.hi << 32);
+            words[5][l] = lanes[l]->plus.hi;
+            words[6][l] = lanes[l]->plus.lo & 0xffffffffULL;
+            words[7][l] = lanes[l]->plus.lo >> 32;
         }
     }
 
@@ -259,15 +262,20 @@ cdef extern from *:
     #define CYPOOL_M_LO0(k) CYPOOL_WORD(k, 0)
     #define CYPOOL_M_LO1(k) CYPOOL_WORD(k, 1)
     #define CYPOOL_M_HI0(k) CYPOOL_WORD(k, 2)
-    #define CYPOOL_M_HI1(k) CYPOOL_WORD(k, 3)
-    #define CYPOOL_C_HI(k) CYPOOL_WORD(k, 4)
-    #define CYPOOL_C_LO0(k) CYPOOL_WORD(k, 5)
-    #define CYPOOL_C_LO1(k) CYPOOL_WORD(k, 6)
+    #define CYPOOL_M_LO_SWAPPED(k) CYPOOL_WORD(k, 3)
+    #define CYPOOL_M_HI_SWAPPED(k) CYPOOL_WORD(k, 4)
+    #define CYPOOL_C_HI(k) CYPOOL_WORD(k, 5)
+    #define CYPOOL_C_LO0(k) CYPOOL_WORD(k, 6)
+    #define CYPOOL_C_LO1(k) CYPOOL_WORD(k, 7)
 
     /* x * M + C per lane: the low 128 bits of the product of the 64-bit halves
        x = xh:xl and M = mh:ml are xl * ml (all 128 bits, from four 32-bit
        products, summed so no 64-bit lane overflows) + (xh * ml + xl * mh) << 64
-       (their low 64 bits, three products each).  C's low half goes in as two
+       (their low 64 bits: the low pieces' full products, and the sum of the
+       four crossed pieces' products modulo 2**32 from two 32-bit multiplies
+       of the swapped words, each lane's halves then added; vpmulld, fewer
+       operations than four vpmuludq, and the vector pipes are the limit
+       here).  C's low half goes in as two
        32-bit pieces with the first products (p00 + c0 and p01 + c1 + the
        carry t stay below 2**64: (2**32 - 1)**2 + 2 * (2**32 - 1) = 2**64 - 1),
        so its carry into the high half comes with theirs, and none is compared. */
@@ -275,15 +283,15 @@ cdef extern from *:
     cypool_lanes_muladd(cypool_lanes128 x, const cypool_lane_jump k)
     {
         const __m256i low32 = _mm256_set1_epi64x(0xffffffffLL);
-        __m256i xl1 = _mm256_srli_epi64(x.lo, 32), xh1 = _mm256_srli_epi64(x.hi, 32);
+        __m256i xl1 = _mm256_srli_epi64(x.lo, 32);
         __m256i p00 = _mm256_add_epi64(_mm256_mul_epu32(x.lo, CYPOOL_M_LO0(k)), CYPOOL_C_LO0(k));
         __m256i p01 = _mm256_mul_epu32(x.lo, CYPOOL_M_LO1(k));
         __m256i p10 = _mm256_mul_epu32(xl1, CYPOOL_M_LO0(k)), p11 = _mm256_mul_epu32(xl1, CYPOOL_M_LO1(k));
         __m256i t = _mm256_add_epi64(p10, _mm256_srli_epi64(p00, 32));
         __m256i w = _mm256_add_epi64(_mm256_add_epi64(p01, CYPOOL_C_LO1(k)), _mm256_and_si256(t, low32));
-        __m256i cross = _mm256_add_epi64(
-            _mm256_add_epi64(_mm256_mul_epu32(x.hi, CYPOOL_M_LO1(k)), _mm256_mul_epu32(xh1, CYPOOL_M_LO0(k))),
-            _mm256_add_epi64(_mm256_mul_epu32(x.lo, CYPOOL_M_HI1(k)), _mm256_mul_epu32(xl1, CYPOOL_M_HI0(k))));
+        __m256i s = _mm256_add_epi32(_mm256_mullo_epi32(x.hi, CYPOOL_M_LO_SWAPPED(k)),
+                                     _mm256_mullo_epi32(x.lo, CYPOOL_M_HI_SWAPPED(k)));
+        __m256i cross = _mm256_add_epi32(s, _mm256_srli_epi64(s, 32));
         __m256i high = _mm256_add_epi64(_mm256_add_epi64(p11, CYPOOL_C_HI(k)),
                                         _mm256_add_epi64(_mm256_srli_epi64(t, 32),
                                                          _mm256_srli_epi64(w, 32)));
