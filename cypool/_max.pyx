@@ -606,7 +606,7 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t plan
     cdef int32_t* offsets = <int32_t*> malloc(nthreads * offset_room * sizeof(int32_t))
     cdef Py_ssize_t p, tid
     # the direct path when the rows are _simd.h's too: no scratch pass at all
-    cdef bint vector_rows = (max_t is float or max_t is double) and _vector_rows(&ax[2], ind == NULL)
+    cdef bint vector_rows = (max_t is float or max_t is double) and _vector_rows(&ax[2], ind != NULL)
     cdef bint direct = ax[0].kernel * ax[1].kernel <= DIRECT_ROWS and (
         ax[0].kernel * ax[1].kernel * ax[2].kernel <= DIRECT_TAPS or ax[2].stride >= ax[2].kernel
         or vector_rows)
