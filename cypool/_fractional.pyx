@@ -29,6 +29,7 @@ from libc.stdint cimport (
 from libc.stdlib cimport free, malloc
 
 from cypool._dtypes cimport beats, lowest, max_t
+from cypool._simd cimport CY_SUM_MAX_TAPS, cy_max_taps_f32, cy_max_taps_f64
 
 cnp.import_array()
 
@@ -39,6 +40,8 @@ cdef enum:
     # when no indices are asked for; measured (1 thread): 8x8 to 14x14 planes
     # 0.65-0.8 of the row path's time, even at 28x28; slower with indices.
     WHOLE_PLANE = 1024
+    # Channels of one channels-last block (per-channel window state on the stack).
+    CHANNEL_BLOCK = 64
 
 cdef Py_ssize_t whole_plane = WHOLE_PLANE
 
@@ -386,6 +389,120 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind, const int6
             ind[pixel * channels + c] = at
 
 
+# ------------------------------------------- channels-last, fast path
+#
+# Every channel has windows of its own, so an output pixel's channels read
+# their windows at offsets of their own.  The taps go outermost (the same
+# offset from each channel's window start), the channels innermost with
+# branch-free picks: a channel's taps stay in scan order.  When the channels
+# of a block share their window (the starts are equal, as they are whenever
+# alpha is a whole number), its taps are contiguous runs along C, which gcc
+# vectorises.
+
+cdef void _forward_row_cl_fast(const max_t* x, max_t* out, int64_t* ind,
+                               const int64_t* by_channel, Py_ssize_t row, Py_ssize_t channels,
+                               const Shape* s) noexcept nogil:
+    """Channels-last output row ``row = (n*OD + od)*OH + oh``, all channels, a
+    block at a time; ``by_channel``: the window starts with the channels
+    innermost, ``(N, OD + OH + OW, C)``."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t OD = s.out_size[0], OH = s.out_size[1], OW = s.out_size[2]
+    cdef Py_ssize_t in_plane = s.in_size[0] * H * W
+    cdef Py_ssize_t table = OD + OH + OW
+    cdef Py_ssize_t oh = row % OH
+    cdef Py_ssize_t od = (row // OH) % OD
+    cdef Py_ssize_t n = row // (OH * OD)
+    cdef const max_t* xn = x + n * in_plane * channels
+    cdef const int64_t* st = by_channel + n * table * channels
+    cdef Py_ssize_t c0 = 0, c1, c, a, b, e, ow, k, width, done
+    cdef Py_ssize_t n_taps = s.kernel[0] * s.kernel[1] * s.kernel[2]
+    cdef int64_t row_pos[CHANNEL_BLOCK]
+    cdef int64_t pos[CHANNEL_BLOCK]
+    cdef int64_t tap_at[CY_SUM_MAX_TAPS]
+    cdef int64_t tap_pos[CY_SUM_MAX_TAPS]
+    cdef const max_t* taps[CY_SUM_MAX_TAPS]
+    cdef const max_t* src
+    cdef max_t* o
+    cdef int64_t* io
+    cdef max_t value
+    cdef bint shared, take
+    k = 0
+    for a in range(s.kernel[0]):
+        for b in range(s.kernel[1]):
+            for e in range(s.kernel[2]):
+                if k < CY_SUM_MAX_TAPS:
+                    tap_at[k] = (a * H + b) * W + e
+                k += 1
+    while c0 < channels:
+        c1 = min(c0 + CHANNEL_BLOCK, channels)
+        width = c1 - c0
+        for c in range(width):
+            row_pos[c] = (st[od * channels + c0 + c] * H + st[(OD + oh) * channels + c0 + c]) * W
+        for ow in range(OW):
+            shared = True
+            for c in range(width):
+                pos[c] = row_pos[c] + st[(OD + OH + ow) * channels + c0 + c]
+                shared = shared & (pos[c] == pos[0])
+            o = out + (row * OW + ow) * channels + c0
+            io = ind + (row * OW + ow) * channels + c0 if ind != NULL else NULL
+            done = 0
+            if (max_t is float or max_t is double) and shared and n_taps <= CY_SUM_MAX_TAPS:
+                # one window for the block: its taps are runs along C (_simd.h)
+                for k in range(n_taps):
+                    taps[k] = xn + (pos[0] + tap_at[k]) * channels + c0
+                    tap_pos[k] = pos[0] + tap_at[k]
+                if max_t is float:
+                    done = cy_max_taps_f32(taps, n_taps, width, o, tap_pos, io)
+                else:
+                    done = cy_max_taps_f64(taps, n_taps, width, o, tap_pos, io)
+                if done == width:
+                    continue
+            # the rest of the block: a tap at a time, in scan order, branch-free
+            for c in range(done, width):
+                o[c] = xn[pos[c] * channels + c0 + c]
+            if io != NULL:
+                for c in range(done, width):
+                    io[c] = pos[c]
+            k = 0
+            for a in range(s.kernel[0]):
+                for b in range(s.kernel[1]):
+                    for e in range(s.kernel[2]):
+                        if k > 0:
+                            _tap_cl(xn, o, io, pos, (a * H + b) * W + e, channels, c0, done,
+                                    width)
+                        k += 1
+        c0 = c1
+
+
+cdef inline void _tap_cl(const max_t* xn, max_t* o, int64_t* io, const int64_t* pos,
+                         Py_ssize_t tap_at, Py_ssize_t channels, Py_ssize_t c0, Py_ssize_t lo,
+                         Py_ssize_t hi) noexcept nogil:
+    """Channels [lo, hi) of a block take one tap, ``tap_at`` past their
+    window starts ``pos``."""
+    cdef Py_ssize_t c
+    cdef max_t value
+    cdef bint take
+    if io == NULL:
+        for c in range(lo, hi):
+            value = xn[(pos[c] + tap_at) * channels + c0 + c]
+            o[c] = value if beats(value, o[c]) else o[c]
+        return
+    for c in range(lo, hi):
+        value = xn[(pos[c] + tap_at) * channels + c0 + c]
+        take = beats(value, o[c])
+        o[c] = value if take else o[c]
+        io[c] = pos[c] + tap_at if take else io[c]
+
+
+cdef void _by_channel(const int64_t* starts, int64_t* by_channel, Py_ssize_t n,
+                      Py_ssize_t channels, Py_ssize_t table) noexcept nogil:
+    """Batch element ``n``'s window starts, ``(C, table)`` -> ``(table, C)``."""
+    cdef Py_ssize_t c, k
+    for c in range(channels):
+        for k in range(table):
+            by_channel[(n * table + k) * channels + c] = starts[(n * channels + c) * table + k]
+
+
 cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, const int64_t* starts,
                        Py_ssize_t planes, const Shape* s, int nthreads) noexcept nogil:
     """All channels-first planes by the fast path, per-thread scratch; -1: no memory."""
@@ -435,7 +552,8 @@ cdef int _forward(const max_t* x, max_t* out, int64_t* ind, const int64_t* start
     cdef Py_ssize_t in_plane = s.in_size[0] * s.in_size[1] * s.in_size[2]
     cdef Py_ssize_t out_plane = s.out_size[0] * s.out_size[1] * s.out_size[2]
     cdef Py_ssize_t table = s.out_size[0] + s.out_size[1] + s.out_size[2]
-    cdef Py_ssize_t p
+    cdef Py_ssize_t p, rows
+    cdef int64_t* by_channel
     if (not channels_last and not naive and in_plane < INT32_MAX
             and s.in_size[2] <= SCRATCH_LIMIT):
         return _forward_fast(x, out, ind, starts, lead, s, nthreads)
@@ -450,13 +568,29 @@ cdef int _forward(const max_t* x, max_t* out, int64_t* ind, const int64_t* start
                 _forward_plane(x + p * in_plane, out + p * out_plane,
                                ind + p * out_plane if ind != NULL else NULL,
                                starts + p * table, s)
-    else:
+    elif naive:
         if nthreads > 1:
             for p in prange(lead * out_plane, schedule='guided', num_threads=nthreads):
                 _forward_pixel_cl(x, out, ind, starts, p, channels, s)
         else:
             for p in range(lead * out_plane):
                 _forward_pixel_cl(x, out, ind, starts, p, channels, s)
+    else:
+        by_channel = <int64_t*> malloc(lead * table * channels * sizeof(int64_t))
+        if by_channel == NULL:
+            return -1
+        rows = lead * s.out_size[0] * s.out_size[1]
+        if nthreads > 1:
+            for p in prange(lead, schedule='guided', num_threads=nthreads):
+                _by_channel(starts, by_channel, p, channels, table)
+            for p in prange(rows, schedule='guided', num_threads=nthreads):
+                _forward_row_cl_fast(x, out, ind, by_channel, p, channels, s)
+        else:
+            for p in range(lead):
+                _by_channel(starts, by_channel, p, channels, table)
+            for p in range(rows):
+                _forward_row_cl_fast(x, out, ind, by_channel, p, channels, s)
+        free(by_channel)
     return 0
 
 

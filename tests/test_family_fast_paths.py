@@ -421,6 +421,45 @@ def test_fractional_fast_equals_naive(dtype, batch, kernel, seed):
             np.testing.assert_array_equal(got_at, want_at)
 
 
+@pytest.mark.parametrize("dtype", DTYPES_MAX)
+@pytest.mark.parametrize("spatial, out_spatial, kernel", [
+    ((12, 14), (6, 7), (2, 2)),        # alpha 2: every channel has the same windows
+    ((13, 11), (5, 4), (3, 2)),        # alpha 2.5 and 3
+    ((9, 10), (4, 6), (3, 3)),         # fractional alpha: the channels' windows differ
+    ((5, 6, 7), (2, 3, 3), (2, 2, 3)),
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_fractional_channels_last_blocks(dtype, spatial, out_spatial, kernel, threads):
+    """Channels-last rows, 70 channels (a block of 64 and one of 6): the
+    blocks whose channels share a window take _simd.h's channel vectors, the
+    others a tap at a time; both as the window-by-window loop, indices too."""
+    rng = np.random.default_rng(len(spatial) * 100 + kernel[0])
+    n, c = 2, 70
+    nd = len(spatial)
+    samples = rng.random((n * c, nd))
+    samples[: n * c // 2] = samples[0]   # half the channels with equal samples
+    starts = _fractional.window_starts(samples, spatial, out_spatial, kernel)
+    x = _values(rng, _shape(spatial, n, c, True), dtype)
+    lay = _args.layout(x.shape, nd, True)
+    kernel3 = (1,) * (3 - nd) + kernel
+
+    def run(naive, with_index):
+        values = np.empty(lay.kernel_shape(out_spatial), dtype)
+        indices = np.empty(values.shape, np.int64) if with_index else None
+        _fractional.fractional_max_pool_forward(
+            x.reshape(lay.kernel_shape(lay.spatial)), values, indices, starts, kernel3, True,
+            threads, naive)
+        return values, indices
+
+    want, want_at = run(True, True)
+    for with_index in (True, False):
+        got, got_at = run(False, with_index)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+        if with_index:
+            np.testing.assert_array_equal(got_at, want_at)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("p", NORMS)
 @given(params=lp_geometries(), seed=st.integers(0, 2**32 - 1))
