@@ -15,13 +15,15 @@ from libc.string cimport memcpy, memset
 
 from cypool._dtypes cimport real_t
 from cypool._geometry cimport Axis
-from cypool._kernel_common cimport Tables, fill_axes, free_tables, lead_of, make_tables
+from cypool._kernel_common cimport (
+    STREAM_BYTES, Tables, fill_axes, free_tables, lead_of, make_tables,
+)
 
 from cypool._simd cimport (
     cy_avg_back_lanes_f32, cy_avg_back_lanes_f64, cy_avg_lanes_f32, cy_avg_lanes_f64,
     cy_avg_s2_f32, cy_avg_s2_f64, cy_avg_taps_f32, cy_avg_taps_f64, cy_from_lanes_f32,
     cy_from_lanes_f64, cy_simd_cap, cy_simd_level, cy_sum_s1_f32, cy_sum_s1_f64,
-    cy_to_lanes_f32, cy_to_lanes_f64, cy_window_sums_f32, cy_window_sums_f64, CY_SUM_MAX_TAPS,
+    cy_stream_copy, cy_to_lanes_f32, cy_to_lanes_f64, cy_window_sums_f32, cy_window_sums_f64, CY_SUM_MAX_TAPS,
 )
 
 cnp.import_array()
@@ -742,6 +744,74 @@ cdef void _backward_block_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t
                                 dst[c] += src[c] / scale
 
 
+cdef void _cover(const Tables* t, int a, Py_ssize_t in_size, Py_ssize_t* lo,
+                  Py_ssize_t* hi) noexcept nogil:
+    """Outputs [lo[i], hi[i]) of axis ``a`` have input ``i`` in their windows
+    (a run: the windows' starts and ends never decrease); lo >= hi: none."""
+    cdef Py_ssize_t i, o
+    for i in range(in_size):
+        lo[i] = t.out_size[a]
+        hi[i] = 0
+    for o in range(t.out_size[a]):
+        for i in range(t.first[t.offset[a] + o],
+                       t.first[t.offset[a] + o] + t.count[t.offset[a] + o]):
+            lo[i] = o if o < lo[i] else lo[i]
+            hi[i] = o + 1
+
+
+cdef void _backward_rows_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t job,
+                            Py_ssize_t blocks, Py_ssize_t channels, const Axis* ax,
+                            const Tables* t, const Divisor* rule, const Py_ssize_t* cover,
+                            real_t* stage) noexcept nogil:
+    """:func:`_backward_block_cl` an input row at a time: each row is zeroed
+    and takes the windows over it while it is in cache, so the result is
+    written once.  Every element takes its windows' shares in the same order
+    (od, oh, ow), so the sums are the same.  ``cover``: :func:`_cover` of
+    axes 0 and 1, (lo, hi) of D then of H.  ``stage``: NULL, or (one channel
+    block, a large result) a row of scratch where each row is built and then
+    streamed out (see STREAM_BYTES)."""
+    cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t n = job // blocks
+    cdef Py_ssize_t c0 = (job % blocks) * CHANNEL_BLOCK
+    cdef Py_ssize_t c1 = c0 + CHANNEL_BLOCK if c0 + CHANNEL_BLOCK < channels else channels
+    cdef const Py_ssize_t* d_lo = cover
+    cdef const Py_ssize_t* d_hi = cover + D
+    cdef const Py_ssize_t* h_lo = cover + 2 * D
+    cdef const Py_ssize_t* h_hi = cover + 2 * D + H
+    cdef Py_ssize_t id_, ih, iw, od, oh, ow, c, sw, nw, divisor
+    cdef Py_ssize_t step = channels if stage == NULL else c1 - c0
+    cdef real_t scale
+    cdef real_t* row
+    cdef real_t* dst
+    cdef const real_t* src
+    cdef const real_t* go = grad_out + n * OD * OH * OW * channels + c0
+    for id_ in range(D):
+        for ih in range(H):
+            row = (grad_in + ((n * D + id_) * H + ih) * W * channels + c0 if stage == NULL
+                   else stage)
+            for iw in range(W):
+                for c in range(c1 - c0):
+                    row[iw * step + c] = 0
+            for od in range(d_lo[id_], d_hi[id_]):
+                for oh in range(h_lo[ih], h_hi[ih]):
+                    for ow in range(OW):
+                        divisor = _divisor(t, od, oh, ow, rule)
+                        if divisor == 0:
+                            continue
+                        scale = <real_t> divisor
+                        src = go + ((od * OH + oh) * OW + ow) * channels
+                        sw = t.first[t.offset[2] + ow]
+                        nw = t.count[t.offset[2] + ow]
+                        for iw in range(sw, sw + nw):
+                            dst = row + iw * step
+                            for c in range(c1 - c0):
+                                dst[c] += src[c] / scale
+            if stage != NULL:
+                cy_stream_copy(grad_in + ((n * D + id_) * H + ih) * W * channels, stage,
+                               W * channels * sizeof(real_t))
+
+
 # Separable backward: scale each output gradient by its divisor, add the
 # scaled rows into every input row of their windows (contiguous loops over
 # OW), then spread each of those rows along W.  Same sums as the general
@@ -840,6 +910,9 @@ cdef int _backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
                    const Divisor* rule, int nthreads, bint naive) noexcept nogil:
     cdef Tables t
     cdef Py_ssize_t p, in_plane, out_plane, blocks, jobs
+    cdef Py_ssize_t* cover
+    cdef real_t* stage
+    cdef Py_ssize_t room
     cdef int status = 0
     if make_tables(ax, &t, True) != 0:
         return -1
@@ -857,7 +930,7 @@ cdef int _backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
         else:
             for p in range(lead):
                 _backward_plane(grad_out + p * out_plane, grad_in + p * in_plane, ax, &t, rule)
-    else:
+    elif naive:
         blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
         jobs = lead * blocks
         if nthreads > 1:
@@ -866,6 +939,30 @@ cdef int _backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
         else:
             for p in range(jobs):
                 _backward_block_cl(grad_out, grad_in, p, blocks, channels, ax, &t, rule)
+    else:
+        cover = <Py_ssize_t*> malloc(2 * (ax[0].in_size + ax[1].in_size) * sizeof(Py_ssize_t))
+        if cover == NULL:
+            free_tables(&t)
+            return -1
+        _cover(&t, 0, ax[0].in_size, cover, cover + ax[0].in_size)
+        _cover(&t, 1, ax[1].in_size, cover + 2 * ax[0].in_size,
+               cover + 2 * ax[0].in_size + ax[1].in_size)
+        blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+        jobs = lead * blocks
+        room = ax[2].in_size * channels + 16
+        stage = NULL
+        if blocks == 1 and lead * in_plane * channels * sizeof(real_t) >= STREAM_BYTES:
+            stage = <real_t*> malloc(nthreads * room * sizeof(real_t))
+        if nthreads > 1:
+            for p in prange(jobs, schedule='guided', num_threads=nthreads):
+                _backward_rows_cl(grad_out, grad_in, p, blocks, channels, ax, &t, rule, cover,
+                                  stage + threadid() * room if stage != NULL else NULL)
+        else:
+            for p in range(jobs):
+                _backward_rows_cl(grad_out, grad_in, p, blocks, channels, ax, &t, rule, cover,
+                                  stage)
+        free(stage)
+        free(cover)
     free_tables(&t)
     return status
 

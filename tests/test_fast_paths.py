@@ -852,3 +852,39 @@ def test_max_backward_staged_scatter(dtype, threads, in_plane):
     np.testing.assert_array_equal(np.signbit(grad_in), np.signbit(want))
     ind[-1, 9], ind[0, 3] = in_plane, -1
     assert _max.max_pool_backward(grad, ind, grad_in, in_plane, False, threads) == 2
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("spatial, channels, window", [
+    ((9, 11), 3, (3, 2, 1, False)),          # k3 s2 p1: rows in two windows
+    ((8, 8), 64, (2, 2, 0, False)),          # one channel block
+    ((7, 10), 70, (3, 3, 1, True)),          # two blocks, ceil mode
+    ((5, 6, 7), 5, (2, 1, 1, False)),        # 3-D, stride 1
+    ((256, 512), 64, (3, 2, 1, False)),      # 32 MiB of float32: rows staged and streamed
+])
+def test_avg_backward_channels_last_rows(dtype, threads, spatial, channels, window):
+    """Channels-last average backward an input row at a time (each row zeroed
+    and filled in cache, large results built in scratch and streamed out)
+    adds each element's shares in the order of the window-by-window loop:
+    the same bits, on a dirty result."""
+    kernel, stride, padding, ceil_mode = window
+    nd = len(spatial)
+    geom = _geometry(nd, spatial, (kernel,) * nd, (stride,) * nd, (padding,) * nd, (1,) * nd,
+                     ceil_mode)
+    rng = np.random.default_rng(len(spatial) * channels)
+    lead = (2,) + (1,) * (3 - nd)     # the kernels' (N, D, H, W, C)
+    grad = rng.standard_normal(lead + geom.out_size + (channels,)).astype(dtype)
+    grad[..., 1] = -0.0
+    grad.flat[7] = np.nan
+    for include_pad, override in ((True, 0), (False, 0), (True, 3)):
+        results = []
+        for naive in (False, True):
+            grad_in = np.full(lead + tuple(spatial) + (channels,), 5.0, dtype)
+            _avg.avg_pool_backward(grad, grad_in, geom.for_kernel(), include_pad, override, True,
+                                   threads, naive)
+            results.append(grad_in)
+        np.testing.assert_array_equal(results[0], results[1])
+        np.testing.assert_array_equal(np.signbit(results[0]), np.signbit(results[1]))
+        if spatial[0] >= 256:
+            break  # one rule is enough for the large case
