@@ -397,6 +397,46 @@ def _family_rows(rng, add, torch_case):
     torch_case("adaptive_max_pool2d to 7 float64", 0.5, mid,
                lambda x, n: cypool.adaptive_max_pool2d(x, 7, num_threads=n),
                lambda t: F.adaptive_max_pool2d(t, 7), dtype=np.float64)
+    torch_case("max_pool3d k3s2p1 +indices", 0.25, vol,
+               lambda x, n: cypool.max_pool3d(x, 3, 2, 1, return_indices=True, num_threads=n),
+               lambda t: F.max_pool3d(t, 3, 2, 1, return_indices=True))
+    _channels_last_rows(rng, add)
+
+
+def _channels_last_rows(rng, add):
+    """Channels-last fractional pooling and backward passes against PyTorch's
+    channels_last kernels (torch tensors with channels_last strides)."""
+    shape = (16, 112, 112, 64)
+
+    def fractional_inputs():
+        return (rng.standard_normal(shape, dtype=np.float32),
+                rng.random((shape[0], shape[3], 2), dtype=np.float32))
+
+    add("fractional_max_pool2d channels_last", "torch", 0.5, fractional_inputs,
+        lambda a: lambda n: cypool.fractional_max_pool2d(
+            a[0], 2, 56, _random_samples=a[1], channels_last=True, num_threads=n),
+        lambda a: lambda n: F.fractional_max_pool2d(
+            _torch_tensor(a[0], True), 2, 56, _random_samples=torch.from_numpy(a[1])),
+        shape, section="breadth")
+
+    def backward_inputs():
+        x = rng.standard_normal(shape, dtype=np.float32)
+        y, idx = cypool.max_pool2d(x, 2, return_indices=True, channels_last=True)
+        return x, rng.standard_normal(y.shape, dtype=np.float32), idx
+
+    aten = torch.ops.aten if torch is not None else None
+    add("max_pool2d backward k2 channels_last", "torch", 0.5, backward_inputs,
+        lambda a: lambda n: cypool.max_pool2d_backward(a[1], a[2], a[0].shape,
+                                                       channels_last=True, num_threads=n),
+        lambda a: lambda n: aten.max_pool2d_with_indices_backward(
+            _torch_tensor(a[1], True), _torch_tensor(a[0], True), [2, 2], [2, 2], [0, 0],
+            [1, 1], False, _torch_tensor(a[2], True)), shape, section="breadth")
+    add("avg_pool2d backward k2 channels_last", "torch", 0.5, backward_inputs,
+        lambda a: lambda n: cypool.avg_pool2d_backward(a[1], a[0].shape, 2, channels_last=True,
+                                                       num_threads=n),
+        lambda a: lambda n: aten.avg_pool2d_backward(
+            _torch_tensor(a[1], True), _torch_tensor(a[0], True), [2, 2], [2, 2], [0, 0], False,
+            True, None), shape, section="breadth")
 
 
 def run(threads, quick=False, only=()):
