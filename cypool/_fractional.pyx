@@ -396,8 +396,10 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind, const int6
 # offset from each channel's window start), the channels innermost with
 # branch-free picks: a channel's taps stay in scan order.  When the channels
 # of a block share their window (the starts are equal, as they are whenever
-# alpha is a whole number), its taps are contiguous runs along C, which gcc
-# vectorises.
+# alpha is a whole number), its taps are contiguous runs along C and go to
+# _simd.h's channel vectors (as channels-last max pooling's windows do).  The
+# window starts are first laid out with the channels innermost, so a row of
+# pixels reads them contiguously.
 
 cdef void _forward_row_cl_fast(const max_t* x, max_t* out, int64_t* ind,
                                const int64_t* by_channel, Py_ssize_t row, Py_ssize_t channels,
