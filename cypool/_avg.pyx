@@ -21,7 +21,8 @@ from cypool._kernel_common cimport (
 
 from cypool._simd cimport (
     cy_avg_back_lanes_f32, cy_avg_back_lanes_f64, cy_avg_lanes_f32, cy_avg_lanes_f64,
-    cy_avg_s2_f32, cy_avg_s2_f64, cy_avg_taps_f32, cy_avg_taps_f64, cy_from_lanes_f32,
+    cy_avg_s2_f32, cy_avg_s2_f64, cy_avg_taps_f32, cy_avg_taps_f64, cy_avg_taps_row_f32,
+    cy_avg_taps_row_f64, cy_from_lanes_f32,
     cy_from_lanes_f64, cy_simd_cap, cy_simd_level, cy_sum_s1_f32, cy_sum_s1_f64,
     cy_stream_copy, cy_to_lanes_f32, cy_to_lanes_f64, cy_window_sums_f32, cy_window_sums_f64, CY_SUM_MAX_TAPS,
 )
@@ -43,6 +44,8 @@ cdef enum:
     # _forward_lanes; _simd.h's cy_avg_lanes takes 16).
     LANES = 16
     SMALL_PLANE = 1024
+    # Channels-last windows whole along W taken by one _simd.h call.
+    ROW_CHUNK = 64
 
 
 cdef struct Divisor:
@@ -586,11 +589,48 @@ cdef void _forward_pixel_cl(const real_t* x, real_t* out,
 cdef void _forward_row_cl(const real_t* x, real_t* out, Py_ssize_t row,
                           Py_ssize_t channels, const Axis* ax, const Tables* t,
                           const Divisor* rule) noexcept nogil:
-    """One channels-last output row ``row = (n*OD + od)*OH + oh``: its pixels in turn."""
-    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, ow
-    for ow in range(ax[2].out_size):
-        _forward_pixel_cl(x, out, row // OH // OD, row // OH % OD, row % OH, ow, channels,
-                          ax, t, rule)
+    """One channels-last output row ``row = (n*OD + od)*OH + oh``: the windows
+    whole along W a chunk at a time in one call (_simd.h, the additions of
+    :func:`_forward_pixel_cl`), the others pixel by pixel."""
+    cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t n = row // OH // OD, od = row // OH % OD, oh = row % OH
+    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2], ow, i, k, chunk, done
+    cdef Py_ssize_t sd = t.first[t.offset[0] + od], nd = t.count[t.offset[0] + od]
+    cdef Py_ssize_t sh = t.first[t.offset[1] + oh], nh = t.count[t.offset[1] + oh]
+    cdef Py_ssize_t id_, ih, j
+    cdef const real_t* taps[CY_SUM_MAX_TAPS]
+    cdef real_t divisors[ROW_CHUNK]
+    cdef Py_ssize_t ow0 = 0     # the row path takes windows [lo, ow0) (none: lo = ow0 = 0)
+    if (hi > lo and nd * nh > 0 and nd * nh * ax[2].kernel <= CY_SUM_MAX_TAPS
+            and cy_simd_level() >= 1):
+        ow0 = lo
+        while ow0 < hi:
+            chunk = min(ROW_CHUNK, hi - ow0)
+            k = 0
+            for id_ in range(sd, sd + nd):
+                for ih in range(sh, sh + nh):
+                    for j in range(ax[2].kernel):
+                        taps[k] = x + (((n * D + id_) * H + ih) * W
+                                       + ow0 * ax[2].stride - ax[2].pad_before + j) * channels
+                        k += 1
+            for i in range(chunk):
+                divisors[i] = <real_t> _divisor(t, od, oh, ow0 + i, rule)
+            if real_t is float:
+                done = cy_avg_taps_row_f32(taps, k, channels, out + (row * OW + ow0) * channels,
+                                           divisors, chunk, ax[2].stride * channels)
+            else:
+                done = cy_avg_taps_row_f64(taps, k, channels, out + (row * OW + ow0) * channels,
+                                           divisors, chunk, ax[2].stride * channels)
+            if done != channels:
+                break   # not taken (no vector path): the pixels below do the rest
+            ow0 += chunk
+    else:
+        lo = 0
+    for ow in range(lo):
+        _forward_pixel_cl(x, out, n, od, oh, ow, channels, ax, t, rule)
+    for ow in range(ow0, OW):
+        _forward_pixel_cl(x, out, n, od, oh, ow, channels, ax, t, rule)
 
 
 cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t channels,

@@ -636,11 +636,15 @@ CY_DEFINE_AVG_S2(cy_avg_s2_f64_avx2, CY_AVX2, double, __m256d, 4, cy_sum_win_pd2
 
 #define CY_SUM_STEP(V, LOADU, ADD, ZERO, s, c)                                         \
     V s = ZERO();                                                                      \
-    for (ptrdiff_t t = 0; t < n_taps; t++) s = ADD(s, LOADU(taps[t] + (c)));
+    for (ptrdiff_t t = 0; t < n_taps; t++) s = ADD(s, LOADU(taps[t] + shift + (c)));
 
+/* One window's average (taps shifted by ``shift`` elements), and (NAME##_row) n
+   windows of a row, window i's taps i * step further on, its divisor divisors[i]:
+   one call for the row, so each window costs its loads and adds, not a call. */
 #define CY_DEFINE_AVG_TAPS(NAME, ATTR, T, V, LANES, LOADU, STOREU, ADD, DIV, SET1, ZERO)    \
-    ATTR static ptrdiff_t NAME(const T* const* taps, ptrdiff_t n_taps, ptrdiff_t c,        \
-                               ptrdiff_t channels, T* out, T divisor) {                    \
+    ATTR static inline ptrdiff_t NAME(const T* const* taps, ptrdiff_t n_taps, ptrdiff_t c, \
+                                      ptrdiff_t channels, T* out, T divisor,               \
+                                      ptrdiff_t shift) {                                   \
         V d = SET1(divisor);                                                               \
         for (; c + 2 * (LANES) <= channels; c += 2 * (LANES)) {                            \
             CY_SUM_STEP(V, LOADU, ADD, ZERO, s0, c)                                        \
@@ -653,6 +657,15 @@ CY_DEFINE_AVG_S2(cy_avg_s2_f64_avx2, CY_AVX2, double, __m256d, 4, cy_sum_win_pd2
             STOREU(out + c, DIV(s0, d));                                                   \
         }                                                                                  \
         return c;                                                                          \
+    }                                                                                      \
+    ATTR static ptrdiff_t NAME##_row(const T* const* taps, ptrdiff_t n_taps, ptrdiff_t c,  \
+                                     ptrdiff_t channels, T* out, const T* divisors,        \
+                                     ptrdiff_t n, ptrdiff_t step) {                        \
+        ptrdiff_t done = c;                                                                \
+        for (ptrdiff_t i = 0; i < n; i++)                                                  \
+            done = NAME(taps, n_taps, c, channels, out + i * channels, divisors[i],        \
+                        i * step);                                                         \
+        return done;                                                                       \
     }
 
 #if CY_HAVE_SSE2
@@ -1227,7 +1240,7 @@ CY_DEFINE_LANE_MOVES(double, f64)
         return c;                                                                         \
     }
 #define CY_max_CALL taps, n_taps, c, channels, out, tap_pos, index
-#define CY_avg_CALL taps, n_taps, c, channels, out, divisor
+#define CY_avg_CALL taps, n_taps, c, channels, out, divisor, 0
 
 CY_TAPS_DISPATCH(max, float, f32, (const float* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
                                    float* out, const int64_t* tap_pos, int64_t* index))
@@ -1237,6 +1250,29 @@ CY_TAPS_DISPATCH(avg, float, f32, (const float* const* taps, ptrdiff_t n_taps, p
                                    float* out, float divisor))
 CY_TAPS_DISPATCH(avg, double, f64, (const double* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
                                     double* out, double divisor))
+
+/* n windows of a channels-last row (see CY_DEFINE_AVG_TAPS): every channel when the
+   vector paths run (SSE2 and up), else none (the caller does them). */
+#define CY_AVG_TAPS_ROW(T, SFX)                                                           \
+    static ptrdiff_t cy_avg_taps_row_##SFX(const T* const* taps, ptrdiff_t n_taps,        \
+                                           ptrdiff_t channels, T* out, const T* divisors, \
+                                           ptrdiff_t n, ptrdiff_t step) {                 \
+        ptrdiff_t c = 0;                                                                  \
+        int level = cy_simd_level();                                                      \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2)                                             \
+                       c = cy_avg_taps_##SFX##_avx2_row(taps, n_taps, c, channels, out,    \
+                                                        divisors, n, step);)              \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) {                                           \
+            c = cy_avg_taps_##SFX##_sse2_row(taps, n_taps, c, channels, out, divisors, n,  \
+                                             step);                                       \
+            c = cy_avg_taps_##SFX##_lane_row(taps, n_taps, c, channels, out, divisors, n,  \
+                                             step);                                       \
+        })                                                                                \
+        (void) level;                                                                     \
+        return c;                                                                         \
+    }
+CY_AVG_TAPS_ROW(float, f32)
+CY_AVG_TAPS_ROW(double, f64)
 
 /* Average rows at stride 2: the vector paths, then the same additions one output at a
    time for what is left. */

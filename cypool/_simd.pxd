@@ -62,6 +62,13 @@ cdef extern from "_simd.h" nogil:
                                float* out, float divisor)
     Py_ssize_t cy_avg_taps_f64(const double** taps, Py_ssize_t n_taps, Py_ssize_t channels,
                                double* out, double divisor)
+    # n windows of a row at once: window i's taps i * step further on, divisor divisors[i]
+    Py_ssize_t cy_avg_taps_row_f32(const float** taps, Py_ssize_t n_taps, Py_ssize_t channels,
+                                   float* out, const float* divisors, Py_ssize_t n,
+                                   Py_ssize_t step)
+    Py_ssize_t cy_avg_taps_row_f64(const double** taps, Py_ssize_t n_taps,
+                                   Py_ssize_t channels, double* out, const double* divisors,
+                                   Py_ssize_t n, Py_ssize_t step)
 
     # the small-plane paths: moves between planes and 16 lanes ...
     void cy_to_lanes_f32(const float* src, Py_ssize_t plane, Py_ssize_t width, float* lanes)

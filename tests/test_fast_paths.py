@@ -888,3 +888,33 @@ def test_avg_backward_channels_last_rows(dtype, threads, spatial, channels, wind
         np.testing.assert_array_equal(np.signbit(results[0]), np.signbit(results[1]))
         if spatial[0] >= 256:
             break  # one rule is enough for the large case
+
+
+@pytest.mark.parametrize("channels", [3, 24, 70])
+@pytest.mark.parametrize("spatial, kernel, stride, padding, ceil_mode", [
+    ((9, 12), 2, 2, 0, False),
+    ((11, 13), 3, 2, 1, True),
+    ((7, 10), 3, 1, 1, False),
+    ((6, 7, 9), 2, 3, 1, True),
+])
+def test_avg_channels_last_rows_bit_exact(simd_level, channels, spatial, kernel, stride, padding,
+                                          ceil_mode):
+    """Channels-last average pooling takes the windows whole along W a chunk of
+    a row at a time (one _simd.h call): the additions of the pixel-by-pixel
+    path, so the bits of the general loop, at every vector level."""
+    nd = len(spatial)
+    geom = _geometry(nd, spatial, (kernel,) * nd, (stride,) * nd, (padding,) * nd, (1,) * nd,
+                     ceil_mode)
+    rng = np.random.default_rng(channels + kernel)
+    lead = (2,) + (1,) * (3 - nd)     # the kernels' (N, D, H, W, C)
+    for dtype in (np.float32, np.float64):
+        x = rng.standard_normal(lead + tuple(spatial) + (channels,)).astype(dtype)
+        x[..., 1] = -0.0
+        x.flat[5] = np.nan
+        for include_pad, override in ((True, 0), (False, 0), (True, 7)):
+            got, want = (np.empty(lead + geom.out_size + (channels,), dtype) for _ in range(2))
+            _avg.avg_pool_forward(x, got, geom.for_kernel(), include_pad, override, True, 2)
+            _avg.avg_pool_forward(x, want, geom.for_kernel(), include_pad, override, True, 2,
+                                  True)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
