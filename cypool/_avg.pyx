@@ -22,9 +22,9 @@ from cypool._kernel_common cimport (
 from cypool._simd cimport (
     cy_avg_back_lanes_f32, cy_avg_back_lanes_f64, cy_avg_lanes_f32, cy_avg_lanes_f64,
     cy_avg_s2_f32, cy_avg_s2_f64, cy_avg_taps_f32, cy_avg_taps_f64, cy_avg_taps_row_f32,
-    cy_avg_taps_row_f64, cy_from_lanes_f32,
-    cy_from_lanes_f64, cy_simd_cap, cy_simd_level, cy_sum_s1_f32, cy_sum_s1_f64,
-    cy_stream_copy, cy_to_lanes_f32, cy_to_lanes_f64, cy_window_sums_f32, cy_window_sums_f64, CY_SUM_MAX_TAPS,
+    cy_avg_taps_row_f64, cy_from_lanes_f32, cy_from_lanes_f64, cy_simd_cap, cy_simd_level,
+    cy_stream_copy, cy_sum_s1_f32, cy_sum_s1_f64, cy_to_lanes_f32, cy_to_lanes_f64,
+    cy_window_sums_f32, cy_window_sums_f64, CY_SUM_MAX_TAPS,
 )
 
 cnp.import_array()
