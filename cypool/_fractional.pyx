@@ -29,7 +29,8 @@ from libc.stdint cimport (
 from libc.stdlib cimport free, malloc
 
 from cypool._dtypes cimport beats, lowest, max_t
-from cypool._simd cimport CY_SUM_MAX_TAPS, cy_max_taps_f32, cy_max_taps_f64
+from cypool._kernel_common cimport window_max_cl
+from cypool._simd cimport CY_SUM_MAX_TAPS
 
 cnp.import_array()
 
@@ -453,10 +454,7 @@ cdef void _forward_row_cl_fast(const max_t* x, max_t* out, int64_t* ind,
                 for k in range(n_taps):
                     taps[k] = xn + (pos[0] + tap_at[k]) * channels + c0
                     tap_pos[k] = pos[0] + tap_at[k]
-                if max_t is float:
-                    done = cy_max_taps_f32(taps, n_taps, width, o, tap_pos, io)
-                else:
-                    done = cy_max_taps_f64(taps, n_taps, width, o, tap_pos, io)
+                done = window_max_cl(taps, n_taps, width, o, tap_pos, io)
                 if done == width:
                     continue
             # the rest of the block: a tap at a time, in scan order, branch-free

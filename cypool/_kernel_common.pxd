@@ -20,7 +20,9 @@ from libc.stdlib cimport free, malloc
 
 from cypool._dtypes cimport max_t
 from cypool._geometry cimport Axis, avg_bounds, max_taps
-from cypool._simd cimport cy_max_lanes_block_f32, cy_max_lanes_block_f64
+from cypool._simd cimport (
+    cy_max_lanes_block_f32, cy_max_lanes_block_f64, cy_max_taps_f32, cy_max_taps_f64,
+)
 
 
 
@@ -156,6 +158,20 @@ cdef inline Py_ssize_t lead_of(cnp.ndarray x, const Axis* axes, Py_ssize_t chann
     or batch (channels-last), whatever shape ``x`` has with those bytes."""
     cdef Py_ssize_t per_lead = axes[0].in_size * axes[1].in_size * axes[2].in_size * channels
     return cnp.PyArray_SIZE(x) // per_lead if per_lead > 0 else 0
+
+
+cdef inline Py_ssize_t window_max_cl(const max_t** taps, Py_ssize_t n_taps,
+                                     Py_ssize_t channels, max_t* out, const int64_t* tap_pos,
+                                     int64_t* index) noexcept nogil:
+    """One channels-last window's maxima over ``channels`` (and their plane
+    offsets unless ``index`` is NULL), the channel vectors in registers
+    (_simd.h's cy_max_taps, at most CY_SUM_MAX_TAPS taps); returns the
+    channels done, 0 for types other than float32/float64."""
+    if max_t is float:
+        return cy_max_taps_f32(taps, n_taps, channels, out, tap_pos, index)
+    elif max_t is double:
+        return cy_max_taps_f64(taps, n_taps, channels, out, tap_pos, index)
+    return 0
 
 
 cdef inline int max_by_lanes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,

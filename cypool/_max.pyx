@@ -19,13 +19,13 @@ from cypool._dtypes cimport beats, lowest, max_t, pick_at, real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport (
     STAGE_BYTES, Tables, fill_axes, free_tables, lead_of, make_tables, max_by_lanes,
-    stage_group,
+    stage_group, window_max_cl,
 )
 
 from cypool._simd cimport (
     cy_max_s1_f32, cy_max_s1_f64, cy_max_s1_rows_f32, cy_max_s1_rows_f64, cy_max_s2_f32,
-    cy_max_s2_f64, cy_max_s2_rows_f32, cy_max_s2_rows_f64, cy_max_taps_f32, cy_max_taps_f64,
-    cy_simd_cap, cy_simd_level, cy_max_strided_f32, cy_max_strided_f64, cy_stream_copy,
+    cy_max_s2_f64, cy_max_s2_rows_f32, cy_max_s2_rows_f64, cy_simd_cap, cy_simd_level,
+    cy_max_strided_f32, cy_max_strided_f64, cy_stream_copy,
 )
 
 cnp.import_array()
@@ -682,10 +682,7 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
                     taps[k] = x + (((n * D + id_) * H + ih) * W + iw) * channels
                     tap_pos[k] = (id_ * H + ih) * W + iw
                     k += 1
-        if max_t is float:
-            done = cy_max_taps_f32(taps, k, channels, o, tap_pos, oi)
-        else:
-            done = cy_max_taps_f64(taps, k, channels, o, tap_pos, oi)
+        done = window_max_cl(taps, k, channels, o, tap_pos, oi)
         if done == channels:
             return
     # the rest of the channels, one tap at a time over the output row
