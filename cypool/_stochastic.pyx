@@ -543,6 +543,19 @@ cdef extern from *:
         ((f64) ? cypool_lanes_f64((const double*) (x) + (at), (step)) \\
                : cypool_lanes_f32((const float*) (x) + (at), (step)))
 
+    /* float32 at step 2, taps k and k + 1 side by side in a row: at[0..7] holds both
+       taps of the four windows, the first in the even elements and the second in the
+       odd ones (one load and one permute for the two, not two of each) */
+    CY_AVX2 static inline void cypool_pair_lanes_f32(const float* at, __m256d* first,
+                                                     __m256d* second)
+    {
+        const __m256i evens_odds = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+        __m256 v = _mm256_max_ps(_mm256_setzero_ps(),
+                                 _mm256_permutevar8x32_ps(_mm256_loadu_ps(at), evens_odds));
+        *first = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+        *second = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    }
+
     /* A last group of one to three lanes goes again with the lanes before it
        (the same results written twice) when the call has four; else it is left. */
     #define CYPOOL_LAST_GROUP(i, first, n) \\
@@ -570,7 +583,7 @@ cdef extern from *:
     cypool_sample_lanes_avx2(const void* x, int f64, const int64_t* tap_at,
                              const int64_t* tap_index, int n_taps, int step, int64_t index_step,
                              const cypool_rows* rows, const double* u, void* out, int64_t* ind,
-                             Py_ssize_t i0, Py_ssize_t n)
+                             Py_ssize_t i0, Py_ssize_t n, int pairs)
     {
         __m256d a[CYPOOL_MAX_TAPS], run[CYPOOL_MAX_TAPS], tap_offset[CYPOOL_MAX_TAPS];
         const char* starts[CYPOOL_MAX_TAPS];
@@ -596,7 +609,10 @@ cdef extern from *:
             for (i = i0; i < n; i += 4) {
                 CYPOOL_LAST_GROUP(i, i0, n);
                 for (k = 0; k < n_taps; k++) {
-                    a[k] = CYPOOL_LANES(starts[k], f64, i * step, step);
+                    if (!pairs)
+                        a[k] = CYPOOL_LANES(starts[k], f64, i * step, step);
+                    else if (k % 2 == 0)
+                        cypool_pair_lanes_f32((const float*) starts[k] + i * 2, &a[k], &a[k + 1]);
                     total = k ? _mm256_add_pd(total, a[k]) : a[k];
                     run[k] = total;
                 }
@@ -665,7 +681,7 @@ cdef extern from *:
 
     #define CYPOOL_SAMPLE_INSTANCE(f64, n_taps, step) \\
         cypool_sample_lanes_avx2(x, f64, tap_at, tap_index, n_taps, step, index_step, rows, u, out, \\
-                                 ind, i, n)
+                                 ind, i, n, 0)
 
     #define CYPOOL_SAMPLE_DISPATCH(name, f64) \\
         CY_AVX2 static Py_ssize_t name(const void* x, const int64_t* tap_at, \\
@@ -673,7 +689,13 @@ cdef extern from *:
                                        int64_t index_step, const cypool_rows* rows, \\
                                        const double* u, void* out, int64_t* ind, Py_ssize_t i, \\
                                        Py_ssize_t n) \\
-        { CYPOOL_BY_SHAPE(CYPOOL_SAMPLE_INSTANCE, f64) }
+        { \\
+            if (!(f64) && n_taps == 4 && step == 2 && tap_at[1] == tap_at[0] + 1 \\
+                    && tap_at[3] == tap_at[2] + 1)  /* 2x2 windows at stride 2 */ \\
+                return cypool_sample_lanes_avx2(x, 0, tap_at, tap_index, 4, 2, index_step, rows, \\
+                                                u, out, ind, i, n, 1); \\
+            CYPOOL_BY_SHAPE(CYPOOL_SAMPLE_INSTANCE, f64) \\
+        }
 
     CYPOOL_SAMPLE_DISPATCH(cypool_sample_f32_avx2, 0)
     CYPOOL_SAMPLE_DISPATCH(cypool_sample_f64_avx2, 1)
