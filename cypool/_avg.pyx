@@ -541,8 +541,10 @@ def small_plane_limit(limit=None):
 cdef void _forward_pixel_cl(const real_t* x, real_t* out,
                             Py_ssize_t n, Py_ssize_t od, Py_ssize_t oh, Py_ssize_t ow,
                             Py_ssize_t channels, const Axis* ax, const Tables* t,
-                            const Divisor* rule) noexcept nogil:
-    """One channels-last output pixel; channel loop innermost."""
+                            const Divisor* rule, bint naive) noexcept nogil:
+    """One channels-last output pixel: _simd.h's channel vectors, or (``naive``,
+    or what they leave) the general loop, channel loop innermost; the same
+    additions."""
     cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
     cdef Py_ssize_t pixel = ((n * OD + od) * OH + oh) * OW + ow
@@ -555,7 +557,7 @@ cdef void _forward_pixel_cl(const real_t* x, real_t* out,
     cdef const real_t* row
     cdef real_t scale
     cdef const real_t* taps[CY_SUM_MAX_TAPS]
-    if divisor != 0 and nd * nh * nw <= CY_SUM_MAX_TAPS:
+    if not naive and divisor != 0 and nd * nh * nw <= CY_SUM_MAX_TAPS:
         k = 0
         for id_ in range(sd, sd + nd):
             for ih in range(sh, sh + nh):
@@ -588,10 +590,11 @@ cdef void _forward_pixel_cl(const real_t* x, real_t* out,
 
 cdef void _forward_row_cl(const real_t* x, real_t* out, Py_ssize_t row,
                           Py_ssize_t channels, const Axis* ax, const Tables* t,
-                          const Divisor* rule) noexcept nogil:
+                          const Divisor* rule, bint naive) noexcept nogil:
     """One channels-last output row ``row = (n*OD + od)*OH + oh``: the windows
     whole along W a chunk at a time in one call (_simd.h, the additions of
-    :func:`_forward_pixel_cl`), the others pixel by pixel."""
+    :func:`_forward_pixel_cl`), the others pixel by pixel; ``naive``: every
+    pixel by the general loop."""
     cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
     cdef Py_ssize_t n = row // OH // OD, od = row // OH % OD, oh = row % OH
@@ -602,7 +605,7 @@ cdef void _forward_row_cl(const real_t* x, real_t* out, Py_ssize_t row,
     cdef const real_t* taps[CY_SUM_MAX_TAPS]
     cdef real_t divisors[ROW_CHUNK]
     cdef Py_ssize_t ow0 = 0     # the row path takes windows [lo, ow0) (none: lo = ow0 = 0)
-    if (hi > lo and nd * nh > 0 and nd * nh * ax[2].kernel <= CY_SUM_MAX_TAPS
+    if (not naive and hi > lo and nd * nh > 0 and nd * nh * ax[2].kernel <= CY_SUM_MAX_TAPS
             and cy_simd_level() >= 1):
         ow0 = lo
         while ow0 < hi:
@@ -628,9 +631,9 @@ cdef void _forward_row_cl(const real_t* x, real_t* out, Py_ssize_t row,
     else:
         lo = 0
     for ow in range(lo):
-        _forward_pixel_cl(x, out, n, od, oh, ow, channels, ax, t, rule)
+        _forward_pixel_cl(x, out, n, od, oh, ow, channels, ax, t, rule, naive)
     for ow in range(ow0, OW):
-        _forward_pixel_cl(x, out, n, od, oh, ow, channels, ax, t, rule)
+        _forward_pixel_cl(x, out, n, od, oh, ow, channels, ax, t, rule, naive)
 
 
 cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t channels,
@@ -661,10 +664,10 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
         pixels = lead * ax[0].out_size * ax[1].out_size  # output rows
         if nthreads > 1:
             for p in prange(pixels, schedule='guided', num_threads=nthreads):
-                _forward_row_cl(x, out, p, channels, ax, &t, rule)
+                _forward_row_cl(x, out, p, channels, ax, &t, rule, naive)
         else:
             for p in range(pixels):
-                _forward_row_cl(x, out, p, channels, ax, &t, rule)
+                _forward_row_cl(x, out, p, channels, ax, &t, rule, naive)
     free_tables(&t)
     return status
 

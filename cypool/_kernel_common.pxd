@@ -22,6 +22,7 @@ from cypool._dtypes cimport max_t
 from cypool._geometry cimport Axis, avg_bounds, max_taps
 from cypool._simd cimport (
     cy_max_lanes_block_f32, cy_max_lanes_block_f64, cy_max_taps_f32, cy_max_taps_f64,
+    cy_max_taps_row_f32, cy_max_taps_row_f64,
 )
 
 
@@ -171,6 +172,20 @@ cdef inline Py_ssize_t window_max_cl(const max_t** taps, Py_ssize_t n_taps,
         return cy_max_taps_f32(taps, n_taps, channels, out, tap_pos, index)
     elif max_t is double:
         return cy_max_taps_f64(taps, n_taps, channels, out, tap_pos, index)
+    return 0
+
+
+cdef inline Py_ssize_t window_max_cl_row(const max_t** taps, Py_ssize_t n_taps,
+                                         Py_ssize_t channels, max_t* out,
+                                         const int64_t* tap_pos, int64_t* index, Py_ssize_t n,
+                                         Py_ssize_t step, int64_t pos_step) noexcept nogil:
+    """:func:`window_max_cl` for ``n`` windows of a row, window ``i``'s taps
+    ``i * step`` elements and their positions ``i * pos_step`` further on, its
+    results ``i * channels`` further on (cy_max_taps_row: one call for the row)."""
+    if max_t is float:
+        return cy_max_taps_row_f32(taps, n_taps, channels, out, tap_pos, index, n, step, pos_step)
+    elif max_t is double:
+        return cy_max_taps_row_f64(taps, n_taps, channels, out, tap_pos, index, n, step, pos_step)
     return 0
 
 

@@ -19,7 +19,7 @@ from cypool._dtypes cimport beats, lowest, max_t, pick_at, real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport (
     STAGE_BYTES, Tables, fill_axes, free_tables, lead_of, make_tables, max_by_lanes,
-    stage_group, window_max_cl,
+    stage_group, window_max_cl, window_max_cl_row,
 )
 
 from cypool._simd cimport (
@@ -652,9 +652,11 @@ cdef int _forward_fast(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t plan
 
 cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
                             Py_ssize_t n, Py_ssize_t od, Py_ssize_t oh, Py_ssize_t ow,
-                            Py_ssize_t channels, const Axis* ax, const Tables* t) noexcept nogil:
-    """One channels-last output pixel, all channels; the channel loop is
-    innermost and contiguous so it vectorises."""
+                            Py_ssize_t channels, const Axis* ax, const Tables* t,
+                            bint naive) noexcept nogil:
+    """One channels-last output pixel, all channels: _simd.h's channel vectors,
+    or (``naive``, other types, or what they leave) the general loop, whose
+    channel loop is innermost and contiguous so it vectorises."""
     cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
     cdef Py_ssize_t pixel = ((n * OD + od) * OH + oh) * OW + ow
@@ -671,7 +673,7 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
     cdef bint take
     cdef const max_t* taps[CL_TAPS]
     cdef int64_t tap_pos[CL_TAPS]
-    if (max_t is float or max_t is double) and 0 < nd * nh * nw <= CL_TAPS:
+    if (max_t is float or max_t is double) and not naive and 0 < nd * nh * nw <= CL_TAPS:
         k = 0
         for a in range(nd):
             id_ = fd + a * ax[0].dilation
@@ -713,12 +715,41 @@ cdef void _forward_pixel_cl(const max_t* x, max_t* out, int64_t* ind,
 
 
 cdef void _forward_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t row,
-                          Py_ssize_t channels, const Axis* ax, const Tables* t) noexcept nogil:
-    """One channels-last output row ``row = (n*OD + od)*OH + oh``: its pixels in turn."""
-    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, ow
-    for ow in range(ax[2].out_size):
-        _forward_pixel_cl(x, out, ind, row // OH // OD, row // OH % OD, row % OH, ow, channels,
-                          ax, t)
+                          Py_ssize_t channels, const Axis* ax, const Tables* t,
+                          bint naive) noexcept nogil:
+    """One channels-last output row ``row = (n*OD + od)*OH + oh``: the windows
+    whole along W in one _simd.h call (each window the selects of
+    :func:`_forward_pixel_cl`, without its set-up), the others pixel by pixel."""
+    cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t n = row // OH // OD, od = row // OH % OD, oh = row % OH
+    cdef Py_ssize_t fd = t.first[t.offset[0] + od], nd = t.count[t.offset[0] + od]
+    cdef Py_ssize_t fh = t.first[t.offset[1] + oh], nh = t.count[t.offset[1] + oh]
+    cdef Py_ssize_t lo = t.full_lo[2], hi = t.full_hi[2], ow, a, b, e, id_, ih, iw, k
+    cdef Py_ssize_t done = 0
+    cdef const max_t* taps[CL_TAPS]
+    cdef int64_t tap_pos[CL_TAPS]
+    if ((max_t is float or max_t is double) and not naive and hi > lo and nd * nh > 0
+            and nd * nh * ax[2].kernel <= CL_TAPS and cy_simd_level() >= 1):
+        k = 0
+        for a in range(nd):
+            id_ = fd + a * ax[0].dilation
+            for b in range(nh):
+                ih = fh + b * ax[1].dilation
+                for e in range(ax[2].kernel):
+                    iw = lo * ax[2].stride - ax[2].pad_before + e * ax[2].dilation
+                    taps[k] = x + (((n * D + id_) * H + ih) * W + iw) * channels
+                    tap_pos[k] = (id_ * H + ih) * W + iw
+                    k += 1
+        done = window_max_cl_row(taps, k, channels, out + (row * OW + lo) * channels, tap_pos,
+                                 ind + (row * OW + lo) * channels if ind != NULL else NULL,
+                                 hi - lo, ax[2].stride * channels, ax[2].stride)
+    if done != channels:  # not taken: every pixel below
+        lo = hi = 0
+    for ow in range(lo):
+        _forward_pixel_cl(x, out, ind, n, od, oh, ow, channels, ax, t, naive)
+    for ow in range(hi, OW):
+        _forward_pixel_cl(x, out, ind, n, od, oh, ow, channels, ax, t, naive)
 
 
 # ------------------------------------------ channels-first, small planes
@@ -832,10 +863,10 @@ cdef int _forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
         pixels = lead * ax[0].out_size * ax[1].out_size  # output rows
         if nthreads > 1:
             for p in prange(pixels, schedule='guided', num_threads=nthreads):
-                _forward_row_cl(x, out, ind, p, channels, ax, &t)
+                _forward_row_cl(x, out, ind, p, channels, ax, &t, naive)
         else:
             for p in range(pixels):
-                _forward_row_cl(x, out, ind, p, channels, ax, &t)
+                _forward_row_cl(x, out, ind, p, channels, ax, &t, naive)
     free_tables(&t)
     return status
 

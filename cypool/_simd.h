@@ -11,7 +11,8 @@
  * cy_sum_s1_f32/f64: their sums (the average's separable passes).
  *
  * cy_max_taps_f32/f64, cy_avg_taps_f32/f64: channels-last windows (at most
- * CY_SUM_MAX_TAPS taps), the channel vectors in registers.
+ * CY_SUM_MAX_TAPS taps), the channel vectors in registers; cy_max_taps_row/cy_avg_taps_row:
+ * n such windows along a row in one call.
  *
  * cy_transpose_f32/f64, cy_to_lanes/cy_from_lanes: planes to lanes and back (the small-plane
  * paths), and
@@ -596,17 +597,21 @@ CY_DEFINE_AVG_S2(cy_avg_s2_f64_avx2, CY_AVX2, double, __m256d, 4, cy_sum_win_pd2
    avg: out[c] = (0 + taps[0][c] + taps[1][c] + ...) / divisor, in tap order. */
 
 #define CY_MAX_STEP(V, LOADU, TAKE, BLEND, TAPV, b, w, c)                              \
-    V b = LOADU(taps[0] + (c)), w = TAPV(0);                                           \
+    V b = LOADU(taps[0] + shift + (c)), w = TAPV(0);                                   \
     for (ptrdiff_t t = 1; t < n_taps; t++) {                                           \
-        V v_ = LOADU(taps[t] + (c)), k_ = TAKE(b, v_);                                 \
+        V v_ = LOADU(taps[t] + shift + (c)), k_ = TAKE(b, v_);                         \
         b = BLEND(b, v_, k_);                                                          \
         if (index) w = BLEND(w, TAPV(t), k_);                                          \
     }
 
+/* One window's maxima (taps shifted by ``shift`` elements, their positions by
+   ``pos_shift``), and (NAME##_row) n windows of a row, window i's taps i * step further
+   on and its positions i * pos_step: one call for the row, as the averages'. */
 #define CY_DEFINE_MAX_TAPS(NAME, ATTR, T, V, LANES, WSTEP, LOADU, STOREU, TAKE, BLEND, TAPV, WSTORE) \
-    ATTR static ptrdiff_t NAME(const T* const* taps, ptrdiff_t n_taps, ptrdiff_t c,        \
-                               ptrdiff_t channels, T* out, const int64_t* tap_pos,         \
-                               int64_t* index) {                                           \
+    ATTR static inline ptrdiff_t NAME(const T* const* taps, ptrdiff_t n_taps, ptrdiff_t c, \
+                                      ptrdiff_t channels, T* out, const int64_t* tap_pos,  \
+                                      int64_t* index, ptrdiff_t shift,                     \
+                                      int64_t pos_shift) {                                 \
         int32_t w_[16];                                                                    \
         for (; c + 2 * (LANES) <= channels; c += 2 * (LANES)) {                            \
             V b0, w0, b1, w1;                                                              \
@@ -618,8 +623,8 @@ CY_DEFINE_AVG_S2(cy_avg_s2_f64_avx2, CY_AVX2, double, __m256d, 4, cy_sum_win_pd2
                 WSTORE(w_, w0);                                                            \
                 WSTORE(w_ + 8, w1);                                                        \
                 for (int j = 0; j < (LANES); j++) {                                        \
-                    index[c + j] = tap_pos[w_[j * (WSTEP)]];                               \
-                    index[c + (LANES) + j] = tap_pos[w_[8 + j * (WSTEP)]];                 \
+                    index[c + j] = tap_pos[w_[j * (WSTEP)]] + pos_shift;                   \
+                    index[c + (LANES) + j] = tap_pos[w_[8 + j * (WSTEP)]] + pos_shift;     \
                 }                                                                          \
             }                                                                              \
         }                                                                                  \
@@ -628,10 +633,21 @@ CY_DEFINE_AVG_S2(cy_avg_s2_f64_avx2, CY_AVX2, double, __m256d, 4, cy_sum_win_pd2
             STOREU(out + c, b0);                                                           \
             if (index) {                                                                   \
                 WSTORE(w_, w0);                                                            \
-                for (int j = 0; j < (LANES); j++) index[c + j] = tap_pos[w_[j * (WSTEP)]]; \
+                for (int j = 0; j < (LANES); j++)                                          \
+                    index[c + j] = tap_pos[w_[j * (WSTEP)]] + pos_shift;                   \
             }                                                                              \
         }                                                                                  \
         return c;                                                                          \
+    }                                                                                      \
+    ATTR static ptrdiff_t NAME##_row(const T* const* taps, ptrdiff_t n_taps, ptrdiff_t c,  \
+                                     ptrdiff_t channels, T* out, const int64_t* tap_pos,   \
+                                     int64_t* index, ptrdiff_t n, ptrdiff_t step,          \
+                                     int64_t pos_step) {                                   \
+        ptrdiff_t done = c;                                                                \
+        for (ptrdiff_t i = 0; i < n; i++)                                                  \
+            done = NAME(taps, n_taps, c, channels, out + i * channels, tap_pos,            \
+                        index ? index + i * channels : NULL, i * step, i * pos_step);      \
+        return done;                                                                       \
     }
 
 #define CY_SUM_STEP(V, LOADU, ADD, ZERO, s, c)                                         \
@@ -1239,7 +1255,7 @@ CY_DEFINE_LANE_MOVES(double, f64)
         (void) level;                                                                     \
         return c;                                                                         \
     }
-#define CY_max_CALL taps, n_taps, c, channels, out, tap_pos, index
+#define CY_max_CALL taps, n_taps, c, channels, out, tap_pos, index, 0, 0
 #define CY_avg_CALL taps, n_taps, c, channels, out, divisor, 0
 
 CY_TAPS_DISPATCH(max, float, f32, (const float* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
@@ -1273,6 +1289,27 @@ CY_TAPS_DISPATCH(avg, double, f64, (const double* const* taps, ptrdiff_t n_taps,
     }
 CY_AVG_TAPS_ROW(float, f32)
 CY_AVG_TAPS_ROW(double, f64)
+
+/* n windows of a channels-last row (see CY_DEFINE_MAX_TAPS), as the averages' */
+#define CY_MAX_TAPS_ROW(T, SFX)                                                           \
+    static ptrdiff_t cy_max_taps_row_##SFX(const T* const* taps, ptrdiff_t n_taps,        \
+                                           ptrdiff_t channels, T* out,                    \
+                                           const int64_t* tap_pos, int64_t* index,        \
+                                           ptrdiff_t n, ptrdiff_t step, int64_t pos_step) { \
+        ptrdiff_t c = 0;                                                                  \
+        int level = cy_simd_level();                                                      \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2)                                             \
+                       c = cy_max_taps_##SFX##_avx2_row(CY_MAX_ROW_CALL);)                 \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) {                                           \
+            c = cy_max_taps_##SFX##_sse2_row(CY_MAX_ROW_CALL);                            \
+            c = cy_max_taps_##SFX##_lane_row(CY_MAX_ROW_CALL);                            \
+        })                                                                                \
+        (void) level;                                                                     \
+        return c;                                                                         \
+    }
+#define CY_MAX_ROW_CALL taps, n_taps, c, channels, out, tap_pos, index, n, step, pos_step
+CY_MAX_TAPS_ROW(float, f32)
+CY_MAX_TAPS_ROW(double, f64)
 
 /* Average rows at stride 2: the vector paths, then the same additions one output at a
    time for what is left. */

@@ -62,7 +62,15 @@ cdef extern from "_simd.h" nogil:
                                float* out, float divisor)
     Py_ssize_t cy_avg_taps_f64(const double** taps, Py_ssize_t n_taps, Py_ssize_t channels,
                                double* out, double divisor)
-    # n windows of a row at once: window i's taps i * step further on, divisor divisors[i]
+    # n windows of a row at once: window i's taps i * step further on, its tap positions
+    # i * pos_step further on (max) or its divisor divisors[i] (avg)
+    Py_ssize_t cy_max_taps_row_f32(const float** taps, Py_ssize_t n_taps, Py_ssize_t channels,
+                                   float* out, const int64_t* tap_pos, int64_t* index,
+                                   Py_ssize_t n, Py_ssize_t step, int64_t pos_step)
+    Py_ssize_t cy_max_taps_row_f64(const double** taps, Py_ssize_t n_taps,
+                                   Py_ssize_t channels, double* out, const int64_t* tap_pos,
+                                   int64_t* index, Py_ssize_t n, Py_ssize_t step,
+                                   int64_t pos_step)
     Py_ssize_t cy_avg_taps_row_f32(const float** taps, Py_ssize_t n_taps, Py_ssize_t channels,
                                    float* out, const float* divisors, Py_ssize_t n,
                                    Py_ssize_t step)

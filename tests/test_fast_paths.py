@@ -891,6 +891,43 @@ def test_avg_backward_channels_last_rows(dtype, threads, spatial, channels, wind
 
 
 @pytest.mark.parametrize("channels", [3, 24, 70])
+@pytest.mark.parametrize("spatial, kernel, stride, padding, dilation, ceil_mode", [
+    ((9, 12), 2, 2, 0, 1, False),
+    ((11, 13), 3, 2, 1, 1, True),
+    ((7, 10), 3, 1, 1, 1, False),
+    ((9, 14), 3, 1, 1, 2, False),
+    ((6, 7, 9), 2, 3, 1, 1, True),
+    ((5, 9, 11), 3, 2, 1, 1, False),
+])
+def test_max_channels_last_rows_bit_exact(simd_level, channels, spatial, kernel, stride, padding,
+                                          dilation, ceil_mode):
+    """Channels-last max pooling takes the windows whole along W a row at a time
+    (one _simd.h call): values and indices are the general loop's, with NaN,
+    -0.0 and ties, at every vector level."""
+    nd = len(spatial)
+    geom = _geometry(nd, spatial, (kernel,) * nd, (stride,) * nd, (padding,) * nd,
+                     (dilation,) * nd, ceil_mode)
+    rng = np.random.default_rng(channels + kernel)
+    lead = (2,) + (1,) * (3 - nd)     # the kernels' (N, D, H, W, C)
+    shape = lead + geom.out_size + (channels,)
+    for dtype in (np.float32, np.float64):
+        x = rng.integers(-3, 3, size=lead + tuple(spatial) + (channels,)).astype(dtype)
+        x[rng.random(x.shape) < 0.2] = -0.0
+        x[rng.random(x.shape) < 0.03] = np.nan
+        results = []
+        for naive in (False, True):
+            values, indices, only = np.empty(shape, dtype), np.empty(shape, np.int64), np.empty(shape, dtype)
+            _max.max_pool_forward(x, values, indices, geom.for_kernel(), True, 2, naive)
+            _max.max_pool_forward(x, only, None, geom.for_kernel(), True, 2, naive)
+            results.append((values, indices, only))
+        (values, indices, only), (want, want_at, _) = results
+        bits = np.uint32 if dtype == np.float32 else np.uint64
+        np.testing.assert_array_equal(values.view(bits), want.view(bits))
+        np.testing.assert_array_equal(only.view(bits), want.view(bits))
+        np.testing.assert_array_equal(indices, want_at)
+
+
+@pytest.mark.parametrize("channels", [3, 24, 70])
 @pytest.mark.parametrize("spatial, kernel, stride, padding, ceil_mode", [
     ((9, 12), 2, 2, 0, False),
     ((11, 13), 3, 2, 1, True),
