@@ -16,7 +16,7 @@ from libc.string cimport memcpy, memset
 from cypool._dtypes cimport real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport (
-    STREAM_BYTES, Tables, fill_axes, free_tables, lead_of, make_tables,
+    STREAM_BYTES, Tables, fill_axes, free_tables, lead_of, make_tables, window_cover,
 )
 
 from cypool._simd cimport (
@@ -787,21 +787,6 @@ cdef void _backward_block_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t
                                 dst[c] += src[c] / scale
 
 
-cdef void _cover(const Tables* t, int a, Py_ssize_t in_size, Py_ssize_t* lo,
-                  Py_ssize_t* hi) noexcept nogil:
-    """Outputs [lo[i], hi[i]) of axis ``a`` have input ``i`` in their windows
-    (a run: the windows' starts and ends never decrease); lo >= hi: none."""
-    cdef Py_ssize_t i, o
-    for i in range(in_size):
-        lo[i] = t.out_size[a]
-        hi[i] = 0
-    for o in range(t.out_size[a]):
-        for i in range(t.first[t.offset[a] + o],
-                       t.first[t.offset[a] + o] + t.count[t.offset[a] + o]):
-            lo[i] = o if o < lo[i] else lo[i]
-            hi[i] = o + 1
-
-
 cdef void _backward_rows_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t job,
                             Py_ssize_t blocks, Py_ssize_t channels, const Axis* ax,
                             const Tables* t, const Divisor* rule, const Py_ssize_t* cover,
@@ -809,10 +794,10 @@ cdef void _backward_rows_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t 
     """:func:`_backward_block_cl` an input row at a time: each row is zeroed
     and takes the windows over it while it is in cache, so the result is
     written once.  Every element takes its windows' shares in the same order
-    (od, oh, ow), so the sums are the same.  ``cover``: :func:`_cover` of
-    axes 0 and 1, (lo, hi) of D then of H.  ``stage``: NULL, or (one channel
-    block, a large result) a row of scratch where each row is built and then
-    streamed out (see STREAM_BYTES)."""
+    (od, oh, ow), so the sums are the same.  ``cover``: _kernel_common's
+    window_cover.  ``stage``: NULL, or (one channel block, a large result) a
+    row of scratch where each row is built and then streamed out (see
+    STREAM_BYTES)."""
     cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
     cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
     cdef Py_ssize_t n = job // blocks
@@ -997,13 +982,10 @@ cdef int _backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
             for p in range(jobs):
                 _backward_block_cl(grad_out, grad_in, p, blocks, channels, ax, &t, rule)
     else:
-        cover = <Py_ssize_t*> malloc(2 * (ax[0].in_size + ax[1].in_size) * sizeof(Py_ssize_t))
+        cover = window_cover(&t, ax)
         if cover == NULL:
             free_tables(&t)
             return -1
-        _cover(&t, 0, ax[0].in_size, cover, cover + ax[0].in_size)
-        _cover(&t, 1, ax[1].in_size, cover + 2 * ax[0].in_size,
-               cover + 2 * ax[0].in_size + ax[1].in_size)
         blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
         jobs = lead * blocks
         room = ax[2].in_size * channels + 16

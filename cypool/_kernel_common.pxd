@@ -134,6 +134,33 @@ cdef inline void window_step(const Tables* t, Py_ssize_t o, Window* w) noexcept 
     set_axis(t, w, a, w.at[a] + 1)
 
 
+cdef inline Py_ssize_t* window_cover(const Tables* t, const Axis* ax) noexcept nogil:
+    """For axes 0 and 1 (D then H), each input's run of outputs whose windows
+    hold it: ``(lo, hi)`` arrays of ``in_size`` each, D's then H's (outputs
+    ``[lo[i], hi[i])``; ``lo >= hi``: none).  Windows' starts and ends never
+    decrease, so the outputs holding an input are a run.  malloc'd (the
+    caller frees it); NULL: no memory."""
+    cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size
+    cdef Py_ssize_t* cover = <Py_ssize_t*> malloc(2 * (D + H) * sizeof(Py_ssize_t))
+    cdef Py_ssize_t* lo
+    cdef Py_ssize_t* hi
+    cdef Py_ssize_t a, i, o
+    if cover == NULL:
+        return NULL
+    for a in range(2):
+        lo = cover if a == 0 else cover + 2 * D
+        hi = lo + ax[a].in_size
+        for i in range(ax[a].in_size):
+            lo[i] = t.out_size[a]
+            hi[i] = 0
+        for o in range(t.out_size[a]):
+            for i in range(t.first[t.offset[a] + o],
+                           t.first[t.offset[a] + o] + t.count[t.offset[a] + o]):
+                lo[i] = o if o < lo[i] else lo[i]
+                hi[i] = o + 1
+    return cover
+
+
 cdef inline Py_ssize_t window_size(const Window* w) noexcept nogil:
     return w.count[0] * w.count[1] * w.count[2]
 

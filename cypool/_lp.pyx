@@ -27,8 +27,8 @@ from libc.string cimport memcpy, memset
 from cypool._dtypes cimport beats, real_t
 from cypool._geometry cimport Axis
 from cypool._kernel_common cimport (
-    Tables, Window, fill_axes, free_tables, make_tables, set_axis, window_at, window_size,
-    window_step,
+    Tables, Window, fill_axes, free_tables, make_tables, set_axis, window_at, window_cover,
+    window_size, window_step,
 )
 from cypool._simd cimport cy_from_lanes_f32, cy_from_lanes_f64, cy_to_lanes_f32, cy_to_lanes_f64
 
@@ -744,14 +744,23 @@ cdef inline void _row_slopes(const real_t* grad_out, real_t* totals, Py_ssize_t 
     input rows high) in vector loops; ``totals`` (the windows' totals) ends
     holding the slopes; means, powers and counts: scratch of ``n``."""
     cdef Py_ssize_t ow
-    cdef real_t k = <real_t> norm.kernel_numel, inverse_p = <real_t> (1 / norm.p)
     for ow in range(n):
         counts[ow] = <real_t> (rows * count_w[ow])
-    for ow in range(n):
-        means[ow] = totals[ow] / counts[ow] * k
+    _slopes(grad_out, totals, counts, n, norm, means, powers)
+
+
+cdef inline void _slopes(const real_t* grad_out, real_t* totals, const real_t* counts,
+                         Py_ssize_t n, const Norm* norm, real_t* means,
+                         real_t* powers) noexcept nogil:
+    """:func:`_window_slope` of ``n`` windows of ``counts`` elements in vector
+    loops; ``totals`` ends holding the slopes; means, powers: scratch of n."""
+    cdef Py_ssize_t i
+    cdef real_t k = <real_t> norm.kernel_numel, inverse_p = <real_t> (1 / norm.p)
+    for i in range(n):
+        means[i] = totals[i] / counts[i] * k
     _power_row(means, powers, n, &norm.root_slope)
-    for ow in range(n):
-        totals[ow] = (grad_out[ow] * (inverse_p * powers[ow]) * k) / counts[ow]
+    for i in range(n):
+        totals[i] = (grad_out[i] * (inverse_p * powers[i]) * k) / counts[i]
     if real_t is float:
         cypool_keep_nonzero_ps(totals, means, n)
     else:
@@ -898,6 +907,71 @@ cdef void _backward_block_cl(const real_t* grad_out, const real_t* x, real_t* gr
             for c in range(width):
                 gi[p * channels + c] = _element_slope(gi[p * channels + c],
                                                       xi[p * channels + c], norm)
+
+
+cdef void _backward_rows_cl(const real_t* grad_out, const real_t* x, real_t* grad_in,
+                            real_t* slopes, Py_ssize_t job, Py_ssize_t blocks,
+                            Py_ssize_t channels, const Axis* ax, const Tables* t,
+                            const Norm* norm, const Py_ssize_t* cover,
+                            real_t* scratch) noexcept nogil:
+    """:func:`_backward_block_cl` for ``p < inf`` an input row at a time: first
+    each window's slope (the same :func:`_reduce_cl`, then :func:`_slopes`
+    over the channels) into ``slopes`` (laid out as ``grad_out``), then each
+    input row is zeroed, takes the slopes of the windows over it in the same
+    order (od, oh, ow) and its elements' ``x**(p-1)`` (one vector loop a row,
+    or a pixel when the channels are in blocks) while it is in cache, so the
+    result is written once, with the same bits.  ``cover``: _kernel_common's
+    window_cover; ``scratch``: ``W * channels + 3 * CHANNEL_BLOCK``."""
+    cdef Py_ssize_t D = ax[0].in_size, H = ax[1].in_size, W = ax[2].in_size
+    cdef Py_ssize_t OD = ax[0].out_size, OH = ax[1].out_size, OW = ax[2].out_size
+    cdef Py_ssize_t out_plane = OD * OH * OW
+    cdef Py_ssize_t n = job // blocks
+    cdef Py_ssize_t c0 = (job % blocks) * CHANNEL_BLOCK
+    cdef Py_ssize_t width = CHANNEL_BLOCK if c0 + CHANNEL_BLOCK < channels else channels - c0
+    cdef const Py_ssize_t* d_lo = cover
+    cdef const Py_ssize_t* d_hi = cover + D
+    cdef const Py_ssize_t* h_lo = cover + 2 * D
+    cdef const Py_ssize_t* h_hi = cover + 2 * D + H
+    cdef Py_ssize_t o, id_, ih, iw, od, oh, ow, c
+    cdef Window w
+    cdef const real_t* xi = x + n * D * H * W * channels + c0
+    cdef const real_t* go = grad_out + n * out_plane * channels + c0
+    cdef real_t* sl = slopes + n * out_plane * channels + c0
+    cdef real_t* counts = scratch
+    cdef real_t* means = scratch + CHANNEL_BLOCK
+    cdef real_t* powers = scratch + 2 * CHANNEL_BLOCK
+    cdef real_t* row
+    cdef const real_t* xrow
+    cdef real_t* dst
+    cdef const real_t* src
+    for o in range(out_plane):
+        window_step(t, o, &w)
+        _reduce_cl(xi, H, W, channels, width, &w, norm, sl + o * channels, NULL)
+        for c in range(width):
+            counts[c] = <real_t> window_size(&w)
+        _slopes(go + o * channels, sl + o * channels, counts, width, norm, means, powers)
+    for id_ in range(D):
+        for ih in range(H):
+            row = grad_in + ((n * D + id_) * H + ih) * W * channels + c0
+            xrow = xi + (id_ * H + ih) * W * channels
+            for iw in range(W):
+                for c in range(width):
+                    row[iw * channels + c] = 0
+            for od in range(d_lo[id_], d_hi[id_]):
+                for oh in range(h_lo[ih], h_hi[ih]):
+                    for ow in range(OW):
+                        src = sl + ((od * OH + oh) * OW + ow) * channels
+                        for iw in range(t.first[t.offset[2] + ow],
+                                        t.first[t.offset[2] + ow] + t.count[t.offset[2] + ow]):
+                            dst = row + iw * channels
+                            for c in range(width):
+                                dst[c] += src[c]
+            if width == channels:
+                _times_element_slope(row, xrow, W * channels, norm, powers)
+            else:
+                for iw in range(W):
+                    _times_element_slope(row + iw * channels, xrow + iw * channels, width, norm,
+                                         powers)
 
 
 # ------------------------------------------ channels-first, small planes
@@ -1085,6 +1159,10 @@ cdef int _backward(const real_t* grad_out, const real_t* x, real_t* grad_in, Py_
     """``naive`` forces the general loops."""
     cdef Tables t
     cdef Py_ssize_t p, blocks, jobs
+    cdef Py_ssize_t room
+    cdef Py_ssize_t* cover
+    cdef real_t* slopes
+    cdef real_t* scratch
     cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
     cdef Py_ssize_t out_plane = ax[0].out_size * ax[1].out_size * ax[2].out_size
     cdef int status = 0
@@ -1106,12 +1184,31 @@ cdef int _backward(const real_t* grad_out, const real_t* x, real_t* grad_in, Py_
     else:
         blocks = (channels + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
         jobs = lead * blocks
-        if nthreads > 1:
+        room = ax[2].in_size * channels + 3 * CHANNEL_BLOCK
+        cover = window_cover(&t, ax) if not naive and not norm.is_inf else NULL
+        slopes = NULL
+        scratch = NULL
+        if cover != NULL:
+            slopes = <real_t*> malloc(lead * out_plane * channels * sizeof(real_t))
+            scratch = <real_t*> malloc(nthreads * room * sizeof(real_t))
+        if slopes != NULL and scratch != NULL:  # (else the block loop, which needs no scratch)
+            if nthreads > 1:
+                for p in prange(jobs, schedule='guided', num_threads=nthreads):
+                    _backward_rows_cl(grad_out, x, grad_in, slopes, p, blocks, channels, ax, &t,
+                                      norm, cover, scratch + threadid() * room)
+            else:
+                for p in range(jobs):
+                    _backward_rows_cl(grad_out, x, grad_in, slopes, p, blocks, channels, ax, &t,
+                                      norm, cover, scratch)
+        elif nthreads > 1:
             for p in prange(jobs, schedule='guided', num_threads=nthreads):
                 _backward_block_cl(grad_out, x, grad_in, p, blocks, channels, ax, &t, norm)
         else:
             for p in range(jobs):
                 _backward_block_cl(grad_out, x, grad_in, p, blocks, channels, ax, &t, norm)
+        free(slopes)
+        free(scratch)
+        free(cover)
     free_tables(&t)
     return status
 

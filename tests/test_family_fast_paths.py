@@ -526,6 +526,40 @@ def test_lp_backward_fast_special_values(p, case):
             np.testing.assert_array_equal(got == 0, want == 0)
 
 
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 0.5, 1.5])
+@pytest.mark.parametrize("spatial, kernel, stride, ceil_mode", LP_BACKWARD_SPECIAL + [
+    ((13,), 3, 2, True), ((4, 5, 6), 2, 2, False), ((5, 6, 7), (3, 2, 2), (2, 1, 2), True)])
+def test_lp_backward_channels_last_rows_bit_exact(p, spatial, kernel, stride, ceil_mode):
+    """The channels-last backward an input row at a time (the windows' slopes
+    first, then each row zeroed, added into in window order and multiplied by
+    its x**(p-1)) has the bits of the window-by-window loop: 70 channels (a
+    block of 64 and one of 6), zeros, signed zeros, infinities, NaN and
+    negative inputs, zero gradients, 1 and 2 threads."""
+    nd = len(spatial)
+    geom = _args.pool_geometry(nd, spatial, kernel, stride, 0, 1, ceil_mode)
+    rng = np.random.default_rng(len(spatial) * 10 + int(p * 10))
+    specials = np.array([0.0, -0.0, np.inf, np.nan, -1.0, 1e-40, 0.7, 1.3, 2.0, 0.2])
+    for dtype in (np.float32, np.float64):
+        x = rng.choice(specials, size=_shape(spatial, 2, 70, True)).astype(dtype)
+        x[1] = np.abs(rng.standard_normal(x.shape[1:])) + 0.5   # a batch element of plain values
+        lay = _args.layout(x.shape, nd, True)
+        grad = rng.choice([0.0, -0.0, 1.5, -2.0, 0.3],
+                          size=lay.kernel_shape(geom.out_size)).astype(dtype)
+
+        def run(threads, naive):
+            grad_in = np.full(lay.kernel_shape(lay.spatial), 7.0, dtype)   # every element written
+            _lp.lp_pool_backward(grad, x.reshape(grad_in.shape), grad_in, geom.for_kernel(), p,
+                                 True, threads, naive)
+            return grad_in
+
+        want = run(1, True)
+        numbers = ~np.isnan(want)   # (a NaN's sign is whichever operand gcc put first)
+        for threads in (1, 2):
+            got = run(threads, False)
+            np.testing.assert_array_equal(got, want)
+            np.testing.assert_array_equal(np.signbit(got[numbers]), np.signbit(want[numbers]))
+
+
 # ------------------------------------------------------- LP, small planes
 
 #: (spatial, kernel, stride, ceil_mode): 7x7, 8x8, 14x14, odd, clipped
