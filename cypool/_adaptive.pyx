@@ -1041,10 +1041,24 @@ cdef void _max_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
 # every window's taps one LANES-wide vector select each, transposed back.
 # Max is exact: the other paths' bits.
 
+# SMALL_PLANE, or lower for the tests (see small_plane_limit)
+cdef Py_ssize_t small_plane = SMALL_PLANE
+
+
 cdef inline bint _max_by_lanes(const Shape* s) noexcept nogil:
     """Whether channels-first planes take :func:`_max_small` (and the averages
     :func:`_avg_lanes`): small (see _max.pyx)."""
-    return _plane(s.in_size) <= SMALL_PLANE and s.out_size[2] < LANES
+    return _plane(s.in_size) <= small_plane and s.out_size[2] < LANES
+
+
+def small_plane_limit(limit=None):
+    """The largest channels-first plane (elements) pooled in lanes; ``limit``
+    (tests only) sets it, 0 turns the lanes off so the column paths can be
+    checked on small planes, None only reads it (as ``_max.small_plane_limit``)."""
+    global small_plane
+    if limit is not None:
+        small_plane = min(<Py_ssize_t> limit, <Py_ssize_t> SMALL_PLANE)
+    return small_plane
 
 
 cdef int _max_small(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t planes,

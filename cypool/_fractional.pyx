@@ -30,7 +30,7 @@ from libc.stdlib cimport free, malloc
 
 from cypool._dtypes cimport beats, lowest, max_t
 from cypool._kernel_common cimport window_max_cl
-from cypool._simd cimport CY_SUM_MAX_TAPS
+from cypool._simd cimport CY_SUM_MAX_TAPS, cy_simd_cap, cy_simd_level
 
 cnp.import_array()
 
@@ -645,3 +645,11 @@ def fractional_max_pool_forward(cnp.ndarray x, cnp.ndarray out, cnp.ndarray indi
         raise TypeError(f"fractional max pooling kernel has no loop for dtype {x.dtype}")
     if status != 0:
         raise MemoryError("cypool: out of memory for fractional max pooling scratch")
+
+
+def simd_level(cap=None):
+    """The vector path of this module's _simd.h loops: 2 AVX2, 1 SSE2, 0 portable C;
+    ``cap`` (tests only) lowers it, as ``_max.simd_level``."""
+    if cap is not None:
+        return cy_simd_cap(cap)
+    return cy_simd_level()

@@ -30,7 +30,10 @@ from cypool._kernel_common cimport (
     Tables, Window, fill_axes, free_tables, make_tables, set_axis, window_at, window_cover,
     window_size, window_step,
 )
-from cypool._simd cimport cy_from_lanes_f32, cy_from_lanes_f64, cy_to_lanes_f32, cy_to_lanes_f64
+from cypool._simd cimport (
+    cy_from_lanes_f32, cy_from_lanes_f64, cy_simd_cap, cy_simd_level, cy_to_lanes_f32,
+    cy_to_lanes_f64,
+)
 
 cnp.import_array()
 
@@ -1066,7 +1069,8 @@ cdef int _forward(const real_t* x, real_t* out, Py_ssize_t lead, Py_ssize_t chan
                   bint channels_last, const Axis* ax, const Norm* norm,
                   int nthreads, bint naive) noexcept nogil:
     """``naive`` forces the general loops (the tests compare the fast paths
-    against them)."""
+    against them); channels-last has one loop, which the tests compare with
+    the channels-first general loop."""
     cdef Tables t
     cdef Py_ssize_t p, pixels
     cdef Py_ssize_t in_plane = ax[0].in_size * ax[1].in_size * ax[2].in_size
@@ -1156,7 +1160,7 @@ cdef int _fast_planes(const real_t* x, const real_t* grad_out, real_t* result, P
 cdef int _backward(const real_t* grad_out, const real_t* x, real_t* grad_in, Py_ssize_t lead,
                    Py_ssize_t channels, bint channels_last, const Axis* ax, const Norm* norm,
                    int nthreads, bint naive) noexcept nogil:
-    """``naive`` forces the general loops."""
+    """``naive`` forces the general loops (channels-last: the block loop)."""
     cdef Tables t
     cdef Py_ssize_t p, blocks, jobs
     cdef Py_ssize_t room
@@ -1275,3 +1279,11 @@ def lp_pool_backward(cnp.ndarray grad_out, cnp.ndarray x, cnp.ndarray grad_in, t
         raise MemoryError("cypool: out of memory for window tables")
     if status == -2:
         raise TypeError(f"LP pooling backward has no loop for dtype {x.dtype}")
+
+
+def simd_level(cap=None):
+    """The vector path of this module's _simd.h loops: 2 AVX2, 1 SSE2, 0 portable C;
+    ``cap`` (tests only) lowers it, as ``_max.simd_level``."""
+    if cap is not None:
+        return cy_simd_cap(cap)
+    return cy_simd_level()

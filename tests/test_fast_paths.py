@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from cypool import _adaptive, _args, _avg, _max
 import reference_reduce as rr
+from conftest import WITH_FIXTURE
 
 
 def _geometry(*args):
@@ -73,7 +74,8 @@ def _run_max(geom, lay, x, cl, threads, naive):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int16, np.uint8])
 @given(params=geometries(), seed=st.integers(0, 2**32 - 1))
-def test_max_fast_equals_naive(dtype, params, seed):
+@WITH_FIXTURE
+def test_max_fast_equals_naive(lanes, dtype, params, seed):
     prepared = _prepare(params, dtype, seed)
     if prepared is None:
         return
@@ -87,7 +89,8 @@ def test_max_fast_equals_naive(dtype, params, seed):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(params=geometries(average=True), seed=st.integers(0, 2**32 - 1),
        include_pad=st.booleans(), override=st.sampled_from([0, 0, 3, -5]))
-def test_avg_fast_equals_naive(dtype, params, seed, include_pad, override):
+@WITH_FIXTURE
+def test_avg_fast_equals_naive(lanes, dtype, params, seed, include_pad, override):
     prepared = _prepare(params, dtype, seed)
     if prepared is None:
         return
@@ -106,7 +109,8 @@ def test_avg_fast_equals_naive(dtype, params, seed, include_pad, override):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @given(params=geometries(average=True), seed=st.integers(0, 2**32 - 1),
        include_pad=st.booleans(), override=st.sampled_from([0, 0, 2, -3]))
-def test_avg_backward_fast_equals_naive(dtype, params, seed, include_pad, override):
+@WITH_FIXTURE
+def test_avg_backward_fast_equals_naive(lanes, dtype, params, seed, include_pad, override):
     prepared = _prepare(params, dtype, seed)
     if prepared is None:
         return
@@ -122,29 +126,73 @@ def test_avg_backward_fast_equals_naive(dtype, params, seed, include_pad, overri
     np.testing.assert_allclose(results[0], results[1], rtol=tol, atol=tol)
 
 
-@pytest.fixture(params=[2, 1, 0], ids=["avx2", "sse2", "portable"])
-def simd_level(request):
-    """Every vector path of ``_simd.h`` that this CPU runs, then the best again."""
-    best = _max.simd_level(2)
-    if request.param > best:
-        pytest.skip(f"this CPU runs vector level {best} at most")
-    for module in (_max, _avg, _adaptive):
-        assert module.simd_level(request.param) == request.param
-    yield request.param
-    for module in (_max, _avg, _adaptive):
-        module.simd_level(2)
+#: Channels-first average windows on planes too large for the lanes, 1-D to 3-D
+#: (the separable forward and backward, stride-2 rows, clipped and ceil-mode
+#: windows): nd, spatial, kernel, stride, padding, ceil_mode.
+LARGE_AVERAGE_CASES = [
+    (2, (40, 40), 3, 2, 1, False), (2, (40, 41), 2, 2, 0, True), (2, (33, 37), 3, 1, 1, True),
+    (2, (35, 38), (5, 3), (2, 3), (2, 1), False), (1, (300,), 3, 2, 1, True),
+    (3, (6, 20, 21), 3, 2, 1, False),
+]
 
 
-@pytest.fixture(params=[0, None], ids=["rows", "lanes"])
-def lanes(request):
-    """Small channels-first planes by the row paths (lanes off), then by the
-    default (planes side by side in lanes where they are small)."""
-    defaults = [(module, module.small_plane_limit()) for module in (_max, _avg)]
-    for module, _ in defaults:
-        module.small_plane_limit(request.param)
-    yield request.param
-    for module, default in defaults:
-        module.small_plane_limit(default)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", LARGE_AVERAGE_CASES)
+def test_avg_large_planes_equal_naive(lanes, dtype, case):
+    """Average pooling forward and backward on planes too large for the lanes
+    (and, with the lanes off, the same paths on the small ones) against the
+    general loops, within rounding (the separable passes add in another
+    order), every divisor rule, 1 and 2 threads."""
+    nd, spatial, kernel, stride, padding, ceil_mode = case
+    geom = _geometry(nd, spatial, kernel, stride, padding, 1, ceil_mode)
+    rng = np.random.default_rng(sum(spatial))
+    x = rng.standard_normal((2, 3) + spatial).astype(dtype)
+    x[rng.random(x.shape) < 0.2] = -0.0
+    lay = _args.layout(x.shape, nd, False)
+    kernel_x = x.reshape(lay.kernel_shape(lay.spatial))
+    grad = rng.standard_normal(lay.kernel_shape(geom.out_size)).astype(dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for include_pad, override in ((True, 0), (False, 0), (True, 5)):
+        for threads in (1, 2):
+            forward, backward = [], []
+            for naive in (False, True):
+                out = np.full(lay.kernel_shape(geom.out_size), np.nan, dtype)
+                _avg.avg_pool_forward(kernel_x, out, geom.for_kernel(), include_pad, override,
+                                      False, threads, naive)
+                forward.append(out)
+                grad_in = np.full(kernel_x.shape, np.nan, dtype)
+                _avg.avg_pool_backward(grad, grad_in, geom.for_kernel(), include_pad, override,
+                                       False, threads, naive)
+                backward.append(grad_in)
+            message = f"{case} {include_pad} {override} threads {threads}"
+            np.testing.assert_allclose(*forward, rtol=tol, atol=tol, err_msg=message)
+            np.testing.assert_allclose(*backward, rtol=tol, atol=tol, err_msg=message)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("in_size, out_size", [
+    ((1, 40, 40), (1, 7, 9)), ((1, 33, 70), (1, 11, 7)), ((1, 1, 3000), (1, 1, 37)),
+    ((3, 20, 21), (2, 5, 4)), ((1, 64, 64), (1, 16, 16)),
+])
+def test_adaptive_average_columns_equal_naive(lanes, dtype, in_size, out_size):
+    """The adaptive average's column path (planes too large for the lanes, or
+    any with the lanes off), forward and backward, against the general loops
+    within rounding."""
+    rng = np.random.default_rng(sum(in_size) + sum(out_size))
+    x = rng.standard_normal((5,) + in_size).astype(dtype)
+    x[rng.random(x.shape) < 0.2] = -0.0
+    grad = rng.standard_normal((5,) + out_size).astype(dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    forward, backward = [], []
+    for naive in (False, True):
+        out = np.full((5,) + out_size, np.nan, dtype)
+        _adaptive.adaptive_avg_forward(x, out, in_size, out_size, False, 2, naive)
+        forward.append(out)
+        grad_in = np.full(x.shape, np.nan, dtype)
+        _adaptive.adaptive_avg_backward(grad, grad_in, in_size, out_size, False, 2, naive)
+        backward.append(grad_in)
+    np.testing.assert_allclose(*forward, rtol=tol, atol=tol)
+    np.testing.assert_allclose(*backward, rtol=tol, atol=tol)
 
 
 def _signed_data(rng, shape, dtype):
@@ -251,7 +299,7 @@ def test_max_plain_rows_bit_exact(simd_level, lanes, dtype, nd):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [2, 3])
-def test_max_separable_padded_rows_bit_exact(simd_level, dtype, nd):
+def test_max_separable_padded_rows_bit_exact(simd_level, lanes, dtype, nd):
     """Large windows at stride 1 go separable; values alone, the row pass pads
     each row with -inf so that the clipped windows take the vector loop too (a
     pad tap never wins).  Equal to the general loop bit for bit, with -inf,
@@ -331,6 +379,8 @@ def test_small_planes_in_lanes_bit_exact(simd_level, dtype, planes):
 def test_channels_last_register_path_bit_exact(simd_level, dtype, channels):
     """Channels-last windows with the channel vectors in registers equal the
     general per-channel loop (vector level 0): max values and indices, averages."""
+    if simd_level == 0:
+        pytest.skip("level 0 is the general loop itself")
     rng = np.random.default_rng(channels)
     bits = np.uint32 if dtype == np.float32 else np.uint64
     for nd, spatial, kernel, stride, padding, dilation in [
@@ -363,7 +413,7 @@ def test_channels_last_register_path_bit_exact(simd_level, dtype, channels):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [1, 2, 3])
 @pytest.mark.parametrize("width", [2, 3])
-def test_avg_stride2_rows_bit_exact(simd_level, dtype, nd, width):
+def test_avg_stride2_rows_bit_exact(simd_level, lanes, dtype, nd, width):
     """Averages of windows 2 or 3 wide at stride 2, summed straight from their rows
     (vector levels 1 and 2), equal the separable path's (level 0) bit for bit:
     the same additions in the same order, every divisor rule."""
@@ -397,7 +447,7 @@ def test_avg_stride2_rows_bit_exact(simd_level, dtype, nd, width):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("nd", [1, 2, 3])
-def test_avg_sums_in_registers_same_bits(simd_level, dtype, nd):
+def test_avg_sums_in_registers_same_bits(simd_level, lanes, dtype, nd):
     """The separable average's sums in registers (rows of windows wider than 3 at
     stride 1, and every output row's window rows with its divisors) give the
     same bits at every vector level, the portable loop's additions in order, and
@@ -605,7 +655,7 @@ def test_small_planes_adaptive_max_in_lanes_bit_exact(simd_level, dtype, planes)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("data", ["nan", "no-nan", "zero-maxima"])
-def test_adaptive_max_long_windows_bit_exact(simd_level, dtype, data):
+def test_adaptive_max_long_windows_bit_exact(simd_level, lanes, dtype, data):
     """Long adaptive windows, one row high (_simd.h's cy_window_max: 8 running
     maxima in two vectors, combined in scan order; values alone: cy_window_value,
     plain maxima unless a NaN or a zero maximum sends the run to the scan) or
@@ -711,17 +761,23 @@ def test_small_planes_adaptive_average_in_lanes_same_bits(simd_level, dtype, pla
         x = rng.standard_normal((planes,) + in_size).astype(dtype)
         x[rng.random(x.shape) < 0.3] = -0.0
         results = []
-        for level, naive in ((simd_level, False), (0, False), (simd_level, True)):
+        limit = _adaptive.small_plane_limit()
+        for level, naive, lanes in ((simd_level, False, limit), (0, False, limit),
+                                    (simd_level, False, 0), (simd_level, True, limit)):
             _adaptive.simd_level(level)
-            out = np.empty((planes,) + out_size, dtype)
-            _adaptive.adaptive_avg_forward(x, out, in_size, out_size, False, 1, naive)
+            _adaptive.small_plane_limit(lanes)   # 0: the column path
+            try:
+                out = np.empty((planes,) + out_size, dtype)
+                _adaptive.adaptive_avg_forward(x, out, in_size, out_size, False, 1, naive)
+            finally:
+                _adaptive.small_plane_limit(limit)
             results.append(out)
-        # level 0 is the same lanes in portable C; the column path is checked by
-        # the family fast-path tests against the general loop
-        np.testing.assert_array_equal(results[0].view(bits), results[1].view(bits),
-                                      err_msg=f"{in_size} -> {out_size}")
+        # level 0: the same lanes in portable C; then the column path
+        for other in results[1:3]:
+            np.testing.assert_array_equal(results[0].view(bits), other.view(bits),
+                                          err_msg=f"{in_size} -> {out_size}")
         tol = 1e-5 if dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(results[0], results[2], rtol=tol, atol=tol)
+        np.testing.assert_allclose(results[0], results[3], rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -904,6 +960,8 @@ def test_max_channels_last_rows_bit_exact(simd_level, channels, spatial, kernel,
     """Channels-last max pooling takes the windows whole along W a row at a time
     (one _simd.h call): values and indices are the general loop's, with NaN,
     -0.0 and ties, at every vector level."""
+    if simd_level == 0:
+        pytest.skip("level 0 is the general loop itself")
     nd = len(spatial)
     geom = _geometry(nd, spatial, (kernel,) * nd, (stride,) * nd, (padding,) * nd,
                      (dilation,) * nd, ceil_mode)
@@ -933,12 +991,16 @@ def test_max_channels_last_rows_bit_exact(simd_level, channels, spatial, kernel,
     ((11, 13), 3, 2, 1, True),
     ((7, 10), 3, 1, 1, False),
     ((6, 7, 9), 2, 3, 1, True),
+    ((300,), 2, 2, 0, True),        # rows of more than one chunk (ROW_CHUNK = 64 windows),
+    ((5, 200), 3, 1, 1, False),     # the last one partial
 ])
 def test_avg_channels_last_rows_bit_exact(simd_level, channels, spatial, kernel, stride, padding,
                                           ceil_mode):
     """Channels-last average pooling takes the windows whole along W a chunk of
     a row at a time (one _simd.h call): the additions of the pixel-by-pixel
     path, so the bits of the general loop, at every vector level."""
+    if simd_level == 0:
+        pytest.skip("level 0 is the general loop itself")
     nd = len(spatial)
     geom = _geometry(nd, spatial, (kernel,) * nd, (stride,) * nd, (padding,) * nd, (1,) * nd,
                      ceil_mode)
