@@ -73,8 +73,8 @@ def _median_pair(run_a, run_b, budget_s, calls):
 
 def _torch_tensor(x, channels_last=False):
     t = torch.from_numpy(x)
-    if channels_last:  # x is (N, H, W, C): the NCHW view with channels_last strides
-        t = t.permute(0, 3, 1, 2)
+    if channels_last:  # x is (N, *spatial, C): the NC... view with channels_last strides
+        t = t.permute(0, x.ndim - 1, *range(1, x.ndim - 1))
     return t
 
 
@@ -437,6 +437,30 @@ def _channels_last_rows(rng, add):
         lambda a: lambda n: aten.avg_pool2d_backward(
             _torch_tensor(a[1], True), _torch_tensor(a[0], True), [2, 2], [2, 2], [0, 0], False,
             True, None), shape, section="breadth")
+
+    lp_shape = (16, 56, 56, 64)
+
+    def lp_backward_inputs():
+        x = np.abs(rng.standard_normal(lp_shape, dtype=np.float32)) + 0.1
+        y = cypool.lp_pool2d(x, 2, 2, channels_last=True)
+        t = _torch_tensor(x, True).requires_grad_(True)   # PyTorch's graph built once
+        return x, rng.standard_normal(y.shape, dtype=np.float32), t, F.lp_pool2d(t, 2, 2)
+
+    def torch_lp_backward(a):
+        a[2].grad = None
+        a[3].backward(_torch_tensor(a[1], True), retain_graph=True)
+
+    add("lp_pool2d backward p=2 k2 channels_last", "torch", 0.5, lp_backward_inputs,
+        lambda a: lambda n: cypool.lp_pool2d_backward(a[1], a[0], 2, 2, channels_last=True,
+                                                      num_threads=n),
+        lambda a: lambda n: torch_lp_backward(a), lp_shape, section="breadth")
+
+    volume = (2, 64, 64, 64, 16)
+    add("max_pool3d k3s2p1 channels_last", "torch", 1.0,
+        lambda: rng.standard_normal(volume, dtype=np.float32),
+        lambda x: lambda n: cypool.max_pool3d(x, 3, 2, 1, channels_last=True, num_threads=n),
+        lambda x: lambda n: F.max_pool3d(_torch_tensor(x, True), 3, 2, 1), volume,
+        section="breadth")
 
 
 def run(threads, quick=False, only=()):
