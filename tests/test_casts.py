@@ -55,14 +55,15 @@ def test_float_to_half_rounds_as_numpy(threads):
     assert wrong.size == 0, [hex(int(floats.view(np.uint32)[i])) for i in wrong[:5]]
 
 
+@pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", INTS, ids=lambda d: np.dtype(d).name)
-def test_integers_to_double_as_numpy(dtype):
+def test_integers_to_double_as_numpy(dtype, threads):
     info = np.iinfo(dtype)
     rng = np.random.default_rng(5)
     values = rng.integers(info.min, info.max, size=70_000, dtype=dtype, endpoint=True)
     values[:4] = [info.min, info.max, 0, info.max - 1]
     got = np.empty(values.shape, np.float64)
-    assert _threads.cast_into(values, got, 2)
+    assert _threads.cast_into(values, got, threads)
     np.testing.assert_array_equal(got.view(np.uint64), values.astype(np.float64).view(np.uint64))
 
 
@@ -114,6 +115,7 @@ def test_large_integer_averages_equal_float64(dtype):
     rng = np.random.default_rng(7)
     x = rng.integers(0, 100, size=(2, 4, 128, 128)).astype(dtype)
     assert x.size >= _args.THREADED_CAST_SIZE
-    got = cypool.avg_pool2d(x, 3, 2, 1)
-    assert got.dtype == np.float64
-    np.testing.assert_array_equal(got, cypool.avg_pool2d(x.astype(np.float64), 3, 2, 1))
+    for threads in (1, 2):
+        got = cypool.avg_pool2d(x, 3, 2, 1, num_threads=threads)
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, cypool.avg_pool2d(x.astype(np.float64), 3, 2, 1))

@@ -435,6 +435,7 @@ def test_fractional_fast_equals_naive(dtype, batch, kernel, seed):
     ((13, 11), (5, 4), (3, 2)),        # alpha 2.5 and 3
     ((9, 10), (4, 6), (3, 3)),         # fractional alpha: the channels' windows differ
     ((5, 6, 7), (2, 3, 3), (2, 2, 3)),
+    ((9, 8, 7), (4, 3, 3), (2, 2, 2)),  # depths of 4 windows: their starts vary by channel
 ])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_fractional_channels_last_blocks(simd_level, dtype, spatial, out_spatial, kernel, threads):
@@ -566,6 +567,30 @@ def test_lp_backward_channels_last_rows_bit_exact(p, spatial, kernel, stride, ce
             got = run(threads, False)
             np.testing.assert_array_equal(got, want)
             np.testing.assert_array_equal(np.signbit(got[numbers]), np.signbit(want[numbers]))
+
+
+@pytest.mark.parametrize("p", [2.0, 3.0, 1.5, 0.5])
+@pytest.mark.parametrize("spatial", [(11,), (9, 10), (5, 6, 7)])
+def test_lp_channels_last_wide_equals_channels_first(p, spatial):
+    """Channels-last LP forward and backward with 300 channels (powers taken
+    256 channels at a time, channel blocks of 64 and a partial one) against
+    the channels-first results moved to channels-last."""
+    nd = len(spatial)
+    rng = np.random.default_rng(nd * 10 + int(p * 10))
+    x = (np.abs(rng.standard_normal((2, 300) + spatial)) + 0.1).astype(np.float32)
+    pool = getattr(cypool, f"lp_pool{nd}d")
+    backward = getattr(cypool, f"lp_pool{nd}d_backward")
+    want = pool(x, p, 3, 2)
+    grad = rng.standard_normal(want.shape).astype(np.float32)
+    want_grad = backward(grad, x, p, 3, 2)
+    xl, gl = (np.ascontiguousarray(np.moveaxis(a, 1, -1)) for a in (x, grad))
+    got = np.moveaxis(pool(xl, p, 3, 2, channels_last=True), -1, 1)
+    got_grad = np.moveaxis(backward(gl, xl, p, 3, 2, channels_last=True), -1, 1)
+    np.testing.assert_allclose(got, want, **_close(np.float32, 4))
+    # windows' gradients of either sign add up: a tolerance relative to the largest
+    tol = _close(np.float32, 8)["rtol"]
+    np.testing.assert_allclose(got_grad, want_grad, rtol=tol,
+                               atol=tol * float(np.abs(want_grad).max()))
 
 
 # ------------------------------------------------------- LP, small planes

@@ -116,9 +116,17 @@ def test_scatter_results_zeroed_fresh_or_reused(cache, channels_last, shape):
                                                 **kw),
         lambda **kw: cypool.max_unpool2d(y, idx, 2, channels_last=channels_last, **kw),
     ]
+    # the scatter written out in NumPy (the unpooling of y at k2 is the same array)
+    move = (lambda a: np.moveaxis(a, -1, 1)) if channels_last else (lambda a: a)
+    rows = int(np.prod(move(y).shape[:2]))
+    scattered = np.zeros((rows, shape[1] * shape[2] if channels_last else shape[2] * shape[3]),
+                         np.float32)
+    np.add.at(scattered, (np.arange(rows)[:, None], move(idx).reshape(rows, -1)),
+              move(y).reshape(rows, -1))
+    expected = scattered.reshape(move(np.empty(shape, np.int8)).shape)
     for call in calls:
         want = call(out=np.full(shape, 7.0, np.float32))
-        assert np.count_nonzero(want) == np.count_nonzero(y)
+        np.testing.assert_array_equal(move(want), expected)
         cypool.set_result_cache(0)
         cypool.set_result_cache(256 << 20)
         fresh = call()                  # calloc: zero pages, the kernel skips zeroing
@@ -127,6 +135,23 @@ def test_scatter_results_zeroed_fresh_or_reused(cache, channels_last, shape):
         _dirty(nbytes)
         reused = call()                 # a buffer full of 7.0: the kernel zeroes it
         np.testing.assert_array_equal(reused, want)
+
+
+def test_float16_max_backward_into_a_reused_temporary(cache):
+    """A large float16 max backward: its float16 result comes zeroed from calloc,
+    but the float32 buffer the kernel scatters into is a kept one, full of 7.0,
+    which the kernel must zero (the same bits as the backward in float32, cast)."""
+    shape = (1, 64, 512, 512)            # a 32 MiB float16 result, 64 MiB in float32
+    x = np.random.default_rng(4).standard_normal(shape).astype(np.float16)
+    y, idx = cypool.max_pool2d(x, 2, return_indices=True)
+    want = cypool.max_pool2d_backward(y.astype(np.float32), idx, shape).astype(np.float16)
+    cypool.set_result_cache(0)
+    cypool.set_result_cache(256 << 20)
+    _dirty(int(np.prod(shape)) * 4)
+    assert not _memory.has(int(np.prod(shape)) * 2 + 1)  # no kept buffer for the float16 one
+    got = cypool.max_pool2d_backward(y, idx, shape)
+    assert got.dtype == np.float16
+    np.testing.assert_array_equal(got, want)
 
 
 def test_every_large_op_overwrites_reused_memory(cache):
