@@ -1241,75 +1241,39 @@ CY_TRANSPOSE_DISPATCH(double, f64, CY_TRANSPOSE_AVX2(f64))
 CY_DEFINE_LANE_MOVES(float, f32)
 CY_DEFINE_LANE_MOVES(double, f64)
 
-/* Channels-last windows (at most CY_SUM_MAX_TAPS taps): the widest path first, the
-   narrower ones for what is left; returns the channels done (all, with SSE2). */
-#define CY_TAPS_DISPATCH(OP, T, SFX, ARGS)                                                \
-    static ptrdiff_t cy_##OP##_taps_##SFX ARGS {                                          \
+/* Channels-last windows (at most CY_SUM_MAX_TAPS taps), one window (IMPL) or n windows
+   of a row (IMPL##_row, see CY_DEFINE_MAX_TAPS and CY_DEFINE_AVG_TAPS): the widest path
+   first, the narrower ones for what is left; returns the channels done (all when the
+   vector paths run, SSE2 and up; else none, and the caller does them). */
+#define CY_TAPS_DISPATCH(NAME, IMPL, ROW, CALL, ARGS)                                     \
+    static ptrdiff_t NAME ARGS {                                                          \
         ptrdiff_t c = 0;                                                                  \
         int level = cy_simd_level();                                                      \
-        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) c = cy_##OP##_taps_##SFX##_avx2(CY_##OP##_CALL);) \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2) c = IMPL##_avx2##ROW(CALL);)                \
         CY_IF_SSE2(if (level >= CY_SIMD_SSE2) {                                           \
-            c = cy_##OP##_taps_##SFX##_sse2(CY_##OP##_CALL);                              \
-            c = cy_##OP##_taps_##SFX##_lane(CY_##OP##_CALL);                              \
+            c = IMPL##_sse2##ROW(CALL);                                                   \
+            c = IMPL##_lane##ROW(CALL);                                                   \
         })                                                                                \
         (void) level;                                                                     \
         return c;                                                                         \
     }
-#define CY_max_CALL taps, n_taps, c, channels, out, tap_pos, index, 0, 0
-#define CY_avg_CALL taps, n_taps, c, channels, out, divisor, 0
-
-CY_TAPS_DISPATCH(max, float, f32, (const float* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
-                                   float* out, const int64_t* tap_pos, int64_t* index))
-CY_TAPS_DISPATCH(max, double, f64, (const double* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
-                                    double* out, const int64_t* tap_pos, int64_t* index))
-CY_TAPS_DISPATCH(avg, float, f32, (const float* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
-                                   float* out, float divisor))
-CY_TAPS_DISPATCH(avg, double, f64, (const double* const* taps, ptrdiff_t n_taps, ptrdiff_t channels,
-                                    double* out, double divisor))
-
-/* n windows of a channels-last row (see CY_DEFINE_AVG_TAPS): every channel when the
-   vector paths run (SSE2 and up), else none (the caller does them). */
-#define CY_AVG_TAPS_ROW(T, SFX)                                                           \
-    static ptrdiff_t cy_avg_taps_row_##SFX(const T* const* taps, ptrdiff_t n_taps,        \
-                                           ptrdiff_t channels, T* out, const T* divisors, \
-                                           ptrdiff_t n, ptrdiff_t step) {                 \
-        ptrdiff_t c = 0;                                                                  \
-        int level = cy_simd_level();                                                      \
-        CY_IF_AVX2(if (level >= CY_SIMD_AVX2)                                             \
-                       c = cy_avg_taps_##SFX##_avx2_row(taps, n_taps, c, channels, out,    \
-                                                        divisors, n, step);)              \
-        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) {                                           \
-            c = cy_avg_taps_##SFX##_sse2_row(taps, n_taps, c, channels, out, divisors, n,  \
-                                             step);                                       \
-            c = cy_avg_taps_##SFX##_lane_row(taps, n_taps, c, channels, out, divisors, n,  \
-                                             step);                                       \
-        })                                                                                \
-        (void) level;                                                                     \
-        return c;                                                                         \
-    }
-CY_AVG_TAPS_ROW(float, f32)
-CY_AVG_TAPS_ROW(double, f64)
-
-/* n windows of a channels-last row (see CY_DEFINE_MAX_TAPS), as the averages' */
-#define CY_MAX_TAPS_ROW(T, SFX)                                                           \
-    static ptrdiff_t cy_max_taps_row_##SFX(const T* const* taps, ptrdiff_t n_taps,        \
-                                           ptrdiff_t channels, T* out,                    \
-                                           const int64_t* tap_pos, int64_t* index,        \
-                                           ptrdiff_t n, ptrdiff_t step, int64_t pos_step) { \
-        ptrdiff_t c = 0;                                                                  \
-        int level = cy_simd_level();                                                      \
-        CY_IF_AVX2(if (level >= CY_SIMD_AVX2)                                             \
-                       c = cy_max_taps_##SFX##_avx2_row(CY_MAX_ROW_CALL);)                 \
-        CY_IF_SSE2(if (level >= CY_SIMD_SSE2) {                                           \
-            c = cy_max_taps_##SFX##_sse2_row(CY_MAX_ROW_CALL);                            \
-            c = cy_max_taps_##SFX##_lane_row(CY_MAX_ROW_CALL);                            \
-        })                                                                                \
-        (void) level;                                                                     \
-        return c;                                                                         \
-    }
+#define CY_MAX_CALL taps, n_taps, c, channels, out, tap_pos, index, 0, 0
+#define CY_AVG_CALL taps, n_taps, c, channels, out, divisor, 0
 #define CY_MAX_ROW_CALL taps, n_taps, c, channels, out, tap_pos, index, n, step, pos_step
-CY_MAX_TAPS_ROW(float, f32)
-CY_MAX_TAPS_ROW(double, f64)
+#define CY_AVG_ROW_CALL taps, n_taps, c, channels, out, divisors, n, step
+#define CY_TAPS_ARGS(T) const T* const* taps, ptrdiff_t n_taps, ptrdiff_t channels, T* out
+#define CY_TAPS_DISPATCH_ALL(T, SFX)                                                      \
+    CY_TAPS_DISPATCH(cy_max_taps_##SFX, cy_max_taps_##SFX, , CY_MAX_CALL,                 \
+                     (CY_TAPS_ARGS(T), const int64_t* tap_pos, int64_t* index))           \
+    CY_TAPS_DISPATCH(cy_avg_taps_##SFX, cy_avg_taps_##SFX, , CY_AVG_CALL,                 \
+                     (CY_TAPS_ARGS(T), T divisor))                                        \
+    CY_TAPS_DISPATCH(cy_max_taps_row_##SFX, cy_max_taps_##SFX, _row, CY_MAX_ROW_CALL,     \
+                     (CY_TAPS_ARGS(T), const int64_t* tap_pos, int64_t* index, ptrdiff_t n, \
+                      ptrdiff_t step, int64_t pos_step))                                  \
+    CY_TAPS_DISPATCH(cy_avg_taps_row_##SFX, cy_avg_taps_##SFX, _row, CY_AVG_ROW_CALL,     \
+                     (CY_TAPS_ARGS(T), const T* divisors, ptrdiff_t n, ptrdiff_t step))
+CY_TAPS_DISPATCH_ALL(float, f32)
+CY_TAPS_DISPATCH_ALL(double, f64)
 
 /* Average rows at stride 2: the vector paths, then the same additions one output at a
    time for what is left. */
