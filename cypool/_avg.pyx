@@ -305,6 +305,21 @@ cdef inline bint _direct(const Axis* ax) noexcept nogil:
             and ax[0].kernel * ax[1].kernel <= DIRECT_ROWS)
 
 
+cdef inline real_t _clipped_average(const real_t* const* rows, Py_ssize_t n_rows,
+                                    Py_ssize_t first, Py_ssize_t count,
+                                    real_t divisor) noexcept nogil:
+    """A clipped window of _forward_plane_direct: each row's taps left to right,
+    then the rows in order, as the separable path adds them."""
+    cdef Py_ssize_t r, j
+    cdef real_t total = 0, row_sum
+    for r in range(n_rows):
+        row_sum = 0
+        for j in range(count):
+            row_sum = row_sum + rows[r][first + j]
+        total = row_sum if r == 0 else total + row_sum
+    return total / divisor
+
+
 cdef void _forward_plane_direct(const real_t* x, real_t* out, const Axis* ax,
                                 const Tables* t, const Divisor* rule, const double* w_factor,
                                 real_t* divisors) noexcept nogil:
@@ -319,10 +334,9 @@ cdef void _forward_plane_direct(const real_t* x, real_t* out, const Axis* ax,
     cdef const Py_ssize_t* count_w = t.count + t.offset[2]
     cdef const real_t* rows[DIRECT_ROWS]
     cdef const real_t* shifted[DIRECT_ROWS]
-    cdef Py_ssize_t od, oh, ow, id_, ih, r, j, n_rows
+    cdef Py_ssize_t od, oh, ow, id_, ih, n_rows
     cdef Py_ssize_t start = lo * 2 - ax[2].pad_before
     cdef double last_factor = 0
-    cdef real_t total, row_sum
     cdef real_t* orow
     for od in range(OD):
         for oh in range(OH):
@@ -340,16 +354,12 @@ cdef void _forward_plane_direct(const real_t* x, real_t* out, const Axis* ax,
                 cy_avg_s2_f32(shifted, n_rows, ax[2].kernel, orow + lo, divisors + lo, hi - lo)
             else:
                 cy_avg_s2_f64(shifted, n_rows, ax[2].kernel, orow + lo, divisors + lo, hi - lo)
-            for ow in range(OW):
-                if lo <= ow < hi:
-                    continue
-                total = 0
-                for r in range(n_rows):
-                    row_sum = 0
-                    for j in range(count_w[ow]):
-                        row_sum = row_sum + rows[r][first_w[ow] + j]
-                    total = row_sum if r == 0 else total + row_sum
-                orow[ow] = total / divisors[ow]
+            # the clipped windows, before lo and from hi (a loop over all of OW
+            # that skipped [lo, hi) cost as much as the vector rows)
+            for ow in range(lo):
+                orow[ow] = _clipped_average(rows, n_rows, first_w[ow], count_w[ow], divisors[ow])
+            for ow in range(hi, OW):
+                orow[ow] = _clipped_average(rows, n_rows, first_w[ow], count_w[ow], divisors[ow])
 
 
 cdef int _forward_separable(const real_t* x, real_t* out, Py_ssize_t planes,
