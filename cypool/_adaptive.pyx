@@ -29,8 +29,8 @@ from cypool._simd cimport (
     cy_avg_col_lanes_f32, cy_avg_col_lanes_f64, cy_from_lanes_f32, cy_from_lanes_f64,
     cy_simd_cap, cy_simd_level, cy_to_lanes_f32, cy_to_lanes_f64, cy_wide_sum_f32,
     cy_wide_sum_f64, cy_window_max_f32, cy_window_max_f64, cy_window_sums_f32,
-    cy_window_sums_f64, cy_window_value_f32, cy_window_value_f64, cy_channel_maxima_f32,
-    cy_channel_maxima_f64,
+    cy_window_sums_f64, cy_window_value_f32, cy_window_value_f64, cy_channel_argmax_f32,
+    cy_channel_argmax_f64, cy_channel_maxima_f32, cy_channel_maxima_f64,
 )
 
 cnp.import_array()
@@ -882,7 +882,15 @@ cdef void _global_max_planes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_
         _global_max_plane(x + p * plane, out + p, ind + p if ind != NULL else NULL, plane)
 
 
-cdef inline void _max_into(const max_t* row, max_t* best, int64_t* at, int64_t pos,
+# Running offsets of the channels-last maxima: int32 while the plane's offsets
+# fit, so that a float32 select and its offset's are the same width and gcc
+# vectorises the pair (with int64 offsets it does not: 4x slower), else int64.
+ctypedef fused index_t:
+    int32_t
+    int64_t
+
+
+cdef inline void _max_into(const max_t* row, max_t* best, index_t* at, index_t pos,
                            Py_ssize_t width) noexcept nogil:
     """Fold one channels-last pixel (``width`` channels at ``row``, plane offset
     ``pos``) into running maxima and, unless ``at`` is NULL, their offsets;
@@ -910,21 +918,47 @@ cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssiz
     cdef Py_ssize_t n = _job_channels(jobs, job, channels, &c0, &width)
     cdef max_t* best = out + n * channels + c0
     cdef int64_t* at = ind + n * channels + c0 if ind != NULL else NULL
-    cdef Py_ssize_t p, c
+    cdef int32_t at32[MAX_CHANNEL_BLOCK]
+    cdef Py_ssize_t c, done
     if (max_t is float or max_t is double) and at == NULL:
         _global_value_block_cl(x + n * plane * channels + c0, best, channels, plane, width)
         return
     for c in range(width):
         best[c] = lowest(x)
+    if at != NULL and plane <= INT32_MAX:
+        for c in range(width):
+            at32[c] = 0
+        # the whole vectors of channels through _simd.h, the rest here
+        done = 0
+        if max_t is float:
+            done = cy_channel_argmax_f32(x + n * plane * channels + c0, best, at32, channels,
+                                         plane, width, 0)
+        _global_scan_cl(x + n * plane * channels + c0 + done, channels, best + done,
+                        at32 + done, plane, width - done)
+        for c in range(width):
+            at[c] = at32[c]
+        return
     if at != NULL:
         for c in range(width):
             at[c] = 0
-    # two pixels per pass over the running maxima, which stay in registers
-    # between the two: half the loads and stores
+    done = 0
+    if max_t is double and at != NULL:
+        done = cy_channel_argmax_f64(x + n * plane * channels + c0, best, at, channels,
+                                     plane, width, 0)
+    _global_scan_cl(x + n * plane * channels + c0 + done, channels, best + done,
+                    at + done if at != NULL else NULL, plane, width - done)
+
+
+cdef inline void _global_scan_cl(const max_t* x, Py_ssize_t channels, max_t* best,
+                                 index_t* at, Py_ssize_t plane, Py_ssize_t width) noexcept nogil:
+    """Fold the ``plane`` pixels at ``x`` into ``best`` and ``at`` (NULL: values
+    alone), two pixels per pass over the running maxima, which stay in
+    registers between the two: half the loads and stores."""
+    cdef Py_ssize_t p
     for p in range(0, plane - 1, 2):
-        _max_pair_into(x + (n * plane + p) * channels + c0, channels, best, at, p, width)
+        _max_pair_into(x + p * channels, channels, best, at, <index_t> p, width)
     if plane % 2:
-        _max_into(x + (n * plane + plane - 1) * channels + c0, best, at, plane - 1, width)
+        _max_into(x + (plane - 1) * channels, best, at, <index_t> (plane - 1), width)
 
 
 cdef void _global_value_block_cl(const max_t* x, max_t* best, Py_ssize_t channels,
@@ -951,12 +985,12 @@ cdef void _global_value_block_cl(const max_t* x, max_t* best, Py_ssize_t channel
         best[c] = top[c]
 
 
-cdef inline void _max_pair_into(const max_t* row, Py_ssize_t channels, max_t* best, int64_t* at,
-                                int64_t pos, Py_ssize_t width) noexcept nogil:
+cdef inline void _max_pair_into(const max_t* row, Py_ssize_t channels, max_t* best, index_t* at,
+                                index_t pos, Py_ssize_t width) noexcept nogil:
     """:func:`_max_into` of the pixel at ``row`` (offset ``pos``), then of the next."""
     cdef Py_ssize_t c
     cdef max_t first, second, current
-    cdef int64_t current_at
+    cdef index_t current_at
     cdef bint take
     # every load ahead of the selects, which fold in scan order (gcc will not
     # vectorise a select whose condition compares another select's result
@@ -1005,24 +1039,39 @@ cdef void _max_pixel_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t pix
 
 
 cdef void _max_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
-                      Py_ssize_t channels, const Shape* s, const Tables* t) noexcept nogil:
+                      Py_ssize_t channels, const Shape* s, const Tables* t,
+                      int32_t* at32) noexcept nogil:
     """Output row ``job`` (over (N, OD, OH)), channels-last, in row order (see
-    :func:`_avg_row_cl`)."""
+    :func:`_avg_row_cl`).  ``at32``: NULL, or scratch of OW * channels for the
+    row's offsets while they are running (see index_t), widened at the end."""
+    cdef Py_ssize_t OW = s.out_size[2], i
+    cdef int64_t* oi = ind + job * OW * channels if ind != NULL else NULL
+    if oi != NULL and at32 != NULL:
+        _max_row_scan_cl(x, out, at32, job, channels, s, t)
+        for i in range(OW * channels):
+            oi[i] = at32[i]
+    else:
+        _max_row_scan_cl(x, out, oi, job, channels, s, t)
+
+
+cdef inline void _max_row_scan_cl(const max_t* x, max_t* out, index_t* oi, Py_ssize_t job,
+                                  Py_ssize_t channels, const Shape* s,
+                                  const Tables* t) noexcept nogil:
+    """:func:`_max_row_cl`'s scan, its running offsets in ``oi`` (NULL: none)."""
     cdef Py_ssize_t D = s.in_size[0], H = s.in_size[1], W = s.in_size[2], OW = s.out_size[2]
     cdef const Py_ssize_t* first_w = t.first + t.offset[2]
     cdef const Py_ssize_t* count_w = t.count + t.offset[2]
     cdef Py_ssize_t id_, ih, iw, ow, c
-    cdef int64_t pos
+    cdef index_t pos
     cdef Window w
     cdef Py_ssize_t n = _row_job(t, s, job, &w)
     cdef max_t* o = out + job * OW * channels
-    cdef int64_t* oi = ind + job * OW * channels if ind != NULL else NULL
     cdef const max_t* row
     for ow in range(OW):
         for c in range(channels):
             o[ow * channels + c] = lowest(x)
         if oi != NULL:
-            pos = (w.start[0] * H + w.start[1]) * W + first_w[ow]
+            pos = <index_t> ((w.start[0] * H + w.start[1]) * W + first_w[ow])
             for c in range(channels):
                 oi[ow * channels + c] = pos
     for id_ in range(w.start[0], w.start[0] + w.count[0]):
@@ -1032,7 +1081,7 @@ cdef void _max_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
                 for iw in range(first_w[ow], first_w[ow] + count_w[ow]):
                     _max_into(row + iw * channels, o + ow * channels,
                               oi + ow * channels if oi != NULL else NULL,
-                              (id_ * H + ih) * W + iw, channels)
+                              <index_t> ((id_ * H + ih) * W + iw), channels)
 
 
 # ------------------------------------------ channels-first, small planes
@@ -1166,6 +1215,7 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
     cdef Py_ssize_t room, rows, blocks, size
     cdef max_t* col
     cdef int32_t* col_row
+    cdef int32_t* at32
     cdef int status
     if _is_global(s) and not naive:
         if not channels_last:
@@ -1224,12 +1274,20 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
                            ind + p * out_plane if ind != NULL else NULL, s, &t)
     elif not naive:
         rows = lead * s.out_size[0] * s.out_size[1]
+        room = s.out_size[2] * channels
+        # the rows' running offsets in int32 (see index_t), if they fit and the
+        # scratch can be had; else in the int64 result
+        at32 = NULL
+        if ind != NULL and in_plane <= INT32_MAX:
+            at32 = <int32_t*> malloc(nthreads * room * sizeof(int32_t))
         if nthreads > 1:
             for p in prange(rows, schedule='guided', num_threads=nthreads):
-                _max_row_cl(x, out, ind, p, channels, s, &t)
+                _max_row_cl(x, out, ind, p, channels, s, &t,
+                            at32 + threadid() * room if at32 != NULL else NULL)
         else:
             for p in range(rows):
-                _max_row_cl(x, out, ind, p, channels, s, &t)
+                _max_row_cl(x, out, ind, p, channels, s, &t, at32)
+        free(at32)
     else:
         pixels = lead * out_plane
         if nthreads > 1:

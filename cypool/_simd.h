@@ -29,7 +29,8 @@
  * average's planes).
  *
  * cy_channel_maxima_f32/f64: the maxima of each channel over a channels-last plane, values
- * alone (the global max's), with a sum per channel that shows a NaN.
+ * alone (the global max's), with a sum per channel that shows a NaN;
+ * cy_channel_argmax_f32/f64: the same maxima with their pixel offsets.
  *
  * cy_window_sums_f32/f64: the sums of windows at a stride of 2 or more along a row, each
  * from its first tap to its last.
@@ -1528,6 +1529,97 @@ CY_DEFINE_CHANNEL_MAXIMA(double, cy_channel_maxima_f64_avx2, CY_AVX2)
     }
 CY_DEFINE_CHANNEL_MAXIMA_DISPATCH(float, f32)
 CY_DEFINE_CHANNEL_MAXIMA_DISPATCH(double, f64)
+
+/* The same maxima with their pixel offsets, folded into best/at (which hold the
+   running maxima and offsets, pixels before ``x``'s counted from ``first``): channels
+   [0, the returned count), whole vectors.  Four pixels a pass, folded in a tree
+   (earlier | later: the later when it beats the earlier by the max rule; the rule
+   makes that the scan's choice in any grouping), then into the running pair.  The
+   offsets are int32 for float32 (the same width as the values, so one mask blends
+   both; the caller keeps planes of at most INT32_MAX pixels) and int64 for float64. */
+#define CY_DEFINE_CHANNEL_ARGMAX(NAME, ATTR, T, IT, V, LANES, LOADU, STOREU, TAKE, BLEND,   \
+                                 POSV, ILOAD, ISTORE)                                       \
+    ATTR static ptrdiff_t NAME(const T* x, T* best, IT* at, ptrdiff_t channels,            \
+                               ptrdiff_t plane, ptrdiff_t width, IT first) {               \
+        ptrdiff_t p = 0, c, done = width - width % (LANES);                                \
+        for (; p + 4 <= plane; p += 4) {                                                   \
+            const T* r = x + p * channels;                                                 \
+            V q0 = POSV(first + p), q1 = POSV(first + p + 1);                              \
+            V q2 = POSV(first + p + 2), q3 = POSV(first + p + 3);                          \
+            for (c = 0; c < done; c += (LANES)) {                                          \
+                V a = LOADU(r + c), b = LOADU(r + channels + c);                           \
+                V d = LOADU(r + 2 * channels + c), e = LOADU(r + 3 * channels + c);        \
+                V k = TAKE(a, b), ia, id, m, im;                                           \
+                a = BLEND(a, b, k);                                                        \
+                ia = BLEND(q0, q1, k);                                                     \
+                k = TAKE(d, e);                                                            \
+                d = BLEND(d, e, k);                                                        \
+                id = BLEND(q2, q3, k);                                                     \
+                k = TAKE(a, d);                                                            \
+                a = BLEND(a, d, k);                                                        \
+                ia = BLEND(ia, id, k);                                                     \
+                m = LOADU(best + c);                                                       \
+                im = ILOAD(at + c);                                                        \
+                k = TAKE(m, a);                                                            \
+                STOREU(best + c, BLEND(m, a, k));                                          \
+                ISTORE(at + c, BLEND(im, ia, k));                                          \
+            }                                                                              \
+        }                                                                                  \
+        for (; p < plane; p++) {                                                           \
+            const T* r = x + p * channels;                                                 \
+            V q = POSV(first + p);                                                         \
+            for (c = 0; c < done; c += (LANES)) {                                          \
+                V a = LOADU(r + c), m = LOADU(best + c), k = TAKE(m, a);                   \
+                STOREU(best + c, BLEND(m, a, k));                                          \
+                ISTORE(at + c, BLEND(ILOAD(at + c), q, k));                                \
+            }                                                                              \
+        }                                                                                  \
+        return done;                                                                       \
+    }
+#if CY_HAVE_SSE2
+#define CY_POSV_EPI32(p) _mm_castsi128_ps(_mm_set1_epi32((int) (p)))
+#define CY_POSV_EPI64(p) _mm_castsi128_pd(_mm_set1_epi64x((long long) (p)))
+#define CY_ILOAD_PS(p) _mm_castsi128_ps(_mm_loadu_si128((const __m128i*) (p)))
+#define CY_ILOAD_PD(p) _mm_castsi128_pd(_mm_loadu_si128((const __m128i*) (p)))
+#define CY_ISTORE_PS(p, v) _mm_storeu_si128((__m128i*) (p), _mm_castps_si128(v))
+#define CY_ISTORE_PD(p, v) _mm_storeu_si128((__m128i*) (p), _mm_castpd_si128(v))
+CY_DEFINE_CHANNEL_ARGMAX(cy_channel_argmax_f32_sse2, , float, int32_t, __m128, 4, _mm_loadu_ps,
+                         _mm_storeu_ps, CY_TAKE_PS, CY_BLEND_PS, CY_POSV_EPI32, CY_ILOAD_PS,
+                         CY_ISTORE_PS)
+CY_DEFINE_CHANNEL_ARGMAX(cy_channel_argmax_f64_sse2, , double, int64_t, __m128d, 2, _mm_loadu_pd,
+                         _mm_storeu_pd, CY_TAKE_PD, CY_BLEND_PD, CY_POSV_EPI64, CY_ILOAD_PD,
+                         CY_ISTORE_PD)
+#endif
+#if CY_HAVE_AVX2
+#define CY_POSV_EPI32_256(p) _mm256_castsi256_ps(_mm256_set1_epi32((int) (p)))
+#define CY_POSV_EPI64_256(p) _mm256_castsi256_pd(_mm256_set1_epi64x((long long) (p)))
+#define CY_ILOAD_PS256(p) _mm256_castsi256_ps(_mm256_loadu_si256((const __m256i*) (p)))
+#define CY_ILOAD_PD256(p) _mm256_castsi256_pd(_mm256_loadu_si256((const __m256i*) (p)))
+#define CY_ISTORE_PS256(p, v) _mm256_storeu_si256((__m256i*) (p), _mm256_castps_si256(v))
+#define CY_ISTORE_PD256(p, v) _mm256_storeu_si256((__m256i*) (p), _mm256_castpd_si256(v))
+CY_DEFINE_CHANNEL_ARGMAX(cy_channel_argmax_f32_avx2, CY_AVX2, float, int32_t, __m256, 8,
+                         _mm256_loadu_ps, _mm256_storeu_ps, CY_TAKE_PS256, _mm256_blendv_ps,
+                         CY_POSV_EPI32_256, CY_ILOAD_PS256, CY_ISTORE_PS256)
+CY_DEFINE_CHANNEL_ARGMAX(cy_channel_argmax_f64_avx2, CY_AVX2, double, int64_t, __m256d, 4,
+                         _mm256_loadu_pd, _mm256_storeu_pd, CY_TAKE_PD256, _mm256_blendv_pd,
+                         CY_POSV_EPI64_256, CY_ILOAD_PD256, CY_ISTORE_PD256)
+#endif
+/* 0 channels done at level 0: the caller's loop takes them all. */
+#define CY_DEFINE_CHANNEL_ARGMAX_DISPATCH(T, IT, SFX)                                      \
+    static ptrdiff_t cy_channel_argmax_##SFX(const T* x, T* best, IT* at, ptrdiff_t channels, \
+                                             ptrdiff_t plane, ptrdiff_t width, IT first) { \
+        int level = cy_simd_level();                                                       \
+        CY_IF_AVX2(if (level >= CY_SIMD_AVX2)                                              \
+                       return cy_channel_argmax_##SFX##_avx2(x, best, at, channels, plane, \
+                                                             width, first);)               \
+        CY_IF_SSE2(if (level >= CY_SIMD_SSE2)                                              \
+                       return cy_channel_argmax_##SFX##_sse2(x, best, at, channels, plane, \
+                                                             width, first);)               \
+        (void) level;                                                                      \
+        return 0;                                                                          \
+    }
+CY_DEFINE_CHANNEL_ARGMAX_DISPATCH(float, int32_t, f32)
+CY_DEFINE_CHANNEL_ARGMAX_DISPATCH(double, int64_t, f64)
 
 /* ---------------------------------------------------------- window sums */
 

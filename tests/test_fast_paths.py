@@ -696,13 +696,15 @@ def test_adaptive_max_long_windows_bit_exact(simd_level, lanes, dtype, data):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("data", ["nan", "no-nan", "zero-maxima", "infinities"])
-def test_global_max_channels_last_values_bit_exact(simd_level, dtype, data):
-    """Channels-last global maxima, values alone (_simd.h's cy_channel_maxima:
-    maxima four pixels a pass, each select keeping the earlier of equals; a
-    channel whose sum shows a NaN scanned again in order), equal the general
-    loop bit for bit at every vector level: the first of -0.0 and 0.0, the
-    last NaN, planes of 1 to 13 pixels (whole passes and the pixels after
-    them), channel blocks of 1 to 600 channels."""
+def test_global_max_channels_last_bit_exact(simd_level, dtype, data):
+    """Channels-last global maxima equal the general loop bit for bit at every
+    vector level, values alone (_simd.h's cy_channel_maxima: maxima four pixels
+    a pass, each select keeping the earlier of equals; a channel whose sum shows
+    a NaN scanned again in order) and with their offsets (cy_channel_argmax: four
+    pixels folded in a tree, then into the running pair): the first of -0.0 and
+    0.0, the last NaN, planes of 1 to 13 pixels (whole passes and the pixels
+    after them), channel blocks of 1 to 600 channels (whole vectors and the
+    channels after them)."""
     rng = np.random.default_rng(11)
     for pixels, channels in [(1, 5), (2, 3), (3, 70), (4, 8), (5, 600), (8, 64),
                              (9, 1), (13, 130)]:
@@ -717,11 +719,16 @@ def test_global_max_channels_last_values_bit_exact(simd_level, dtype, data):
         x[1, 0, 0, -1] = 3.0  # a maximum in the last pixel
         results = []
         for naive in (False, True):
-            values = np.empty((3, 1, 1, 1, channels), dtype)
-            _adaptive.adaptive_max_forward(x, values, None, (1, 1, pixels), (1, 1, 1), True, 2,
+            only = np.empty((3, 1, 1, 1, channels), dtype)
+            values = np.empty_like(only)
+            indices = np.empty(only.shape, np.int64)
+            _adaptive.adaptive_max_forward(x, only, None, (1, 1, pixels), (1, 1, 1), True, 2,
                                            naive)
-            results.append(values.view(bits))
-        np.testing.assert_array_equal(results[0], results[1], err_msg=f"{pixels}x{channels}")
+            _adaptive.adaptive_max_forward(x, values, indices, (1, 1, pixels), (1, 1, 1), True,
+                                           2, naive)
+            results.append((only.view(bits), values.view(bits), indices))
+        for fast, general in zip(*results):
+            np.testing.assert_array_equal(fast, general, err_msg=f"{pixels}x{channels}")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
