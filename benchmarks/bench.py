@@ -394,6 +394,10 @@ def _family_rows(rng, add, torch_case):
     torch_case("global_max_pool channels_last", 1.0, (16, 56, 56, 256),
                lambda x, n: cypool.global_max_pool(x, channels_last=True, num_threads=n),
                lambda t: F.adaptive_max_pool2d(t, 1), channels_last=True)
+    torch_case("adaptive_max_pool2d to 7 +indices, channels_last", 1.0, (16, 56, 56, 256),
+               lambda x, n: cypool.adaptive_max_pool2d(x, 7, return_indices=True,
+                                                       channels_last=True, num_threads=n),
+               lambda t: F.adaptive_max_pool2d(t, 7, return_indices=True), channels_last=True)
     torch_case("adaptive_max_pool2d to 7 float64", 0.5, mid,
                lambda x, n: cypool.adaptive_max_pool2d(x, 7, num_threads=n),
                lambda t: F.adaptive_max_pool2d(t, 7), dtype=np.float64)

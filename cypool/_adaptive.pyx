@@ -23,21 +23,21 @@ from libc.string cimport memset
 from cypool._dtypes cimport beats, lowest, max_t, pick_at, real_t
 from cypool._geometry cimport adaptive_end, adaptive_start, ceil_div
 from cypool._kernel_common cimport (
-    Tables, Window, free_tables, max_by_lanes, set_axis, window_at, window_size, window_step,
+    Tables, Window, free_tables, max_by_lanes, set_axis, window_at, window_max_cl, window_size,
+    window_step,
 )
 from cypool._simd cimport (
-    cy_avg_col_lanes_f32, cy_avg_col_lanes_f64, cy_from_lanes_f32, cy_from_lanes_f64,
-    cy_simd_cap, cy_simd_level, cy_to_lanes_f32, cy_to_lanes_f64, cy_wide_sum_f32,
-    cy_wide_sum_f64, cy_window_max_f32, cy_window_max_f64, cy_window_sums_f32,
-    cy_window_sums_f64, cy_window_value_f32, cy_window_value_f64, cy_channel_argmax_f32,
-    cy_channel_argmax_f64, cy_channel_maxima_f32, cy_channel_maxima_f64,
+    CY_SUM_MAX_TAPS, cy_avg_col_lanes_f32, cy_avg_col_lanes_f64, cy_channel_argmax_f32,
+    cy_channel_argmax_f64, cy_channel_maxima_f32, cy_channel_maxima_f64, cy_from_lanes_f32,
+    cy_from_lanes_f64, cy_simd_cap, cy_simd_level, cy_to_lanes_f32, cy_to_lanes_f64,
+    cy_wide_sum_f32, cy_wide_sum_f64, cy_window_max_f32, cy_window_max_f64, cy_window_sums_f32,
+    cy_window_sums_f64, cy_window_value_f32, cy_window_value_f64,
 )
 
 cnp.import_array()
 
 cdef enum:
-    # Channels of one channels-last job (see _max.pyx).
-    # Channels of one channels-last job: long contiguous runs, narrowed down
+    # Channels of one channels-last job (see _max.pyx): long contiguous runs, narrowed down
     # (to the minimum) while the threads would have too few jobs.
     MAX_CHANNEL_BLOCK = 512
     MIN_CHANNEL_BLOCK = 64
@@ -1046,12 +1046,58 @@ cdef void _max_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
     row's offsets while they are running (see index_t), widened at the end."""
     cdef Py_ssize_t OW = s.out_size[2], i
     cdef int64_t* oi = ind + job * OW * channels if ind != NULL else NULL
+    if (max_t is float or max_t is double) and _max_row_taps_cl(x, out, ind, job, channels, s, t):
+        return
     if oi != NULL and at32 != NULL:
         _max_row_scan_cl(x, out, at32, job, channels, s, t)
         for i in range(OW * channels):
             oi[i] = at32[i]
     else:
         _max_row_scan_cl(x, out, oi, job, channels, s, t)
+
+
+cdef bint _max_row_taps_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
+                           Py_ssize_t channels, const Shape* s, const Tables* t) noexcept nogil:
+    """:func:`_max_row_cl` when every window of the row has at most
+    CY_SUM_MAX_TAPS taps (else False, nothing done): each window's channel
+    vectors kept in registers over its taps in scan order (_kernel_common's
+    window_max_cl, as channels-last max pooling), the channels past the whole
+    vectors tap by tap; the same selects, so the same results."""
+    cdef Py_ssize_t D = s.in_size[0], H = s.in_size[1], W = s.in_size[2], OW = s.out_size[2]
+    cdef const Py_ssize_t* first_w = t.first + t.offset[2]
+    cdef const Py_ssize_t* count_w = t.count + t.offset[2]
+    cdef Py_ssize_t id_, ih, iw, ow, c, k, r, done
+    cdef Window w
+    cdef Py_ssize_t n = _row_job(t, s, job, &w)
+    cdef const max_t* taps[CY_SUM_MAX_TAPS]
+    cdef int64_t tap_pos[CY_SUM_MAX_TAPS]
+    cdef max_t* o
+    cdef int64_t* oi
+    for ow in range(OW):
+        if w.count[0] * w.count[1] * count_w[ow] > CY_SUM_MAX_TAPS:
+            return False
+    for ow in range(OW):
+        k = 0
+        for id_ in range(w.start[0], w.start[0] + w.count[0]):
+            for ih in range(w.start[1], w.start[1] + w.count[1]):
+                for iw in range(first_w[ow], first_w[ow] + count_w[ow]):
+                    taps[k] = x + (((n * D + id_) * H + ih) * W + iw) * channels
+                    tap_pos[k] = (id_ * H + ih) * W + iw
+                    k += 1
+        o = out + (job * OW + ow) * channels
+        oi = ind + (job * OW + ow) * channels if ind != NULL else NULL
+        done = window_max_cl(taps, k, channels, o, tap_pos, oi)
+        if done == channels:
+            continue
+        for c in range(done, channels):
+            o[c] = lowest(x)
+        if oi != NULL:
+            for c in range(done, channels):
+                oi[c] = tap_pos[0]
+        for r in range(k):
+            _max_into(taps[r] + done, o + done, oi + done if oi != NULL else NULL, tap_pos[r],
+                      channels - done)
+    return True
 
 
 cdef inline void _max_row_scan_cl(const max_t* x, max_t* out, index_t* oi, Py_ssize_t job,
