@@ -695,6 +695,40 @@ def test_adaptive_max_long_windows_bit_exact(simd_level, lanes, dtype, data):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("data", ["nan", "no-nan", "zero-maxima"])
+def test_adaptive_max_channels_last_bit_exact(simd_level, dtype, data):
+    """Channels-last adaptive max rows equal the general loop bit for bit at every
+    vector level, with and without indices: rows whose windows have at most
+    CY_SUM_MAX_TAPS (64) taps (window_max_cl, the channels past its vectors tap
+    by tap), rows with a longer window (the row scan, int32 running offsets),
+    1 to 37 channels: the first of -0.0 and 0.0, the last NaN."""
+    rng = np.random.default_rng(31 + simd_level)
+    for in_size, out_size in [((1, 16, 16), (1, 2, 2)),    # 8x8: 64 taps
+                              ((1, 17, 16), (1, 2, 2)),    # 9x8: the row scan
+                              ((1, 9, 13), (1, 4, 5)), ((2, 6, 7), (1, 3, 3)),
+                              ((1, 5, 70), (1, 2, 3)), ((1, 56, 56), (1, 7, 7))]:
+        for channels in (1, 3, 8, 13, 37):
+            x, bits = _signed_data(rng, (2,) + in_size + (channels,), dtype)
+            if data != "nan":
+                x[np.isnan(x)] = 1.0
+            if data == "zero-maxima":
+                x = np.where(x > 0, -x, x)
+            x[0, ..., : channels // 2] = -np.inf  # windows of -inf only: the first wins
+            results = []
+            for naive in (False, True):
+                values = np.empty((2,) + out_size + (channels,), dtype)
+                indices = np.empty(values.shape, np.int64)
+                only = np.empty_like(values)
+                _adaptive.adaptive_max_forward(x, values, indices, in_size, out_size, True, 2,
+                                               naive)
+                _adaptive.adaptive_max_forward(x, only, None, in_size, out_size, True, 2, naive)
+                results.append((values.view(bits), indices, only.view(bits)))
+            for fast, general in zip(*results):
+                np.testing.assert_array_equal(fast, general,
+                                              err_msg=f"{in_size} -> {out_size}, {channels}")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("data", ["nan", "no-nan", "zero-maxima", "infinities"])
 def test_global_max_channels_last_bit_exact(simd_level, dtype, data):
     """Channels-last global maxima equal the general loop bit for bit at every
