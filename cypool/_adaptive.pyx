@@ -18,7 +18,7 @@ from libc.stdint cimport (
     INT32_MAX, int8_t, int16_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t,
 )
 from libc.stdlib cimport free, malloc
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from cypool._dtypes cimport beats, lowest, max_t, pick_at, real_t
 from cypool._geometry cimport adaptive_end, adaptive_start, ceil_div
@@ -1454,10 +1454,62 @@ cdef void _avg_backward_rows(const real_t* grad_out, real_t* grad_in, const Shap
                             row[iw] += spread[iw]
 
 
+cdef bint _disjoint(const Shape* s, const Tables* t) noexcept nogil:
+    """Whether no two windows along any axis share an input element (adaptive
+    windows cover their axis, so then every input element is in one window)."""
+    cdef Py_ssize_t a, o
+    for a in range(3):
+        for o in range(s.out_size[a] - 1):
+            if t.first[t.offset[a] + o] + t.count[t.offset[a] + o] > t.first[t.offset[a] + o + 1]:
+                return False
+    return True
+
+
+cdef void _avg_backward_disjoint_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t job,
+                                    const Jobs* jobs, Py_ssize_t channels, const Shape* s,
+                                    const Tables* t) noexcept nogil:
+    """:func:`_avg_backward_block_cl` when the windows are disjoint (see
+    _disjoint): each input element is stored once, ``share + 0`` (the bits of
+    the general loop's ``0 + share``: -0.0 becomes 0.0), no zeroing pass.  A
+    window's shares are divided once; with the block all channels, a window's
+    run along W is contiguous and filled by doubling copies of its first pixel."""
+    cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
+    cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
+    cdef Py_ssize_t c0, width
+    cdef Py_ssize_t n = _job_channels(jobs, job, channels, &c0, &width)
+    cdef Py_ssize_t o, id_, ih, iw, c, run, done, step
+    cdef Window w
+    cdef real_t scale
+    cdef real_t share[MAX_CHANNEL_BLOCK]
+    cdef real_t* gi = grad_in + n * in_plane * channels + c0
+    cdef const real_t* go = grad_out + n * out_plane * channels + c0
+    cdef real_t* dst
+    for o in range(out_plane):
+        window_step(t, o, &w)
+        scale = <real_t> window_size(&w)
+        for c in range(width):
+            share[c] = go[o * channels + c] / scale + 0
+        for id_ in range(w.start[0], w.start[0] + w.count[0]):
+            for ih in range(w.start[1], w.start[1] + w.count[1]):
+                dst = gi + ((id_ * H + ih) * W + w.start[2]) * channels
+                if width == channels:
+                    memcpy(dst, share, width * sizeof(real_t))
+                    run = w.count[2] * channels
+                    done = channels
+                    while done < run:
+                        step = done if done < run - done else run - done
+                        memcpy(dst + done, dst, step * sizeof(real_t))
+                        done += step
+                else:
+                    for iw in range(w.count[2]):
+                        for c in range(width):
+                            dst[iw * channels + c] = share[c]
+
+
 cdef void _avg_backward_block_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t job,
                                  const Jobs* jobs, Py_ssize_t channels, const Shape* s,
                                  const Tables* t) noexcept nogil:
-    """Channels ``[c0, c1)`` of one batch element, channels-last."""
+    """Channels ``[c0, c1)`` of one batch element, channels-last (the general loop)."""
     cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
     cdef Py_ssize_t c0, width
@@ -1514,6 +1566,14 @@ cdef int _avg_backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
         else:
             for p in range(lead):
                 _avg_backward_plane(grad_out + p * out_plane, grad_in + p * in_plane, s, &t)
+    elif not naive and _disjoint(s, &t):
+        jobs = _channel_jobs(lead, channels, nthreads)
+        if nthreads > 1:
+            for p in prange(jobs.count, schedule='guided', num_threads=nthreads):
+                _avg_backward_disjoint_cl(grad_out, grad_in, p, &jobs, channels, s, &t)
+        else:
+            for p in range(jobs.count):
+                _avg_backward_disjoint_cl(grad_out, grad_in, p, &jobs, channels, s, &t)
     else:
         jobs = _channel_jobs(lead, channels, nthreads)
         if nthreads > 1:

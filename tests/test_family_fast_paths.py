@@ -153,6 +153,27 @@ def test_adaptive_avg_backward_fast_equals_naive(dtype, batch, factors, extra, s
     np.testing.assert_array_equal(np.signbit(fast), np.signbit(slow))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adaptive_avg_backward_channels_last_disjoint_bit_exact(dtype):
+    """Channels-last windows that do not overlap store each element once (by
+    doubling copies along W when a job holds all the channels, element by
+    element in channel blocks): the general loop's bits on a dirty result,
+    -0.0 shares turned 0.0 as ``0 + share`` turns them, NaN and infinities;
+    overlapping windows keep the general loop."""
+    rng = np.random.default_rng(5)
+    for n, in_spatial, out_spatial, c in [(2, (12, 12), (1, 1), 3), (2, (12, 12), (4, 3), 3),
+                                          (1, (6, 8), (3, 4), 600), (1, (4, 6, 8), (2, 3, 1), 70),
+                                          (3, (7,), (7,), 5), (2, (9, 10), (4, 3), 3)]:
+        nd = len(in_spatial)
+        grad = _values(rng, (n,) + out_spatial + (c,), dtype)
+        grad[rng.random(grad.shape) < 0.2] = -0.0
+        lay = _args.layout(grad.shape, nd, True)
+        fast = _adaptive_avg_backward_run(grad, lay, in_spatial, 2, False)
+        slow = _adaptive_avg_backward_run(grad, lay, in_spatial, 2, True)
+        np.testing.assert_array_equal(fast.view(f"u{fast.itemsize}"),
+                                      slow.view(f"u{slow.itemsize}"), err_msg=str(in_spatial))
+
+
 # --------------------------------------------------------------------- LP
 
 #: Exponents of every power path: multiplications (1, 2, 3, 4..7), sqrt
