@@ -1508,8 +1508,9 @@ cdef void _avg_backward_disjoint_cl(const real_t* grad_out, real_t* grad_in, Py_
 
 cdef void _avg_backward_block_cl(const real_t* grad_out, real_t* grad_in, Py_ssize_t job,
                                  const Jobs* jobs, Py_ssize_t channels, const Shape* s,
-                                 const Tables* t) noexcept nogil:
-    """Channels ``[c0, c1)`` of one batch element, channels-last (the general loop)."""
+                                 const Tables* t, bint disjoint) noexcept nogil:
+    """Channels ``[c0, c1)`` of one batch element, channels-last: the general
+    loop, or with ``disjoint`` (see _disjoint) :func:`_avg_backward_disjoint_cl`."""
     cdef Py_ssize_t H = s.in_size[1], W = s.in_size[2]
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
     cdef Py_ssize_t c0, width
@@ -1522,6 +1523,9 @@ cdef void _avg_backward_block_cl(const real_t* grad_out, real_t* grad_in, Py_ssi
     cdef const real_t* go = grad_out + n * out_plane * channels
     cdef real_t* dst
     cdef const real_t* src
+    if disjoint:
+        _avg_backward_disjoint_cl(grad_out, grad_in, job, jobs, channels, s, t)
+        return
     for p in range(in_plane):
         for c in range(c0, c1):
             gi[p * channels + c] = 0
@@ -1543,6 +1547,7 @@ cdef int _avg_backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
     cdef Tables t
     cdef Py_ssize_t p
     cdef Jobs jobs
+    cdef bint disjoint
     cdef Py_ssize_t in_plane = _plane(s.in_size), out_plane = _plane(s.out_size)
     if _make_windows(s, &t) != 0:
         return -1
@@ -1566,22 +1571,15 @@ cdef int _avg_backward(const real_t* grad_out, real_t* grad_in, Py_ssize_t lead,
         else:
             for p in range(lead):
                 _avg_backward_plane(grad_out + p * out_plane, grad_in + p * in_plane, s, &t)
-    elif not naive and _disjoint(s, &t):
-        jobs = _channel_jobs(lead, channels, nthreads)
-        if nthreads > 1:
-            for p in prange(jobs.count, schedule='guided', num_threads=nthreads):
-                _avg_backward_disjoint_cl(grad_out, grad_in, p, &jobs, channels, s, &t)
-        else:
-            for p in range(jobs.count):
-                _avg_backward_disjoint_cl(grad_out, grad_in, p, &jobs, channels, s, &t)
     else:
         jobs = _channel_jobs(lead, channels, nthreads)
+        disjoint = not naive and _disjoint(s, &t)
         if nthreads > 1:
             for p in prange(jobs.count, schedule='guided', num_threads=nthreads):
-                _avg_backward_block_cl(grad_out, grad_in, p, &jobs, channels, s, &t)
+                _avg_backward_block_cl(grad_out, grad_in, p, &jobs, channels, s, &t, disjoint)
         else:
             for p in range(jobs.count):
-                _avg_backward_block_cl(grad_out, grad_in, p, &jobs, channels, s, &t)
+                _avg_backward_block_cl(grad_out, grad_in, p, &jobs, channels, s, &t, disjoint)
     free_tables(&t)
     return 0
 
