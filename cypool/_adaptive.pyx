@@ -932,7 +932,7 @@ cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssiz
         done = 0
         if max_t is float:
             done = cy_channel_argmax_f32(x + n * plane * channels + c0, best, at32, channels,
-                                         plane, width, 0)
+                                         plane, width)
         _global_scan_cl(x + n * plane * channels + c0 + done, channels, best + done,
                         at32 + done, plane, width - done)
         for c in range(width):
@@ -944,7 +944,7 @@ cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssiz
     done = 0
     if max_t is double and at != NULL:
         done = cy_channel_argmax_f64(x + n * plane * channels + c0, best, at, channels,
-                                     plane, width, 0)
+                                     plane, width)
     _global_scan_cl(x + n * plane * channels + c0 + done, channels, best + done,
                     at + done if at != NULL else NULL, plane, width - done)
 

@@ -1531,7 +1531,7 @@ CY_DEFINE_CHANNEL_MAXIMA_DISPATCH(float, f32)
 CY_DEFINE_CHANNEL_MAXIMA_DISPATCH(double, f64)
 
 /* The same maxima with their pixel offsets, folded into best/at (which hold the
-   running maxima and offsets, pixels before ``x``'s counted from ``first``): channels
+   running maxima and offsets): channels
    [0, the returned count), whole vectors.  Four pixels a pass, folded in a tree
    (earlier | later: the later when it beats the earlier by the max rule; the rule
    makes that the scan's choice in any grouping), then into the running pair.  The
@@ -1540,12 +1540,11 @@ CY_DEFINE_CHANNEL_MAXIMA_DISPATCH(double, f64)
 #define CY_DEFINE_CHANNEL_ARGMAX(NAME, ATTR, T, IT, V, LANES, LOADU, STOREU, TAKE, BLEND,   \
                                  POSV, ILOAD, ISTORE)                                       \
     ATTR static ptrdiff_t NAME(const T* x, T* best, IT* at, ptrdiff_t channels,            \
-                               ptrdiff_t plane, ptrdiff_t width, IT first) {               \
+                               ptrdiff_t plane, ptrdiff_t width) {                         \
         ptrdiff_t p = 0, c, done = width - width % (LANES);                                \
         for (; p + 4 <= plane; p += 4) {                                                   \
             const T* r = x + p * channels;                                                 \
-            V q0 = POSV(first + p), q1 = POSV(first + p + 1);                              \
-            V q2 = POSV(first + p + 2), q3 = POSV(first + p + 3);                          \
+            V q0 = POSV(p), q1 = POSV(p + 1), q2 = POSV(p + 2), q3 = POSV(p + 3);          \
             for (c = 0; c < done; c += (LANES)) {                                          \
                 V a = LOADU(r + c), b = LOADU(r + channels + c);                           \
                 V d = LOADU(r + 2 * channels + c), e = LOADU(r + 3 * channels + c);        \
@@ -1567,7 +1566,7 @@ CY_DEFINE_CHANNEL_MAXIMA_DISPATCH(double, f64)
         }                                                                                  \
         for (; p < plane; p++) {                                                           \
             const T* r = x + p * channels;                                                 \
-            V q = POSV(first + p);                                                         \
+            V q = POSV(p);                                                                 \
             for (c = 0; c < done; c += (LANES)) {                                          \
                 V a = LOADU(r + c), m = LOADU(best + c), k = TAKE(m, a);                   \
                 STOREU(best + c, BLEND(m, a, k));                                          \
@@ -1607,14 +1606,14 @@ CY_DEFINE_CHANNEL_ARGMAX(cy_channel_argmax_f64_avx2, CY_AVX2, double, int64_t, _
 /* 0 channels done at level 0: the caller's loop takes them all. */
 #define CY_DEFINE_CHANNEL_ARGMAX_DISPATCH(T, IT, SFX)                                      \
     static ptrdiff_t cy_channel_argmax_##SFX(const T* x, T* best, IT* at, ptrdiff_t channels, \
-                                             ptrdiff_t plane, ptrdiff_t width, IT first) { \
+                                             ptrdiff_t plane, ptrdiff_t width) {           \
         int level = cy_simd_level();                                                       \
         CY_IF_AVX2(if (level >= CY_SIMD_AVX2)                                              \
                        return cy_channel_argmax_##SFX##_avx2(x, best, at, channels, plane, \
-                                                             width, first);)               \
+                                                             width);)                      \
         CY_IF_SSE2(if (level >= CY_SIMD_SSE2)                                              \
                        return cy_channel_argmax_##SFX##_sse2(x, best, at, channels, plane, \
-                                                             width, first);)               \
+                                                             width);)                      \
         (void) level;                                                                      \
         return 0;                                                                          \
     }

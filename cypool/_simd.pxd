@@ -153,11 +153,9 @@ cdef extern from "_simd.h" nogil:
                                Py_ssize_t plane, Py_ssize_t width)
     void cy_channel_maxima_f64(const double* x, double* best, double* probe,
                                Py_ssize_t channels, Py_ssize_t plane, Py_ssize_t width)
-    # the same maxima and their pixel offsets folded into best/at (pixel p's offset
-    # first + p), channels [0, the returned count); 0 at vector level 0
+    # the same maxima and their pixel offsets folded into best/at, channels [0, the
+    # returned count); 0 at vector level 0
     Py_ssize_t cy_channel_argmax_f32(const float* x, float* best, int32_t* at,
-                                     Py_ssize_t channels, Py_ssize_t plane, Py_ssize_t width,
-                                     int32_t first)
+                                     Py_ssize_t channels, Py_ssize_t plane, Py_ssize_t width)
     Py_ssize_t cy_channel_argmax_f64(const double* x, double* best, int64_t* at,
-                                     Py_ssize_t channels, Py_ssize_t plane, Py_ssize_t width,
-                                     int64_t first)
+                                     Py_ssize_t channels, Py_ssize_t plane, Py_ssize_t width)
