@@ -882,9 +882,10 @@ cdef void _global_max_planes(const max_t* x, max_t* out, int64_t* ind, Py_ssize_
         _global_max_plane(x + p * plane, out + p, ind + p if ind != NULL else NULL, plane)
 
 
-# Running offsets of the channels-last maxima: int32 while the plane's offsets
-# fit, so that a float32 select and its offset's are the same width and gcc
-# vectorises the pair (with int64 offsets it does not: 4x slower), else int64.
+# Running offsets of the channels-last maxima: int32 for values of 32 bits or
+# fewer while the plane's offsets fit, so that a float32 select and its
+# offset's are the same width and gcc vectorises the pair (with int64 offsets
+# it does not: 4x slower), else int64 (float64's own width).
 ctypedef fused index_t:
     int32_t
     int64_t
@@ -918,23 +919,22 @@ cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssiz
     cdef Py_ssize_t n = _job_channels(jobs, job, channels, &c0, &width)
     cdef max_t* best = out + n * channels + c0
     cdef int64_t* at = ind + n * channels + c0 if ind != NULL else NULL
+    cdef const max_t* src = x + n * plane * channels + c0
     cdef int32_t at32[MAX_CHANNEL_BLOCK]
     cdef Py_ssize_t c, done
     if (max_t is float or max_t is double) and at == NULL:
-        _global_value_block_cl(x + n * plane * channels + c0, best, channels, plane, width)
+        _global_value_block_cl(src, best, channels, plane, width)
         return
     for c in range(width):
         best[c] = lowest(x)
-    if at != NULL and plane <= INT32_MAX:
+    if at != NULL and sizeof(max_t) <= 4 and plane <= INT32_MAX:
         for c in range(width):
             at32[c] = 0
         # the whole vectors of channels through _simd.h, the rest here
         done = 0
         if max_t is float:
-            done = cy_channel_argmax_f32(x + n * plane * channels + c0, best, at32, channels,
-                                         plane, width)
-        _global_scan_cl(x + n * plane * channels + c0 + done, channels, best + done,
-                        at32 + done, plane, width - done)
+            done = cy_channel_argmax_f32(src, best, at32, channels, plane, width)
+        _global_scan_cl(src + done, channels, best + done, at32 + done, plane, width - done)
         for c in range(width):
             at[c] = at32[c]
         return
@@ -943,9 +943,8 @@ cdef void _global_max_block_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssiz
             at[c] = 0
     done = 0
     if max_t is double and at != NULL:
-        done = cy_channel_argmax_f64(x + n * plane * channels + c0, best, at, channels,
-                                     plane, width)
-    _global_scan_cl(x + n * plane * channels + c0 + done, channels, best + done,
+        done = cy_channel_argmax_f64(src, best, at, channels, plane, width)
+    _global_scan_cl(src + done, channels, best + done,
                     at + done if at != NULL else NULL, plane, width - done)
 
 
@@ -1039,14 +1038,16 @@ cdef void _max_pixel_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t pix
 
 
 cdef void _max_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
-                      Py_ssize_t channels, const Shape* s, const Tables* t,
+                      Py_ssize_t channels, const Shape* s, const Tables* t, bint taps,
                       int32_t* at32) noexcept nogil:
     """Output row ``job`` (over (N, OD, OH)), channels-last, in row order (see
-    :func:`_avg_row_cl`).  ``at32``: NULL, or scratch of OW * channels for the
-    row's offsets while they are running (see index_t), widened at the end."""
+    :func:`_avg_row_cl`): by :func:`_max_row_taps_cl` with ``taps``, else by
+    the scan.  ``at32``: NULL, or scratch of OW * channels for the scan's
+    running offsets (see index_t), widened at the end."""
     cdef Py_ssize_t OW = s.out_size[2], i
     cdef int64_t* oi = ind + job * OW * channels if ind != NULL else NULL
-    if (max_t is float or max_t is double) and _max_row_taps_cl(x, out, ind, job, channels, s, t):
+    if taps:
+        _max_row_taps_cl(x, out, ind, job, channels, s, t)
         return
     if oi != NULL and at32 != NULL:
         _max_row_scan_cl(x, out, at32, job, channels, s, t)
@@ -1056,13 +1057,13 @@ cdef void _max_row_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
         _max_row_scan_cl(x, out, oi, job, channels, s, t)
 
 
-cdef bint _max_row_taps_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
+cdef void _max_row_taps_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t job,
                            Py_ssize_t channels, const Shape* s, const Tables* t) noexcept nogil:
-    """:func:`_max_row_cl` when every window of the row has at most
-    CY_SUM_MAX_TAPS taps (else False, nothing done): each window's channel
-    vectors kept in registers over its taps in scan order (_kernel_common's
-    window_max_cl, as channels-last max pooling), the channels past the whole
-    vectors tap by tap; the same selects, so the same results."""
+    """:func:`_max_row_cl` for windows of at most CY_SUM_MAX_TAPS taps (see
+    _taps_fit): each window's channel vectors kept in registers over its taps
+    in scan order (_kernel_common's window_max_cl, as channels-last max
+    pooling), the channels past the whole vectors tap by tap; the same
+    selects, so the same results."""
     cdef Py_ssize_t D = s.in_size[0], H = s.in_size[1], W = s.in_size[2], OW = s.out_size[2]
     cdef const Py_ssize_t* first_w = t.first + t.offset[2]
     cdef const Py_ssize_t* count_w = t.count + t.offset[2]
@@ -1073,9 +1074,6 @@ cdef bint _max_row_taps_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t 
     cdef int64_t tap_pos[CY_SUM_MAX_TAPS]
     cdef max_t* o
     cdef int64_t* oi
-    for ow in range(OW):
-        if w.count[0] * w.count[1] * count_w[ow] > CY_SUM_MAX_TAPS:
-            return False
     for ow in range(OW):
         k = 0
         for id_ in range(w.start[0], w.start[0] + w.count[0]):
@@ -1097,7 +1095,18 @@ cdef bint _max_row_taps_cl(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t 
         for r in range(k):
             _max_into(taps[r] + done, o + done, oi + done if oi != NULL else NULL, tap_pos[r],
                       channels - done)
-    return True
+
+
+cdef bint _taps_fit(const Shape* s, const Tables* t) noexcept nogil:
+    """Whether every window has at most CY_SUM_MAX_TAPS taps (_max_row_taps_cl)."""
+    cdef Py_ssize_t a, o, largest, taps = 1
+    for a in range(3):
+        largest = 0
+        for o in range(s.out_size[a]):
+            if t.count[t.offset[a] + o] > largest:
+                largest = t.count[t.offset[a] + o]
+        taps *= largest
+    return taps <= CY_SUM_MAX_TAPS
 
 
 cdef inline void _max_row_scan_cl(const max_t* x, max_t* out, index_t* oi, Py_ssize_t job,
@@ -1262,6 +1271,7 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
     cdef max_t* col
     cdef int32_t* col_row
     cdef int32_t* at32
+    cdef bint taps
     cdef int status
     if _is_global(s) and not naive:
         if not channels_last:
@@ -1321,18 +1331,19 @@ cdef int _max_forward(const max_t* x, max_t* out, int64_t* ind, Py_ssize_t lead,
     elif not naive:
         rows = lead * s.out_size[0] * s.out_size[1]
         room = s.out_size[2] * channels
-        # the rows' running offsets in int32 (see index_t), if they fit and the
+        taps = (max_t is float or max_t is double) and _taps_fit(s, &t)
+        # the scan's running offsets in int32 (see index_t), if they fit and the
         # scratch can be had; else in the int64 result
         at32 = NULL
-        if ind != NULL and in_plane <= INT32_MAX:
+        if ind != NULL and not taps and sizeof(max_t) <= 4 and in_plane <= INT32_MAX:
             at32 = <int32_t*> malloc(nthreads * room * sizeof(int32_t))
         if nthreads > 1:
             for p in prange(rows, schedule='guided', num_threads=nthreads):
-                _max_row_cl(x, out, ind, p, channels, s, &t,
+                _max_row_cl(x, out, ind, p, channels, s, &t, taps,
                             at32 + threadid() * room if at32 != NULL else NULL)
         else:
             for p in range(rows):
-                _max_row_cl(x, out, ind, p, channels, s, &t, at32)
+                _max_row_cl(x, out, ind, p, channels, s, &t, taps, at32)
         free(at32)
     else:
         pixels = lead * out_plane
